@@ -1,0 +1,172 @@
+"""The library functions behind each command; the CLI only parses, calls these, and prints.
+
+A *home* (``--home``, env ``SNNBENCH_HOME``, default ``./snnbench-runs``) holds trained models
+in ``models/<name>/`` and the results store ``results.sqlite``.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from snnbench.attacks import ATTACKS, Attack, create_attack
+from snnbench.checkpoint import CARD, default_home, load, load_card
+from snnbench.config import ModelConfig, TrainConfig, parse_eps
+from snnbench.data import load_dataset
+from snnbench.errors import SnnbenchError
+from snnbench.evaluate import ChunkCallback, EvalConfig, ModelInfo, run_attacks
+from snnbench.gate import GateResult, compare, read_baseline
+from snnbench.recipe import Recipe, load_recipe
+from snnbench.report import FORMATS, Leaderboard, build_leaderboard, write_report
+from snnbench.runtime import resolve_device
+from snnbench.store import ResultStore
+from snnbench.train import EpochCallback, TrainOutcome, train_model
+
+STORE = "results.sqlite"
+DEFAULT_EPS = {"digits": 32 / 255}   # evaluation.md section 1: 8/255 barely moves 8x8 digits
+TRACKS = {"ci": (200, 3), "dev": (1000, 9), "paper": (None, 9)}   # n, k_eval
+
+
+def home_path(home: str | Path | None) -> Path:
+    return Path(home) if home is not None else default_home()
+
+
+def open_store(home: str | Path | None) -> ResultStore:
+    return ResultStore(home_path(home) / STORE)
+
+
+def home_models(home: str | Path | None) -> list[str]:
+    """Names of the finished models in the home."""
+    folder = home_path(home) / "models"
+    return sorted(p.name for p in folder.iterdir() if (p / CARD).is_file()) if folder.is_dir() else []
+
+
+def list_models(home: str | Path | None = None) -> list[str]:
+    return home_models(home)
+
+
+def train(config: ModelConfig | str, train_config: TrainConfig | None = None, **kwargs: Any) -> TrainOutcome | list[TrainOutcome]:
+    """Train one model (a ``ModelConfig``) or every model of a recipe (its path or name)."""
+    if isinstance(config, ModelConfig):
+        return train_model(config, train_config, **kwargs)
+    recipe = load_recipe(config)
+    return [train_model(m, t, recipe=recipe.name, **kwargs) for m, t in recipe.models]
+
+
+def _recipe_of(card: dict[str, Any]) -> Recipe | None:
+    try:
+        return load_recipe(card["recipe"]) if card.get("recipe") else None
+    except SnnbenchError:
+        return None
+
+
+def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | None,
+                norm: str | None, steps: int | None) -> list[Attack]:
+    """The attacks for one model: as asked, else its recipe's, else every registered attack."""
+    recipe = _recipe_of(card)
+    dataset = card["spec"]["dataset"]
+    if eps is None:
+        eps = recipe.eps if recipe else DEFAULT_EPS.get(dataset, 8 / 255)
+    if not names:
+        names = recipe.attacks if recipe else ATTACKS.names()
+    return [create_attack(a, eps, norm or (recipe.norm if recipe else "Linf"), steps) for a in names]
+
+
+def attack(models: Sequence[str] | None = None, *, home: str | Path | None = None,
+           attacks: Sequence[str] | None = None, eps: str | float | None = None,
+           norm: str | None = None, steps: int | None = None, n: int | None = None,
+           track: str | None = None, seed: int = 0, chunk_size: int = 500,
+           device: str = "auto", data_root: str | Path | None = None,
+           on_chunk: ChunkCallback | None = None, max_chunks: int | None = None) -> list[dict]:
+    """Attack the named models of the home (all when none), storing every chunk; the result cards."""
+    names = list(models) if models else home_models(home)
+    if not names:
+        raise SnnbenchError(f"no trained models in {home_path(home) / 'models'}; run "
+                            "`snnbench train vanilla` or `snnbench run` first")
+    eps_value = parse_eps(eps) if eps is not None else None
+    if track is not None and track not in TRACKS:
+        raise SnnbenchError(f"unknown track {track!r}; choose one of {', '.join(TRACKS)}")
+    track_n, k_eval = TRACKS.get(track or "", (None, 1))
+    dev = resolve_device(device)
+    cards: list[dict] = []
+    plans = []
+    for name in names:       # check every model and attack before the first long run
+        card = load_card(name, home_path(home))
+        plans.append((name, card, attacks_for(card, attacks, eps_value, norm, steps)))
+    with open_store(home) as store:
+        for name, card, plan in plans:
+            model = load(name, home_path(home), device=dev)
+            x, y = load_dataset(card["spec"]["dataset"], "test", data_root)
+            config = EvalConfig(n=n or track_n, k_eval=k_eval, seed=seed, chunk_size=chunk_size)
+            cards += run_attacks(model, ModelInfo.from_card(card), plan, x, y, store, config,
+                                 dev, on_chunk, max_chunks)
+    return cards
+
+
+def leaderboard(home: str | Path | None = None, name: str | None = None) -> Leaderboard:
+    with open_store(home) as store:
+        board_name = name or store.get_meta("recipe") or "leaderboard"
+        return build_leaderboard(store.cards(), board_name)
+
+
+def report(home: str | Path | None = None, out: str | Path = "leaderboards",
+           formats: Sequence[str] = FORMATS, name: str | None = None) -> tuple[Leaderboard, list[Path]]:
+    board = leaderboard(home, name)
+    if not board.rows:
+        raise SnnbenchError(f"no finished attack results in {home_path(home) / STORE}; run "
+                            "`snnbench attack` first")
+    return board, write_report(board, Path(out), tuple(formats))
+
+
+def gate(baseline: str | Path, home: str | Path | None = None, tolerance: float = 2.0) -> GateResult:
+    base = read_baseline(Path(baseline))
+    return compare(base, leaderboard(home, base.get("name")), tolerance)
+
+
+@dataclass
+class RunOutcome:
+    recipe: Recipe
+    trained: list[TrainOutcome] = field(default_factory=list)
+    cards: list[dict] = field(default_factory=list)
+    board: Leaderboard | None = None
+    written: list[Path] = field(default_factory=list)
+
+
+def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
+        out: str | Path = "leaderboards", device: str = "auto",
+        data_root: str | Path | None = None, on_epoch: EpochCallback | None = None,
+        on_chunk: ChunkCallback | None = None,
+        on_model: Any = None) -> RunOutcome:
+    """``snnbench run``: train the recipe's models, attack them, write the leaderboard."""
+    spec = load_recipe(recipe)
+    outcome = RunOutcome(spec)
+    for model_config, train_config in spec.models:
+        if on_model:
+            on_model(model_config)
+        outcome.trained.append(train_model(model_config, train_config, home=home_path(home),
+                                           data_root=data_root, device=device,
+                                           recipe=spec.name, on_epoch=on_epoch))
+    with open_store(home) as store:
+        store.set_meta("recipe", spec.name)
+    outcome.cards = attack([t.name for t in outcome.trained], home=home, n=spec.n,
+                           seed=spec.seed, device=device, data_root=data_root, on_chunk=on_chunk)
+    outcome.board, outcome.written = report(home, out, name=spec.name)
+    return outcome
+
+
+def evaluate(model: nn.Module, attacks: Sequence[str] = ("fgsm", "pgd10"), *,
+             dataset: str = "digits", eps: str | float | None = None, norm: str = "Linf",
+             n: int | None = None, seed: int = 0, device: str = "auto",
+             data_root: str | Path | None = None, name: str = "model") -> list[dict]:
+    """Attack an in-memory model (no home needed); returns one result card per attack."""
+    eps_value = parse_eps(eps) if eps is not None else DEFAULT_EPS.get(dataset, 8 / 255)
+    dev = resolve_device(device)
+    plan = [create_attack(a, eps_value, norm) for a in attacks]
+    x, y = load_dataset(dataset, "test", data_root)
+    info = ModelInfo.from_module(model, name, dataset)
+    with tempfile.TemporaryDirectory() as tmp, ResultStore(Path(tmp) / STORE) as store:
+        return run_attacks(model.to(dev), info, plan, x, y, store, EvalConfig(n=n, seed=seed), dev)

@@ -1,0 +1,70 @@
+"""The wrapper every snnbench model shares: [0,1] images in, time-averaged logits out.
+
+Direct encoding (defenses.md section 1): the normalised image is repeated over T steps and the
+first conv + BN of the body acts as the encoder; the body works on ``[T*B, ...]`` and ends in a
+non-spiking linear readout whose logits are averaged over T. Event frames ``[B, T, 2, H, W]``
+carry their own time axis instead of the repeat.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, inside the model so that eps stays in pixel units."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class SpikingModel(nn.Module):
+    """``[B, C, H, W]`` in [0,1] (or event frames ``[B, T, C, H, W]``) -> logits ``[B, K]``.
+
+    ``stochastic`` declares whether the forward pass draws random numbers (noise, random decays,
+    gates); it never depends on ``self.training``, so attacks in eval mode keep the randomness.
+    """
+
+    def __init__(self, body: nn.Module, timesteps: int, mean: Sequence[float],
+                 std: Sequence[float], stochastic: bool = False, events: bool = False) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.body = body
+        self.timesteps = timesteps
+        self.stochastic = stochastic
+        self.events = events
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.events:   # [B, T, C, H, W] -> [T*B, C, H, W]
+            batch = x.shape[0]
+            frames = x.transpose(0, 1)
+            steps = self.normalize(frames.flatten(0, 1))
+        else:
+            batch = x.shape[0]
+            image = self.normalize(x)
+            steps = image.unsqueeze(0).expand(self.timesteps, *image.shape).flatten(0, 1)
+        logits = self.body(steps)
+        return logits.view(self.timesteps, batch, -1).mean(0)
+
+
+def init_weights(module: nn.Module) -> None:
+    """defenses.md section 3: Kaiming-normal convs (fan_out, ReLU), BN (1, 0), linear bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,249 @@
+"""The ``snnbench`` command line: one small function per command over ``snnbench.api``.
+
+Errors are mapped here and only here: a ``SnnbenchError`` becomes one line on stderr and exit
+code 2 (``--debug`` shows the traceback). Exit 1 means a gate failed.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from snnbench import api
+from snnbench.config import ModelConfig, TrainConfig, format_eps, parse_assignment
+from snnbench.errors import SnnbenchError
+
+app = typer.Typer(name="snnbench", no_args_is_help=True, add_completion=False,
+                  help="Benchmark the adversarial robustness of spiking neural networks.")
+out = Console()
+err = Console(stderr=True)
+
+HomeOpt = Annotated[Optional[Path], typer.Option("--home", envvar="SNNBENCH_HOME",
+                    help="Folder of models and results [default: ./snnbench-runs].")]
+DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", envvar="SNNBENCH_DATA_ROOT",
+                        help="Where CIFAR data sets live [default: ./data].")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the leaderboard files.")]
+
+
+def command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Map snnbench errors to one stderr line and exit 2; Ctrl-C to exit 130."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SnnbenchError as exc:
+            if kwargs.get("debug"):
+                raise
+            err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: finished work is saved; rerun the same command to resume",
+                      highlight=False)
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err,
+                    disable=quiet or not err.is_terminal)
+
+
+class _Bars:
+    """Callbacks feeding rich progress bars (training epochs, attack chunks)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def _update(self, label: str, done: int, total: int) -> None:
+        if label not in self.tasks:
+            self.tasks[label] = self.progress.add_task(label, total=total)
+        self.progress.update(self.tasks[label], completed=done)
+
+    def on_epoch(self, name: str) -> Callable[[int, int, dict], None]:
+        return lambda done, total, stats: self._update(f"train {name}", done, total)
+
+    def on_chunk(self, model: str, attack: str, done: int, total: int) -> None:
+        self._update(f"{attack} on {model}", done, total)
+
+
+def _parse_settings(values: list[str] | None) -> dict[str, str]:
+    return dict(parse_assignment(v) for v in values or [])
+
+
+@app.command("list")
+@command
+def list_(what: Annotated[str, typer.Argument(help="archs, defenses, attacks, datasets, "
+                                                    "neurons, surrogates or models.")],
+          home: HomeOpt = None, debug: DebugOpt = False) -> None:
+    """List what is registered (or the trained models of the home)."""
+    from snnbench.archs import ARCHS
+    from snnbench.attacks import ATTACKS
+    from snnbench.data import DATASETS
+    from snnbench.defenses import DEFENSES
+    from snnbench.neurons import NEURONS, SURROGATES
+
+    registries = {"archs": ARCHS, "defenses": DEFENSES, "attacks": ATTACKS, "datasets": DATASETS,
+                  "neurons": NEURONS, "surrogates": SURROGATES}
+    key = what.lower().replace("defences", "defenses")
+    if key == "models":
+        names = api.home_models(home)
+        for name in names:
+            out.print(name, highlight=False)
+        if not names:
+            err.print(f"no trained models in {api.home_path(home) / 'models'}")
+        return
+    if key not in registries:
+        raise SnnbenchError(f"cannot list {what!r}; choose one of {', '.join([*registries, 'models'])}")
+    table = Table(box=None)
+    for column in ("name", "aliases", "summary", "source"):
+        table.add_column(column)
+    for entry in registries[key].entries():
+        table.add_row(entry.name, ", ".join(entry.aliases), entry.summary, entry.paper)
+    out.print(table)
+
+
+@app.command()
+@command
+def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or tgo+rat.")] = "vanilla",
+          arch: Annotated[str, typer.Option(help="Architecture (see `snnbench list archs`).")] = "tiny",
+          data: Annotated[str, typer.Option(help="Data set (see `snnbench list datasets`).")] = "digits",
+          epochs: Annotated[Optional[int], typer.Option(help="Epochs [default: 30].")] = None,
+          timesteps: Annotated[Optional[int], typer.Option(help="Time steps T [default: the track's].")] = None,
+          batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: 128].")] = None,
+          lr: Annotated[Optional[float], typer.Option(help="Learning rate [default: 0.1].")] = None,
+          track: Annotated[str, typer.Option(help="Neuron convention: tgo, pku or randhet.")] = "tgo",
+          set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE setting; repeatable.")] = None,
+          name: Annotated[Optional[str], typer.Option(help="Model name [default: DEFENSE-ARCH-DATA].")] = None,
+          seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
+          device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """Train a model (or resume an interrupted run) and save its checkpoint in the home."""
+    config = ModelConfig(defense, arch, data, timesteps, track, _parse_settings(set_), name)
+    train_config = TrainConfig().replace(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    with _progress(quiet) as progress:
+        bars = _Bars(progress)
+        outcome = api.train_model(config, train_config, home=api.home_path(home),
+                                  data_root=data_root, device=device,
+                                  on_epoch=bars.on_epoch(name or defense))
+    card = outcome.card
+    last = card["history"][-1] if card.get("history") else {}
+    out.print(f"{outcome.status}: {outcome.name}  clean accuracy "
+              f"{100 * card['clean_accuracy']['acc']:.2f}% on {card['clean_accuracy']['n']} test "
+              f"images  ({last.get('images_per_s', '-')} images/s)  -> {outcome.folder}",
+              highlight=False)
+
+
+@app.command()
+@command
+def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model names [default: all in the home].")] = None,
+           attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attack ids.")] = None,
+           eps: Annotated[Optional[str], typer.Option(help="Budget, e.g. 8/255 [default: recipe's; digits 32/255].")] = None,
+           steps: Annotated[Optional[int], typer.Option(help="Override the attack's steps.")] = None,
+           norm: Annotated[Optional[str], typer.Option(help="Linf or L2.")] = None,
+           n: Annotated[Optional[int], typer.Option(help="Samples (class-balanced) [default: whole test split].")] = None,
+           track: Annotated[Optional[str], typer.Option(help="ci, dev or paper (sets n and draws).")] = None,
+           chunk_size: Annotated[int, typer.Option(help="Samples per stored chunk.")] = 500,
+           seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
+           device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """Run the attack matrix on the home's models; stored chunks are skipped, so reruns resume."""
+    names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
+    with _progress(quiet) as progress:
+        cards = api.attack(models, home=home, attacks=names, eps=eps, norm=norm, steps=steps, n=n,
+                           track=track, seed=seed, chunk_size=chunk_size, device=device,
+                           data_root=data_root, on_chunk=_Bars(progress).on_chunk)
+    _print_cards(cards)
+
+
+def _print_cards(cards: list[dict]) -> None:
+    table = Table(title="robust accuracy (%)")
+    for column in ("model", "attack", "eps", "clean", "robust", "95% CI", "n", "seconds"):
+        table.add_column(column)
+    for card in cards:
+        r = card["result"]
+        table.add_row(card["model"]["name"], card["attack"]["id"], format_eps(card["attack"]["eps"]),
+                      f"{100 * r['clean_acc']:.2f}", f"{100 * r['robust_acc']:.2f}",
+                      f"{100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f}", str(card["eval"]["n"]),
+                      f"{card['timing']['seconds']:.1f}")
+    out.print(table)
+
+
+@app.command()
+@command
+def report(format: Annotated[str, typer.Option("--format", help="md, csv, json or all.")] = "all",
+           out_dir: OutOpt = Path("leaderboards"),
+           name: Annotated[Optional[str], typer.Option(help="File name [default: the recipe's].")] = None,
+           home: HomeOpt = None, debug: DebugOpt = False) -> None:
+    """Write the leaderboard from the stored result cards."""
+    formats = ("md", "csv", "json") if format == "all" else (format,)
+    if any(f not in ("md", "csv", "json") for f in formats):
+        raise SnnbenchError(f"unknown format {format!r}; choose md, csv, json or all")
+    board, written = api.report(home, out_dir, formats, name)
+    for path in written:
+        out.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
+@command
+def gate(baseline: Annotated[Path, typer.Option(help="Baseline leaderboard json.")],
+         tolerance: Annotated[float, typer.Option(help="Allowed drop in points.")] = 2.0,
+         home: HomeOpt = None, debug: DebugOpt = False) -> None:
+    """Fail (exit 1) when a robust accuracy fell by more than the tolerance beyond its interval."""
+    result = api.gate(baseline, home, tolerance)
+    for cell in result.noise:
+        out.print(f"noise: {cell.model} {cell.attack}: {100 * cell.baseline:.2f} -> "
+                  f"{100 * cell.now:.2f} (baseline inside the 95% interval)", highlight=False)
+    for cell in result.missing:
+        out.print(f"MISSING: {cell.model} {cell.attack}: baseline {100 * cell.baseline:.2f}, "
+                  "no current result", highlight=False)
+    for cell in result.failed:
+        out.print(f"FAIL: ({cell.model}, {cell.attack}, baseline {100 * cell.baseline:.2f}, "
+                  f"now {100 * cell.now:.2f})", highlight=False)
+    verdict = "passed" if result.ok else "FAILED"
+    out.print(f"gate {verdict}: {result.passed} cells within tolerance, {len(result.noise)} "
+              f"within noise, {len(result.failed)} failed, {len(result.missing)} missing",
+              highlight=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@command
+def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo name [default: digits].")] = None,
+        out_dir: OutOpt = Path("leaderboards"), home: HomeOpt = None, data_root: DataRootOpt = None,
+        device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """Train the recipe's models, attack them and write the leaderboard."""
+    with _progress(quiet) as progress:
+        bars = _Bars(progress)
+        current: dict[str, str] = {}
+
+        def on_model(config: ModelConfig) -> None:
+            current["name"] = config.name or f"{config.defense}-{config.arch}"
+
+        outcome = api.run(recipe, home=home, out=out_dir, device=device, data_root=data_root,
+                          on_epoch=lambda d, t, s: bars.on_epoch(current.get("name", ""))(d, t, s),
+                          on_chunk=bars.on_chunk, on_model=on_model)
+    for trained in outcome.trained:
+        out.print(f"model {trained.name} ({trained.status}): {trained.folder}", highlight=False)
+    out.print(f"results: {api.home_path(home) / api.STORE}", highlight=False)
+    _print_cards(outcome.cards)
+    for path in outcome.written:
+        out.print(f"leaderboard: {path}", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

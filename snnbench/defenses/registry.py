@@ -1,0 +1,7 @@
+"""The defence registry (names lower case; see design.md 'Registries')."""
+from __future__ import annotations
+
+from snnbench.defenses.base import Defense
+from snnbench.registry import Registry
+
+DEFENSES: Registry[type[Defense]] = Registry("defence", plural="defenses")

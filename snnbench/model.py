@@ -1,0 +1,97 @@
+"""From a defence name, an architecture and a data set to a ready ``SpikingModel``.
+
+``resolve`` turns a ``ModelConfig`` (what a user typed) into a ``ModelSpec`` (every setting
+spelt out), which is what a model card stores; ``build`` makes the module from a spec, so a
+checkpoint rebuilds exactly the model that was trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from snnbench.archs import ARCHS, SpikingModel
+from snnbench.config import (TRACK_TIMESTEPS, ModelConfig, coerce, neuron_config_from,
+                             neuron_settings)
+from snnbench.data import dataset_info
+from snnbench.defenses import DEFENSES, create_defense, parse_defense
+from snnbench.errors import SnnbenchError
+from snnbench.neurons import neuron_factory
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A fully resolved model: what ``card.json`` records and ``build`` needs."""
+
+    defense: str
+    arch: str
+    dataset: str
+    timesteps: int
+    track: str
+    settings: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelSpec":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+
+def default_settings(defense: str, track: str) -> dict[str, Any]:
+    """Every setting of ``defense`` on ``track`` as dotted keys with defaults."""
+    settings = neuron_settings(track)
+    for member in parse_defense(defense):
+        settings.update(DEFENSES.get(member).default_settings())
+    return settings
+
+
+def apply_overrides(settings: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Overrides by dotted key, or by a bare key naming exactly one setting (``decay``)."""
+    result = dict(settings)
+    for key, value in overrides.items():
+        if key in result:
+            full = key
+        else:
+            matches = [k for k in result if k.rsplit(".", 1)[-1] == key]
+            if len(matches) != 1:
+                what = "ambiguous" if matches else "unknown"
+                raise SnnbenchError(f"{what} setting {key!r}; valid keys: {', '.join(sorted(result))}")
+            full = matches[0]
+        result[full] = coerce(full, value, result[full])
+    return result
+
+
+def resolve(config: ModelConfig) -> ModelSpec:
+    """Check every name and setting of ``config`` and spell out the defaults."""
+    defense = "+".join(parse_defense(config.defense))
+    arch = ARCHS.canonical(config.arch)
+    info = dataset_info(config.dataset)
+    settings = apply_overrides(default_settings(defense, config.track), config.settings)
+    timesteps = config.timesteps or TRACK_TIMESTEPS[config.track]
+    return ModelSpec(defense, arch, info.name, timesteps, config.track, settings)
+
+
+def build(spec: ModelSpec) -> SpikingModel:
+    """A freshly initialised model for ``spec``."""
+    info = dataset_info(spec.dataset)
+    defense = create_defense(spec.defense, spec.settings)
+    neuron = neuron_config_from(spec.settings, kind=defense.neuron_kind or "lif")
+    body = ARCHS.get(spec.arch)(neuron_factory(neuron, spec.timesteps),
+                                in_channels=info.channels, num_classes=info.num_classes,
+                                image_size=info.image_size)
+    return SpikingModel(body, spec.timesteps, info.mean, info.std,
+                        stochastic=defense.stochastic())
+
+
+def create_model(defense: str = "vanilla", *, arch: str = "tiny", dataset: str = "digits",
+                 timesteps: int | None = None, track: str = "tgo",
+                 settings: Mapping[str, Any] | None = None, **overrides: Any) -> SpikingModel:
+    """A new, untrained model: ``create_model("vanilla", arch="tiny", dataset="digits", decay=0.5)``.
+
+    ``settings`` takes dotted keys (``{"neuron.decay": 0.5}``); keyword overrides take bare
+    keys that name exactly one setting.
+    """
+    merged = {**(settings or {}), **overrides}
+    spec = resolve(ModelConfig(defense, arch, dataset, timesteps, track, merged))
+    return build(spec)

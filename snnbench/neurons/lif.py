@@ -1,0 +1,69 @@
+"""The multi-step leaky integrate-and-fire neuron (defenses.md sections 1 and 2.1).
+
+Charge, fire and reset are separate methods so that a new neuron overrides only what differs
+(SpikingJelly's shape). Input and output are ``[T*B, ...]``: the time axis is folded into the
+batch so that the stateless layers around the neuron run once for all steps.
+
+    tet form    u_t = k v_{t-1} + I_t          (TET / PKU code; tgo track: k = 0.5, theta = 1)
+    convex form u_t = k v_{t-1} + (1-k) I_t    (BrainCog LIF; randhet track: k = 0.5, theta = 0.5)
+    s_t = H(u_t - theta)      v_t = u_t (1 - s_t)    (hard reset to 0; s_t detached if asked)
+
+``v_0 = 0`` at every call, so no state leaks between forward passes.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from snnbench.config import NeuronConfig
+from snnbench.neurons.surrogate import Surrogate, spike
+
+
+class LIF(nn.Module):
+    """Deterministic multi-step LIF; ``decay = 1`` gives the IF neuron of SNN-RAT/SR/StoG."""
+
+    stochastic = False
+
+    def __init__(self, config: NeuronConfig, timesteps: int, shape: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.config = config
+        self.timesteps = timesteps
+        self.shape = tuple(shape)
+        self.surrogate = Surrogate(config.surrogate, config.surrogate_width)
+        # Set by ``snnbench.grad_mode``: the attacker's backward, independent of training.
+        self.attack_surrogate: Surrogate | None = None
+        # Pre-reset potentials u_t, kept only while a loss or a diagnostic asks for them.
+        self.record_potentials = False
+        self.potentials: list[torch.Tensor] = []
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"form={c.form}, decay={c.decay}, theta={c.theta}, T={self.timesteps}, "
+                f"surrogate={c.surrogate}:{c.surrogate_width}")
+
+    def charge(self, v: torch.Tensor, current: torch.Tensor, t: int) -> torch.Tensor:
+        k = self.config.decay
+        if self.config.form == "convex":
+            return k * v + (1 - k) * current
+        return k * v + current
+
+    def fire(self, u: torch.Tensor, t: int) -> torch.Tensor:
+        surrogate = self.attack_surrogate or self.surrogate
+        return spike(u - self.config.theta, surrogate, self.config.spike_ge)
+
+    def reset(self, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return u * (1 - (s.detach() if self.config.detach_reset else s))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps = x.view(self.timesteps, -1, *x.shape[1:])
+        v = torch.zeros_like(steps[0])
+        self.potentials = []
+        out = []
+        for t in range(self.timesteps):
+            u = self.charge(v, steps[t], t)
+            if self.record_potentials:
+                self.potentials.append(u)
+            s = self.fire(u, t)
+            v = self.reset(u, s)
+            out.append(s)
+        return torch.stack(out).flatten(0, 1)

@@ -1,0 +1,204 @@
+"""The results store: one SQLite file per home (design.md 'Files').
+
+One row per (model sha256, attack key, chunk) holds that chunk's per-sample correct-draw counts
+for the clean and the adversarial inputs; it is written in one transaction, so a killed run
+loses at most the chunk in flight and a rerun skips every stored chunk. Once all chunks of a
+(model, attack key) are in, its result card (evaluation.md section 10) is stored beside them.
+A claim table keeps two ``attack`` processes off the same chunk. WAL mode lets readers in
+while a writer works; a ``meta`` table names the tool and schema, so a foreign file is refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from snnbench.errors import SnnbenchError
+
+TOOL = "snnbench"
+SCHEMA = 1
+CLAIM_TIMEOUT_S = 6 * 3600
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    model_sha TEXT NOT NULL, attack_key TEXT NOT NULL, chunk INTEGER NOT NULL,
+    n INTEGER NOT NULL, k_eval INTEGER NOT NULL, clean BLOB NOT NULL, adv BLOB NOT NULL,
+    seconds REAL NOT NULL, grad_evals INTEGER NOT NULL, batch_size INTEGER NOT NULL,
+    seed INTEGER NOT NULL, env TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (model_sha, attack_key, chunk));
+CREATE TABLE IF NOT EXISTS cards (
+    model_sha TEXT NOT NULL, attack_key TEXT NOT NULL, card TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (model_sha, attack_key));
+CREATE TABLE IF NOT EXISTS claims (
+    model_sha TEXT NOT NULL, attack_key TEXT NOT NULL, chunk INTEGER NOT NULL,
+    owner TEXT NOT NULL, since REAL NOT NULL, PRIMARY KEY (model_sha, attack_key, chunk));
+"""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Per-sample correct-draw counts (out of ``k_eval``) of one chunk of one attack run."""
+
+    index: int
+    clean: np.ndarray        # uint8 [n]
+    adv: np.ndarray          # uint8 [n]; min(clean, adversarial) per sample
+    k_eval: int
+    seconds: float = 0.0
+    grad_evals: int = 0
+    batch_size: int = 0
+    seed: int = 0
+    env: dict[str, Any] | None = None
+
+
+class ResultStore:
+    """``ResultStore(home / "results.sqlite")``; creates the file or checks that it is ours."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            if existed:
+                self._check_ours()
+            self._db.executescript(_TABLES)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('tool', ?), ('schema', ?)",
+                             (TOOL, str(SCHEMA)))
+        except sqlite3.DatabaseError as exc:
+            raise SnnbenchError(f"{self.path} is not a readable snnbench results store ({exc}); "
+                                "move it away or point --home elsewhere") from None
+
+    def _check_ours(self) -> None:
+        try:
+            rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError:
+            rows = {}
+        if rows.get("tool") != TOOL:
+            raise SnnbenchError(f"{self.path} is not an snnbench results store; move it away "
+                                "or point --home elsewhere")
+        if int(rows.get("schema", "0")) > SCHEMA:
+            raise SnnbenchError(f"{self.path} was written by a newer snnbench (schema "
+                                f"{rows['schema']}); upgrade snnbench")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- meta
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    # ---- chunks
+    def stored_chunks(self, model_sha: str, attack_key: str) -> set[int]:
+        rows = self._db.execute("SELECT chunk FROM chunks WHERE model_sha = ? AND attack_key = ?",
+                                (model_sha, attack_key))
+        return {r[0] for r in rows}
+
+    def put_chunk(self, model_sha: str, attack_key: str, chunk: Chunk) -> None:
+        """Store one chunk and drop its claim, in one transaction."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (model_sha, attack_key, chunk.index, len(chunk.clean), chunk.k_eval,
+                 chunk.clean.astype(np.uint8).tobytes(), chunk.adv.astype(np.uint8).tobytes(),
+                 chunk.seconds, chunk.grad_evals, chunk.batch_size, chunk.seed,
+                 json.dumps(chunk.env or {}), time.time()))
+            self._db.execute("DELETE FROM claims WHERE model_sha=? AND attack_key=? AND chunk=?",
+                             (model_sha, attack_key, chunk.index))
+
+    def chunks(self, model_sha: str, attack_key: str) -> list[Chunk]:
+        rows = self._db.execute(
+            "SELECT chunk, clean, adv, k_eval, seconds, grad_evals, batch_size, seed, env "
+            "FROM chunks WHERE model_sha = ? AND attack_key = ? ORDER BY chunk",
+            (model_sha, attack_key))
+        return [Chunk(r[0], np.frombuffer(r[1], np.uint8).copy(), np.frombuffer(r[2], np.uint8).copy(),
+                      r[3], r[4], r[5], r[6], r[7], json.loads(r[8])) for r in rows]
+
+    # ---- claims: two processes never compute the same chunk
+    def claim(self, model_sha: str, attack_key: str, chunk: int) -> bool:
+        """True when this process may compute ``chunk`` (unclaimed, stale, or already ours)."""
+        with self._transaction():
+            if self._db.execute("SELECT 1 FROM chunks WHERE model_sha=? AND attack_key=? AND chunk=?",
+                                (model_sha, attack_key, chunk)).fetchone():
+                return False
+            row = self._db.execute("SELECT owner, since FROM claims WHERE model_sha=? AND "
+                                   "attack_key=? AND chunk=?", (model_sha, attack_key, chunk)).fetchone()
+            if row and row[0] != self.owner and time.time() - row[1] < CLAIM_TIMEOUT_S \
+                    and _alive(row[0]):
+                return False
+            self._db.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?)",
+                             (model_sha, attack_key, chunk, self.owner, time.time()))
+            return True
+
+    def release(self, model_sha: str, attack_key: str, chunk: int) -> None:
+        self._db.execute("DELETE FROM claims WHERE model_sha=? AND attack_key=? AND chunk=? AND owner=?",
+                         (model_sha, attack_key, chunk, self.owner))
+
+    # ---- result cards
+    def put_card(self, model_sha: str, attack_key: str, card: dict[str, Any]) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO cards VALUES (?,?,?,?)",
+                             (model_sha, attack_key, json.dumps(card, sort_keys=True), time.time()))
+
+    def card(self, model_sha: str, attack_key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT card FROM cards WHERE model_sha=? AND attack_key=?",
+                               (model_sha, attack_key)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def cards(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT card FROM cards ORDER BY created, model_sha, attack_key")
+        return [json.loads(r[0]) for r in rows]
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): takes the write lock up front."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        self.db.execute("ROLLBACK" if kind else "COMMIT")
+
+
+def _alive(owner: str) -> bool:
+    """Whether the claiming process still runs (only decidable on this host)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def iter_cards(path: Path) -> Iterator[dict[str, Any]]:
+    with ResultStore(path) as store:
+        yield from store.cards()

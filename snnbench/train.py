@@ -1,0 +1,196 @@
+"""The training loop: BPTT with the defence's hooks, a checkpoint every epoch, resume after a kill.
+
+defenses.md section 6: SGD (momentum 0.9), lr 0.1 with a per-epoch cosine schedule to 0,
+cross-entropy on time-averaged logits, the track's weight decay unless the defence sets another;
+random crop + flip on 32-px data; AMP (bf16 where supported) on CUDA, fp32 on the CPU.
+
+Resume: after each epoch the weights, the optimiser's momentum and the history go to
+``train-state.safetensors`` + ``train-state.json``. Each epoch's shuffling and random draws are
+seeded from (seed, epoch), so a resumed run continues exactly where the killed one stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+
+from snnbench.checkpoint import (CARD, WEIGHTS, default_home, load_card, save_checkpoint,
+                                 save_weights, weights_meta)
+from snnbench.config import TRACK_WEIGHT_DECAY, ModelConfig, TrainConfig, model_name
+from snnbench.data import augment_batch, dataset_info, load_dataset
+from snnbench.defenses import Defense, create_defense
+from snnbench.errors import SnnbenchError
+from snnbench.files import atomic_write_json, stable_seed
+from snnbench.model import ModelSpec, build, resolve
+from snnbench.runtime import autocast, batches, resolve_device
+
+STATE = "train-state.safetensors"
+STATE_JSON = "train-state.json"
+EpochCallback = Callable[[int, int, dict[str, Any]], None]
+
+
+@dataclass
+class TrainOutcome:
+    name: str
+    folder: Path
+    card: dict[str, Any]
+    status: str          # "trained", "resumed" or "up to date"
+
+
+def cosine_lr(base: float, epoch: int, epochs: int) -> float:
+    return 0.5 * base * (1 + math.cos(math.pi * epoch / epochs))
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+             batch_size: int = 256) -> float:
+    model.eval()
+    correct = 0
+    for part in batches(len(x), batch_size):
+        logits = model(x[part].to(device))
+        correct += int((logits.argmax(1).cpu() == y[part]).sum())
+    return correct / max(1, len(x))
+
+
+def _identity(spec: ModelSpec, train: TrainConfig) -> dict[str, Any]:
+    return {"spec": spec.to_dict(), "train": dataclasses.asdict(train)}
+
+
+def _save_state(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                spec: ModelSpec, train: TrainConfig, epoch: int, history: list) -> None:
+    holder = nn.Module()
+    holder.model = model
+    buffers = nn.ParameterList()
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            buf = optimizer.state.get(p, {}).get("momentum_buffer")
+            buffers.append(nn.Parameter(buf if buf is not None else torch.zeros_like(p),
+                                        requires_grad=False))
+    holder.momentum = buffers
+    save_weights(folder / STATE, holder, weights_meta(spec))
+    atomic_write_json(folder / STATE_JSON, {**_identity(spec, train), "epochs_done": epoch + 1,
+                                            "history": history})
+
+
+def _load_state(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                spec: ModelSpec, train: TrainConfig) -> tuple[int, list]:
+    """(epochs already done, history) from a matching training state, else (0, [])."""
+    meta_path, state_path = folder / STATE_JSON, folder / STATE
+    if not (meta_path.is_file() and state_path.is_file()):
+        return 0, []
+    try:
+        meta = json.loads(meta_path.read_text())
+        state = load_file(str(state_path))
+    except Exception:   # a damaged state only costs the epochs since the start
+        return 0, []
+    if {k: meta.get(k) for k in ("spec", "train")} != json.loads(json.dumps(_identity(spec, train))):
+        return 0, []
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        optimizer.state[p]["momentum_buffer"] = state[f"momentum.{i}"].to(p.device)
+    return int(meta["epochs_done"]), list(meta["history"])
+
+
+def _train_epoch(model: nn.Module, defense: Defense, optimizer: torch.optim.Optimizer,
+                 x: torch.Tensor, y: torch.Tensor, train: TrainConfig, augment: bool,
+                 epoch: int, device: torch.device) -> dict[str, float]:
+    generator = torch.Generator().manual_seed(stable_seed(train.seed, "epoch", epoch))
+    torch.manual_seed(stable_seed(train.seed, "draws", epoch))
+    order = torch.randperm(len(x), generator=generator)
+    total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+    for part in batches(len(x), train.batch_size):
+        idx = order[part]
+        xb, yb = x[idx], y[idx]
+        if augment:
+            xb = augment_batch(xb, generator)
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        x_in = defense.training_inputs(model, xb, yb)
+        model.train()
+        with autocast(device, train.amp):
+            logits = model(x_in)
+            loss = F.cross_entropy(logits.float(), yb)
+            extra = defense.loss(model, x_in, yb, logits, epoch, train.epochs)
+            if extra is not None:
+                loss = loss + extra
+        if not torch.isfinite(loss):
+            raise SnnbenchError(f"the training loss became {loss.item()} in epoch {epoch + 1}; "
+                                "the last good checkpoint is kept; lower --set lr or the batch size")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        defense.after_step(model, epoch)
+        total_loss += loss.item() * len(idx)
+        correct += int((logits.argmax(1) == yb).sum())
+        seen += len(idx)
+    seconds = time.perf_counter() - start
+    return {"epoch": epoch + 1, "loss": total_loss / seen, "train_acc": correct / seen,
+            "seconds": round(seconds, 3), "images_per_s": round(seen / max(seconds, 1e-9), 1)}
+
+
+def _finished(folder: Path, spec: ModelSpec, train: TrainConfig) -> dict[str, Any] | None:
+    """The card of an already finished identical model, None if none; an error if it differs."""
+    if not (folder / CARD).is_file():
+        return None
+    card = load_card(folder)
+    if card.get("spec") != json.loads(json.dumps(spec.to_dict())) or \
+            card.get("train") != dataclasses.asdict(train):
+        raise SnnbenchError(f"a model named {folder.name!r} with other settings already exists in "
+                            f"{folder.parent}; pick another --name or delete {folder}")
+    return card
+
+
+def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: Path | None = None,
+                data_root: Path | None = None, device: str = "auto", recipe: str | None = None,
+                on_epoch: EpochCallback | None = None) -> TrainOutcome:
+    """Train (or resume, or find already trained) the model of ``config`` in ``home/models``."""
+    train = train or TrainConfig()
+    spec = resolve(config)
+    name = config.name or model_name(spec.defense, spec.arch, spec.dataset)
+    folder = Path(home or default_home()) / "models" / name
+    card = _finished(folder, spec, train)
+    if card is not None:
+        return TrainOutcome(name, folder, card, "up to date")
+    dev = resolve_device(device)
+    x, y = load_dataset(spec.dataset, "train", data_root)
+    x_test, y_test = load_dataset(spec.dataset, "test", data_root)
+    info = dataset_info(spec.dataset)
+    torch.manual_seed(stable_seed(train.seed, "init"))
+    model = build(spec).to(dev)
+    defense = create_defense(spec.defense, spec.settings)
+    decay = train.weight_decay if train.weight_decay is not None else \
+        defense.weight_decay(TRACK_WEIGHT_DECAY[spec.track])
+    optimizer = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
+                                weight_decay=decay)
+    folder.mkdir(parents=True, exist_ok=True)
+    start, history = _load_state(folder, model, optimizer, spec, train)
+    augment = train.augment if train.augment is not None else info.image_size >= 28
+    for epoch in range(start, train.epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(train.lr, epoch, train.epochs)
+        history.append(_train_epoch(model, defense, optimizer, x, y, train, augment, epoch, dev))
+        _save_state(folder, model, optimizer, spec, train, epoch, history)
+        if on_epoch:
+            on_epoch(epoch + 1, train.epochs, history[-1])
+    clean = accuracy(model, x_test, y_test, dev)
+    card = save_checkpoint(folder, model, spec, {
+        "name": name, "defense": spec.defense, "arch": spec.arch, "dataset": spec.dataset,
+        "timesteps": spec.timesteps, "stochastic": defense.stochastic(),
+        "input": {"format": "image", "shape": [info.channels, info.image_size, info.image_size],
+                  "range": [0, 1]},
+        "train": dataclasses.asdict(train), "weight_decay": decay, "recipe": recipe,
+        "history": history, "clean_accuracy": {"split": "test", "n": len(x_test), "acc": clean},
+        "device": dev.type})
+    for leftover in (STATE, STATE_JSON):
+        (folder / leftover).unlink(missing_ok=True)
+    return TrainOutcome(name, folder, card, "resumed" if start else "trained")

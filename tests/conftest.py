@@ -1,0 +1,29 @@
+"""Shared fixtures: one small vanilla digits model trained once per test session."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from snnbench.config import ModelConfig, TrainConfig
+from snnbench.train import train_model
+
+TEST_EPOCHS = 6
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory) -> Path:
+    """A home holding ``vanilla-tiny-digits`` (few epochs: tests need a model, not a good one)."""
+    home = tmp_path_factory.mktemp("home")
+    train_model(ModelConfig("vanilla", "tiny", "digits", 4), TrainConfig(epochs=TEST_EPOCHS),
+                home=home, device="cpu")
+    return home
+
+
+@pytest.fixture
+def home(trained_home, tmp_path) -> Path:
+    """A private copy of the trained home, free to change."""
+    target = tmp_path / "home"
+    shutil.copytree(trained_home, target)
+    return target

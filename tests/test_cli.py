@@ -1,0 +1,139 @@
+"""Every command through Typer's CliRunner, bad input included (exit 2, one line)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from snnbench.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, code: int = 2) -> str:
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("what", ["archs", "defenses", "attacks", "datasets", "neurons", "surrogates"])
+def test_list_registries(what):
+    result = invoke("list", what)
+    assert result.exit_code == 0
+    from snnbench.archs import ARCHS
+    if what == "archs":
+        for name in ARCHS.names():
+            assert name in result.stdout
+
+
+def test_list_models_of_a_home(home):
+    result = invoke("list", "models", "--home", home)
+    assert result.exit_code == 0 and "vanilla-tiny-digits" in result.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "vanila"], "did you mean 'vanilla'"),
+    (["train", "vanilla", "--arch", "tinyy"], "did you mean 'tiny'"),
+    (["train", "vanilla", "--data", "digit"], "did you mean 'digits'"),
+    (["train", "vanilla", "--set", "decay=slow"], "must be of type float"),
+    (["train", "vanilla", "--set", "nonsense=1"], "valid keys"),
+    (["train", "vanilla", "--timesteps", "0"], "timesteps must be at least 1"),
+    (["list", "things"], "cannot list"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
+    line = one_line_error(invoke(*args, "--home", tmp_path))
+    assert fragment in line
+    assert not (tmp_path / "models").exists()
+
+
+def test_attack_bad_input(home):
+    before = (home / "results.sqlite").exists()
+    assert fragment_in(invoke("attack", "--attacks", "pgd11", "--home", home), "did you mean 'pgd10'")
+    assert fragment_in(invoke("attack", "--eps", "8/0", "--home", home), "cannot read eps")
+    assert fragment_in(invoke("attack", "--eps", "2", "--home", home), "outside [0, 1]")
+    assert fragment_in(invoke("attack", "nobody", "--home", home), "no model 'nobody'")
+    assert (home / "results.sqlite").exists() == before
+
+
+def fragment_in(result, fragment: str) -> bool:
+    return fragment in one_line_error(result)
+
+
+def test_missing_cifar_is_one_clear_line(tmp_path):
+    line = one_line_error(invoke("train", "vanilla", "--data", "cifar10", "--home", tmp_path / "h",
+                                 "--data-root", tmp_path / "nodata", "--epochs", "1"))
+    assert str(tmp_path / "nodata") in line and "--data-root" in line
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = invoke("train", "vanila", "--home", tmp_path, "--debug")
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_round_trip_train_attack_report_gate(tmp_path):
+    home, out = tmp_path / "home", tmp_path / "boards"
+    result = invoke("train", "vanilla", "--epochs", "4", "--home", home, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "clean accuracy" in result.stdout
+    again = invoke("train", "vanilla", "--epochs", "4", "--home", home, "--quiet")
+    assert again.exit_code == 0 and "up to date" in again.stdout
+    result = invoke("attack", "--attacks", "fgsm,pgd10", "--n", "200", "--home", home, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "pgd10" in result.stdout
+    result = invoke("report", "--format", "all", "--out", out, "--name", "digits", "--home", home)
+    assert result.exit_code == 0, result.output
+    for ext in ("md", "csv", "json"):
+        assert (out / f"digits.{ext}").is_file()
+    board = json.loads((out / "digits.json").read_text())
+    (row,) = board["rows"]
+    assert set(row["attacks"]) == {"fgsm", "pgd10"}
+    assert row["mra"] == min(a["robust_acc"] for a in row["attacks"].values())
+    assert row["worst_case"]["acc"] <= row["mra"]
+    baseline = out / "digits.json"
+    result = invoke("gate", "--baseline", baseline, "--tolerance", "2", "--home", home)
+    assert result.exit_code == 0 and "gate passed" in result.stdout
+    row["attacks"]["pgd10"]["robust_acc"] += 0.10
+    raised = tmp_path / "raised.json"
+    raised.write_text(json.dumps(board))
+    result = invoke("gate", "--baseline", raised, "--tolerance", "2", "--home", home)
+    assert result.exit_code == 1
+    assert "FAIL: (vanilla-tiny-digits, pgd10" in result.stdout
+    assert "fgsm" not in [line for line in result.stdout.splitlines() if "FAIL" in line][0]
+
+
+def test_gate_bad_baseline(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert fragment_in(invoke("gate", "--baseline", bad, "--home", tmp_path), "not valid JSON")
+    assert fragment_in(invoke("gate", "--baseline", tmp_path / "none.json", "--home", tmp_path),
+                       "not found")
+
+
+def test_report_without_results(tmp_path):
+    assert fragment_in(invoke("report", "--home", tmp_path, "--out", tmp_path / "o"),
+                       "no finished attack results")
+
+
+def test_run_the_default_recipe(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", "--quiet")
+    assert result.exit_code == 0, result.output
+    for ext in ("md", "csv", "json"):
+        assert (tmp_path / "leaderboards" / f"digits.{ext}").is_file()
+    assert "leaderboard: leaderboards/digits.md" in result.stdout
+    board = json.loads((tmp_path / "leaderboards" / "digits.json").read_text())
+    (row,) = board["rows"]
+    assert row["clean"]["acc"] >= 0.95
+    rerun = invoke("run", "--quiet")
+    assert rerun.exit_code == 0 and "(up to date)" in rerun.stdout
+
+
+def test_unknown_recipe(tmp_path):
+    assert fragment_in(invoke("run", "nope", "--home", tmp_path), "recipe 'nope' not found")
