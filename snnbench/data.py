@@ -3,10 +3,10 @@ the crop + flip used to train on 32-pixel images.
 
 Sources: ``digits``: scikit-learn's ``load_digits`` (UCI handwritten digits: 1,797 images, 8x8, 16
 grey levels), pixels / 16, a seeded class-stratified 1,437/360 split (ours; shared/data/README.md).
-``cifar10``, ``cifar100``: Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009,
-from torchvision's ``cifar-10-batches-py/`` or ``cifar-100-python/`` (fine labels); CIFAR-10 also
-from the JPEG copy ``cifar10-jpeg/`` or its archive (shared/data/README.md: re-encoding shifts
-pixels slightly, so results on it are close to, not identical with, the original's).
+``cifar10``, ``cifar100``: Krizhevsky, "Learning Multiple Layers of Features from Tiny Images",
+2009, from torchvision's ``cifar-10-batches-py/`` or ``cifar-100-python/`` (fine labels); CIFAR-10
+also from the JPEG copy ``cifar10-jpeg/`` or its archive (shared/data/README.md: re-encoding
+shifts pixels slightly, so results on it are close to, not identical with, the original's).
 Normalisation: defenses.md section 1 (the reference repos' constants); subsets: evaluation.md
 section 1 ("first n/#classes files per class"); crop + flip: the usual CIFAR recipe (pad 4).
 
@@ -86,9 +86,8 @@ def balanced_subset(labels: Tensor, n: int, num_classes: int) -> Tensor:
                             f"num_classes={num_classes}; pass positive numbers")
     labels = torch.as_tensor(labels).detach().cpu().long().reshape(-1)
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise SnnbenchError(f"labels must lie in [0, {num_classes}), found "
-                            f"[{int(labels.min())}, {int(labels.max())}]; pass the data set's "
-                            f"number of classes")
+        raise SnnbenchError(f"labels must lie in [0, {num_classes}), found {int(labels.min())}"
+                            f"..{int(labels.max())}; pass the data set's number of classes")
     if n >= labels.numel():
         return torch.arange(labels.numel())
     quota = torch.full((num_classes,), n // num_classes, dtype=torch.long)
@@ -112,9 +111,7 @@ def augment_batch(x: Tensor, generator: torch.Generator, padding: int = 4,
     span, device = 2 * padding + 1, generator.device
     shift_y = torch.randint(0, span, (batch,), generator=generator, device=device).to(x.device)
     shift_x = torch.randint(0, span, (batch,), generator=generator, device=device).to(x.device)
-    flips = torch.zeros(batch, dtype=torch.bool, device=x.device)
-    if flip:
-        flips = (torch.rand(batch, generator=generator, device=device) < 0.5).to(x.device)
+    flips = (torch.rand(batch, generator=generator, device=device) < 0.5).to(x.device) & flip
     rows = shift_y[:, None] + torch.arange(height, device=x.device)
     columns = torch.arange(width, device=x.device)
     columns = shift_x[:, None] + torch.where(flips[:, None], columns.flip(0), columns)
@@ -126,7 +123,6 @@ def augment_batch(x: Tensor, generator: torch.Generator, padding: int = 4,
 def _load_digits(split: str, root: Path | None) -> tuple[Tensor, Tensor]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
-
     digits = load_digits()
     labels = np.asarray(digits.target, dtype=np.int64)
     train, test = train_test_split(np.arange(labels.size), test_size=360, stratify=labels,
@@ -137,8 +133,7 @@ def _load_digits(split: str, root: Path | None) -> tuple[Tensor, Tensor]:
 
 
 def _data_root(root: Path | None) -> Path:
-    if root is None:
-        root = Path(os.environ.get("SNNBENCH_DATA_ROOT") or "data")
+    root = Path(os.environ.get("SNNBENCH_DATA_ROOT") or "data") if root is None else root
     return Path(root).expanduser().absolute()
 
 
@@ -312,7 +307,6 @@ def _list_image_folder(split_dir: Path, classes: tuple[str, ...]) -> tuple[list[
 def _decode_images(files: list[Path], size: int) -> Tensor:
     """uint8 ``[N, 3, size, size]`` from image files (Pillow: about 1.7 s per 10,000 here)."""
     from PIL import Image
-
     images = np.empty((len(files), size, size, 3), dtype=np.uint8)
     for index, path in enumerate(files):
         try:

@@ -330,7 +330,8 @@ def test_missing_data_set_is_one_clear_line(tmp_path: Path, name: str) -> None:
     assert f"{name} not found" in message
 
 
-def test_missing_data_root_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_data_root_from_environment(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SNNBENCH_DATA_ROOT", str(tmp_path / "env-root"))
     with pytest.raises(SnnbenchError, match="env-root/cifar-10-batches-py"):
         load_dataset("cifar10", "train")
