@@ -25,11 +25,10 @@ def resolve_device(device: str | None = "auto") -> torch.device:
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA where supported, fp16 otherwise; nothing on the CPU (fp32)."""
-    if device.type != "cuda" or not enabled:
+    """bf16 autocast on CUDA where supported; fp32 elsewhere (fp16 would need loss scaling)."""
+    if device.type != "cuda" or not enabled or not torch.cuda.is_bf16_supported():
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cuda", dtype=torch.bfloat16)
 
 
 def is_oom(exc: BaseException) -> bool:

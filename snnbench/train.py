@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from snnbench.checkpoint import (CARD, WEIGHTS, default_home, load_card, save_checkpoint,
+from snnbench.checkpoint import (CARD, default_home, load_card, save_checkpoint,
                                  save_weights, weights_meta)
 from snnbench.config import TRACK_WEIGHT_DECAY, ModelConfig, TrainConfig, model_name
 from snnbench.data import augment_batch, dataset_info, load_dataset
@@ -32,7 +31,7 @@ from snnbench.defenses import Defense, create_defense
 from snnbench.errors import SnnbenchError
 from snnbench.files import atomic_write_json, stable_seed
 from snnbench.model import ModelSpec, build, resolve
-from snnbench.runtime import autocast, batches, resolve_device
+from snnbench.runtime import autocast, batches, is_oom, resolve_device
 
 STATE = "train-state.safetensors"
 STATE_JSON = "train-state.json"
@@ -178,7 +177,14 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
     for epoch in range(start, train.epochs):
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(train.lr, epoch, train.epochs)
-        history.append(_train_epoch(model, defense, optimizer, x, y, train, augment, epoch, dev))
+        try:
+            history.append(_train_epoch(model, defense, optimizer, x, y, train, augment, epoch, dev))
+        except RuntimeError as exc:
+            if not is_oom(exc):
+                raise
+            raise SnnbenchError(f"out of memory training {name} with batch size "
+                                f"{train.batch_size}; try --batch-size {max(1, train.batch_size // 2)}"
+                                " (finished epochs are kept)") from None
         _save_state(folder, model, optimizer, spec, train, epoch, history)
         if on_epoch:
             on_epoch(epoch + 1, train.epochs, history[-1])
