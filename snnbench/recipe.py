@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
@@ -64,13 +63,10 @@ def recipe_path(ref: str | Path | None) -> Path:
 
 
 def _zoo_folders() -> list[Path]:
-    folders = []
-    try:
-        folders.append(Path(str(resources.files("snnbench.zoo"))))
-    except ModuleNotFoundError:
-        pass
-    folders.append(Path(__file__).resolve().parent.parent / "zoo")   # a source checkout
-    return folders
+    """The installed package's ``snnbench/zoo`` (pyproject maps the top-level ``zoo/`` there),
+    then the top-level ``zoo/`` of a source checkout."""
+    here = Path(__file__).resolve().parent
+    return [here / "zoo", here.parent / "zoo"]
 
 
 def load_recipe(ref: str | Path | None = None) -> Recipe:
