@@ -25,9 +25,9 @@ out = Console()
 err = Console(stderr=True)
 
 HomeOpt = Annotated[Optional[Path], typer.Option("--home", envvar="SNNBENCH_HOME",
-                    help="Folder of models and results [default: ./snnbench-runs].")]
+                    help="Folder of models and results (default: ./snnbench-runs).")]
 DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", envvar="SNNBENCH_DATA_ROOT",
-                        help="Where CIFAR data sets live [default: ./data].")]
+                        help="Where CIFAR data sets live (default: ./data).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
@@ -119,13 +119,13 @@ def list_(what: Annotated[str, typer.Argument(help="archs, defenses, attacks, da
 def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or tgo+rat.")] = "vanilla",
           arch: Annotated[str, typer.Option(help="Architecture (see `snnbench list archs`).")] = "tiny",
           data: Annotated[str, typer.Option(help="Data set (see `snnbench list datasets`).")] = "digits",
-          epochs: Annotated[Optional[int], typer.Option(help="Epochs [default: 30].")] = None,
-          timesteps: Annotated[Optional[int], typer.Option(help="Time steps T [default: the track's].")] = None,
-          batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: 128].")] = None,
-          lr: Annotated[Optional[float], typer.Option(help="Learning rate [default: 0.1].")] = None,
+          epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: 30).")] = None,
+          timesteps: Annotated[Optional[int], typer.Option(help="Time steps T (default: the track's).")] = None,
+          batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default: 128).")] = None,
+          lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: 0.1).")] = None,
           track: Annotated[str, typer.Option(help="Neuron convention: tgo, pku or randhet.")] = "tgo",
           set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE setting; repeatable.")] = None,
-          name: Annotated[Optional[str], typer.Option(help="Model name [default: DEFENSE-ARCH-DATA].")] = None,
+          name: Annotated[Optional[str], typer.Option(help="Model name (default: DEFENSE-ARCH-DATA).")] = None,
           seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
           device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Train a model (or resume an interrupted run) and save its checkpoint in the home."""
@@ -146,12 +146,12 @@ def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or 
 
 @app.command()
 @command
-def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model names [default: all in the home].")] = None,
+def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model names (default: all in the home).")] = None,
            attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attack ids.")] = None,
-           eps: Annotated[Optional[str], typer.Option(help="Budget, e.g. 8/255 [default: recipe's; digits 32/255].")] = None,
+           eps: Annotated[Optional[str], typer.Option(help="Budget, e.g. 8/255 (default: recipe's; digits 32/255).")] = None,
            steps: Annotated[Optional[int], typer.Option(help="Override the attack's steps.")] = None,
            norm: Annotated[Optional[str], typer.Option(help="Linf or L2.")] = None,
-           n: Annotated[Optional[int], typer.Option(help="Samples (class-balanced) [default: whole test split].")] = None,
+           n: Annotated[Optional[int], typer.Option(help="Samples (class-balanced) (default: whole test split).")] = None,
            track: Annotated[Optional[str], typer.Option(help="ci, dev or paper (sets n and draws).")] = None,
            chunk_size: Annotated[int, typer.Option(help="Samples per stored chunk.")] = 500,
            seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
@@ -182,7 +182,7 @@ def _print_cards(cards: list[dict]) -> None:
 @command
 def report(format: Annotated[str, typer.Option("--format", help="md, csv, json or all.")] = "all",
            out_dir: OutOpt = Path("leaderboards"),
-           name: Annotated[Optional[str], typer.Option(help="File name [default: the recipe's].")] = None,
+           name: Annotated[Optional[str], typer.Option(help="File name (default: the recipe's).")] = None,
            home: HomeOpt = None, debug: DebugOpt = False) -> None:
     """Write the leaderboard from the stored result cards."""
     formats = ("md", "csv", "json") if format == "all" else (format,)
@@ -219,7 +219,7 @@ def gate(baseline: Annotated[Path, typer.Option(help="Baseline leaderboard json.
 
 @app.command()
 @command
-def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo name [default: digits].")] = None,
+def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo name (default: digits).")] = None,
         out_dir: OutOpt = Path("leaderboards"), home: HomeOpt = None, data_root: DataRootOpt = None,
         device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Train the recipe's models, attack them and write the leaderboard."""
