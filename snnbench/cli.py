@@ -168,7 +168,7 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
 def _print_cards(cards: list[dict]) -> None:
     table = Table(title="robust accuracy (%)")
     for column in ("model", "attack", "eps", "clean", "robust", "95% CI", "n", "seconds"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for card in cards:
         r = card["result"]
         table.add_row(card["model"]["name"], card["attack"]["id"], format_eps(card["attack"]["eps"]),
