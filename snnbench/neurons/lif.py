@@ -35,6 +35,9 @@ class LIF(nn.Module):
         # Pre-reset potentials u_t, kept only while a loss or a diagnostic asks for them.
         self.record_potentials = False
         self.potentials: list[torch.Tensor] = []
+        # Input currents I_t, kept only while a loss asks for them (DLIF's penalty).
+        self.record_currents = False
+        self.currents: list[torch.Tensor] = []
 
     def extra_repr(self) -> str:
         c = self.config
@@ -57,9 +60,11 @@ class LIF(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         steps = x.view(self.timesteps, -1, *x.shape[1:])
         v = torch.zeros_like(steps[0])
-        self.potentials = []
+        self.potentials, self.currents = [], []
         out = []
         for t in range(self.timesteps):
+            if self.record_currents:
+                self.currents.append(steps[t])
             u = self.charge(v, steps[t], t)
             if self.record_potentials:
                 self.potentials.append(u)
