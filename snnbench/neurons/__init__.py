@@ -6,7 +6,7 @@ use the shape, the rest ignore it.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from torch import nn
 
@@ -21,12 +21,15 @@ NEURONS.add("lif", LIF, summary="multi-step LIF/IF, tet or convex charge (defens
             paper="Deng et al. 2022 (TET); BrainCog")
 
 
-def neuron_factory(config: NeuronConfig, timesteps: int) -> NeuronFactory:
-    """A factory building ``config.kind`` neurons simulated for ``timesteps`` steps."""
+def neuron_factory(config: NeuronConfig, timesteps: int, **options: Any) -> NeuronFactory:
+    """A factory building ``config.kind`` neurons simulated for ``timesteps`` steps.
+
+    ``options`` go to the neuron class's constructor (``noise_var`` for Noisy-LIF, ...).
+    """
     cls = NEURONS.get(config.kind)
 
     def make(shape: tuple[int, ...]) -> nn.Module:
-        return cls(config, timesteps, shape)
+        return cls(config, timesteps, tuple(shape), **options)
 
     return make
 
