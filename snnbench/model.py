@@ -42,7 +42,7 @@ def default_settings(defense: str, track: str) -> dict[str, Any]:
     """Every setting of ``defense`` on ``track`` as dotted keys with defaults."""
     settings = neuron_settings(track)
     for member in parse_defense(defense):
-        settings.update(DEFENSES.get(member).default_settings())
+        settings.update(DEFENSES.get(member).default_settings(track))
     return settings
 
 
@@ -75,9 +75,10 @@ def resolve(config: ModelConfig) -> ModelSpec:
 def build(spec: ModelSpec) -> SpikingModel:
     """A freshly initialised model for ``spec``."""
     info = dataset_info(spec.dataset)
-    defense = create_defense(spec.defense, spec.settings)
-    neuron = neuron_config_from(spec.settings, kind=defense.neuron_kind or "lif")
-    body = ARCHS.get(spec.arch)(neuron_factory(neuron, spec.timesteps),
+    defense = create_defense(spec.defense, spec.settings, spec.track)
+    neuron = neuron_config_from(spec.settings)
+    factory = defense.neuron_factory(neuron, spec.timesteps) or neuron_factory(neuron, spec.timesteps)
+    body = ARCHS.get(spec.arch)(defense.wrap_neuron(factory, spec.timesteps),
                                 in_channels=info.channels, num_classes=info.num_classes,
                                 image_size=info.image_size)
     return SpikingModel(body, spec.timesteps, info.mean, info.std,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +26,12 @@ from snnbench.checkpoint import (CARD, default_home, load_card, save_checkpoint,
                                  save_weights, weights_meta)
 from snnbench.config import TRACK_WEIGHT_DECAY, ModelConfig, TrainConfig, model_name
 from snnbench.data import augment_batch, dataset_info, load_dataset
-from snnbench.defenses import Defense, create_defense
+from snnbench.defenses import Composite, Defense, LossContext, create_defense
 from snnbench.errors import SnnbenchError
 from snnbench.files import atomic_write_json, stable_seed
 from snnbench.model import ModelSpec, build, resolve
+from snnbench.neurons import spiking_neurons
+from snnbench.train_schedule import cosine_lr
 from snnbench.runtime import autocast, batches, is_oom, resolve_device
 
 STATE = "train-state.safetensors"
@@ -44,10 +45,6 @@ class TrainOutcome:
     folder: Path
     card: dict[str, Any]
     status: str          # "trained", "resumed" or "up to date"
-
-
-def cosine_lr(base: float, epoch: int, epochs: int) -> float:
-    return 0.5 * base * (1 + math.cos(math.pi * epoch / epochs))
 
 
 @torch.no_grad()
@@ -65,23 +62,29 @@ def _identity(spec: ModelSpec, train: TrainConfig) -> dict[str, Any]:
     return {"spec": spec.to_dict(), "train": dataclasses.asdict(train)}
 
 
-def _save_state(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                spec: ModelSpec, train: TrainConfig, epoch: int, history: list) -> None:
+def _momentum_holder(model: nn.Module, optimizers: list[torch.optim.Optimizer]) -> nn.Module:
+    """Weights and every optimiser's momentum buffers as one module, for one safetensors file."""
     holder = nn.Module()
     holder.model = model
     buffers = nn.ParameterList()
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            buf = optimizer.state.get(p, {}).get("momentum_buffer")
-            buffers.append(nn.Parameter(buf if buf is not None else torch.zeros_like(p),
-                                        requires_grad=False))
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                buf = optimizer.state.get(p, {}).get("momentum_buffer")
+                buffers.append(nn.Parameter(buf if buf is not None else torch.zeros_like(p),
+                                            requires_grad=False))
     holder.momentum = buffers
-    save_weights(folder / STATE, holder, weights_meta(spec))
+    return holder
+
+
+def _save_state(folder: Path, model: nn.Module, optimizers: list[torch.optim.Optimizer],
+                spec: ModelSpec, train: TrainConfig, epoch: int, history: list) -> None:
+    save_weights(folder / STATE, _momentum_holder(model, optimizers), weights_meta(spec))
     atomic_write_json(folder / STATE_JSON, {**_identity(spec, train), "epochs_done": epoch + 1,
                                             "history": history})
 
 
-def _load_state(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+def _load_state(folder: Path, model: nn.Module, optimizers: list[torch.optim.Optimizer],
                 spec: ModelSpec, train: TrainConfig) -> tuple[int, list]:
     """(epochs already done, history) from a matching training state, else (0, [])."""
     meta_path, state_path = folder / STATE_JSON, folder / STATE
@@ -95,15 +98,30 @@ def _load_state(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     if {k: meta.get(k) for k in ("spec", "train")} != json.loads(json.dumps(_identity(spec, train))):
         return 0, []
     model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
-    params = [p for g in optimizer.param_groups for p in g["params"]]
+    params = [p for opt in optimizers for g in opt.param_groups for p in g["params"]]
     for i, p in enumerate(params):
-        optimizer.state[p]["momentum_buffer"] = state[f"momentum.{i}"].to(p.device)
+        opt = next(o for o in optimizers if any(p is q for g in o.param_groups for q in g["params"]))
+        opt.state[p]["momentum_buffer"] = state[f"momentum.{i}"].to(p.device)
     return int(meta["epochs_done"]), list(meta["history"])
 
 
-def _train_epoch(model: nn.Module, defense: Defense, optimizer: torch.optim.Optimizer,
-                 x: torch.Tensor, y: torch.Tensor, train: TrainConfig, augment: bool,
-                 epoch: int, device: torch.device) -> dict[str, float]:
+def _optimizers(model: nn.Module, defense: Composite, train: TrainConfig,
+                decay: float) -> tuple[torch.optim.Optimizer, list[tuple[Defense, torch.optim.Optimizer]]]:
+    """The main SGD (defence-owned parameters excluded, some without decay) and the defences' own."""
+    separate = {id(p) for p in defense.separate_parameters(model)}
+    no_decay = {id(p) for p in defense.no_decay_parameters(model)}
+    params = [p for p in model.parameters() if id(p) not in separate]
+    groups = [{"params": [p for p in params if id(p) not in no_decay], "weight_decay": decay},
+              {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0}]
+    main = torch.optim.SGD([g for g in groups if g["params"]], lr=train.lr,
+                           momentum=train.momentum)
+    return main, defense.own_optimizers(model)
+
+
+def _train_epoch(model: nn.Module, defense: Composite, optimizer: torch.optim.Optimizer,
+                 own: list[tuple[Defense, torch.optim.Optimizer]], x: torch.Tensor,
+                 y: torch.Tensor, train: TrainConfig, augment: bool, epoch: int,
+                 device: torch.device) -> dict[str, float]:
     generator = torch.Generator().manual_seed(stable_seed(train.seed, "epoch", epoch))
     torch.manual_seed(stable_seed(train.seed, "draws", epoch))
     order = torch.randperm(len(x), generator=generator)
@@ -118,8 +136,10 @@ def _train_epoch(model: nn.Module, defense: Defense, optimizer: torch.optim.Opti
         model.train()
         with autocast(device, train.amp):
             logits = model(x_in)
-            loss = F.cross_entropy(logits.float(), yb)
-            extra = defense.loss(model, x_in, yb, logits, epoch, train.epochs)
+            ctx = LossContext(model, xb, x_in, yb, logits, epoch, train.epochs)
+            task = defense.task_loss(ctx)
+            loss = F.cross_entropy(logits.float(), yb) if task is None else task
+            extra = defense.extra_loss(ctx)
             if extra is not None:
                 loss = loss + extra
         if not torch.isfinite(loss):
@@ -128,6 +148,8 @@ def _train_epoch(model: nn.Module, defense: Defense, optimizer: torch.optim.Opti
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        for member, own_optimizer in own:
+            member.step_optimizer(own_optimizer, epoch, train.epochs)
         defense.after_step(model, epoch)
         total_loss += loss.item() * len(idx)
         correct += int((logits.argmax(1) == yb).sum())
@@ -166,28 +188,32 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
     info = dataset_info(spec.dataset)
     torch.manual_seed(stable_seed(train.seed, "init"))
     model = build(spec).to(dev)
-    defense = create_defense(spec.defense, spec.settings)
+    defense = create_defense(spec.defense, spec.settings, spec.track)
+    defense.setup(model)
     decay = train.weight_decay if train.weight_decay is not None else \
         defense.weight_decay(TRACK_WEIGHT_DECAY[spec.track])
-    optimizer = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
-                                weight_decay=decay)
+    optimizer, own = _optimizers(model, defense, train, decay)
+    everything = [optimizer, *(opt for _, opt in own)]
     folder.mkdir(parents=True, exist_ok=True)
-    start, history = _load_state(folder, model, optimizer, spec, train)
+    start, history = _load_state(folder, model, everything, spec, train)
     augment = train.augment if train.augment is not None else info.image_size >= 28
     for epoch in range(start, train.epochs):
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(train.lr, epoch, train.epochs)
         try:
-            history.append(_train_epoch(model, defense, optimizer, x, y, train, augment, epoch, dev))
+            history.append(_train_epoch(model, defense, optimizer, own, x, y, train, augment,
+                                        epoch, dev))
         except RuntimeError as exc:
             if not is_oom(exc):
                 raise
             raise SnnbenchError(f"out of memory training {name} with batch size "
                                 f"{train.batch_size}; try --batch-size {max(1, train.batch_size // 2)}"
                                 " (finished epochs are kept)") from None
-        _save_state(folder, model, optimizer, spec, train, epoch, history)
+        _save_state(folder, model, everything, spec, train, epoch, history)
         if on_epoch:
             on_epoch(epoch + 1, train.epochs, history[-1])
+    for neuron in spiking_neurons(model):      # recording was for the training losses only
+        neuron.record_potentials = neuron.record_currents = False
     clean = accuracy(model, x_test, y_test, dev)
     card = save_checkpoint(folder, model, spec, {
         "name": name, "defense": spec.defense, "arch": spec.arch, "dataset": spec.dataset,

@@ -11,7 +11,12 @@ from typing import Any, Callable
 from torch import nn
 
 from snnbench.config import NeuronConfig
+from snnbench.neurons.dlif import DLIF
+from snnbench.neurons.het import HetLIF
 from snnbench.neurons.lif import LIF
+from snnbench.neurons.noisy import NoisyLIF
+from snnbench.neurons.randhet import RandHetLIF
+from snnbench.neurons.stog import GatedNeuron, StoGGate, gated_factory
 from snnbench.neurons.surrogate import SURROGATES, Surrogate, spike
 from snnbench.registry import Registry
 
@@ -19,6 +24,15 @@ NeuronFactory = Callable[[tuple[int, ...]], nn.Module]
 NEURONS: Registry[type[nn.Module]] = Registry("neuron")
 NEURONS.add("lif", LIF, summary="multi-step LIF/IF, tet or convex charge (defenses.md 2.1)",
             paper="Deng et al. 2022 (TET); BrainCog")
+NEURONS.add("noisy", NoisyLIF, summary="LIF with Gaussian escape noise on the firing decision, "
+            "TGO's NLIF (defenses.md 2.2)", paper="Wang et al., ICLR 2026, arXiv 2602.20548 (TGO)")
+NEURONS.add("het", HetLIF, summary="LIF with learnable decays k = sigmoid(w) (defenses.md 2.3)",
+            paper="Wang et al., RandHet ablation (BrainCog-X); Xu et al.")
+NEURONS.add("randhet", RandHetLIF, summary="LIF with random decays sigmoid(sigma*eps), per step "
+            "(RandHet) or per call (RandHet*, per_step=False) (defenses.md 2.4)",
+            paper="Wang et al., RandHet (BrainCog-X RHLIFNode, RHLIFNode2)")
+NEURONS.add("dlif", DLIF, summary="LIF with a learnable input gain p_t per time step (defenses.md 2.6)",
+            paper="Ding et al., ICML 2024, arXiv 2405.20694 (stable-snn)")
 
 
 def neuron_factory(config: NeuronConfig, timesteps: int, **options: Any) -> NeuronFactory:
@@ -35,12 +49,22 @@ def neuron_factory(config: NeuronConfig, timesteps: int, **options: Any) -> Neur
 
 
 def spiking_neurons(model: nn.Module) -> list[nn.Module]:
-    """Every spiking neuron of ``model``, in forward order of registration."""
+    """Every spiking neuron of ``model`` (LIF and its subclasses), in order of registration."""
     return [m for m in model.modules() if isinstance(m, LIF)]
 
 
-__all__ = ["NEURONS", "SURROGATES", "LIF", "NeuronFactory", "Surrogate", "grad_mode", "neuron_factory",
-           "spike", "spiking_neurons"]
+def stochastic_modules(model: nn.Module) -> list[nn.Module]:
+    """The neurons and gates of ``model`` that draw random numbers at test time (eval mode).
+
+    LIF, Het and DLIF: never; Noisy-LIF: noise_var > 0 and noise_at_eval; RandHet: sigma > 0;
+    StoG gates: always. A model is stochastic (attacks need EoT) iff this list is non-empty.
+    """
+    return [m for m in model.modules() if isinstance(m, (LIF, StoGGate)) and m.stochastic]
+
+
+__all__ = ["DLIF", "NEURONS", "SURROGATES", "GatedNeuron", "HetLIF", "LIF", "NeuronFactory",
+           "NoisyLIF", "RandHetLIF", "StoGGate", "Surrogate", "gated_factory", "grad_mode",
+           "neuron_factory", "spike", "spiking_neurons", "stochastic_modules"]
 
 
 def grad_mode(model: nn.Module, mode: str = "own") -> nn.Module:
