@@ -22,7 +22,7 @@ else:  # pragma: no cover
 
 DEFAULT_RECIPE = "digits"
 TOP_KEYS = {"name", "description", "dataset", "eps", "norm", "attacks", "n", "k_eval", "seed",
-            "train", "models", "layouts"}
+            "train", "models", "layouts", "arch", "timesteps", "track", "gpu_hours"}
 MODEL_KEYS = {"defense", "arch", "timesteps", "track", "settings", "name", "train"}
 
 
@@ -100,8 +100,10 @@ def parse_recipe(data: dict[str, Any], path: Path | str = "<recipe>") -> Recipe:
         train = base_train.replace(**entry.get("train", {})) if entry.get("train") else base_train
         dataclass_from(TrainConfig, entry.get("train", {}), f"[models.train] {where}")
         models.append((ModelConfig(defense=str(entry.get("defense", "vanilla")),
-                                   arch=str(entry.get("arch", "tiny")), dataset=dataset,
-                                   timesteps=entry.get("timesteps"), track=entry.get("track", "tgo"),
+                                   arch=str(entry.get("arch", data.get("arch", "tiny"))),
+                                   dataset=dataset,
+                                   timesteps=entry.get("timesteps", data.get("timesteps")),
+                                   track=str(entry.get("track", data.get("track", "tgo"))),
                                    settings=dict(entry.get("settings", {})), name=entry.get("name")),
                        train))
     attacks = data.get("attacks", ["fgsm", "pgd10"])

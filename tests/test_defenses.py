@@ -88,6 +88,20 @@ def test_adversarial_examples_stay_in_the_ball_and_restore_the_mode():
     assert not torch.equal(x_adv, x)
 
 
+def test_examples_use_bn_running_stats_and_keep_training_noise():
+    model = small_model("tgo", noise_at_eval=False, theta=0.2).train()
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    stats = [m.running_mean.clone() for m in norms]
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    s = AdversarialSettings(eps=8 / 255, alpha=2 / 255, steps=1, start="none")
+    torch.manual_seed(1)
+    a = adversarial_examples(model, x, y, s)
+    torch.manual_seed(2)
+    b = adversarial_examples(model, x, y, s)
+    assert all(torch.equal(m.running_mean, r) for m, r in zip(norms, stats))
+    assert all(m.training for m in norms) and not torch.equal(a, b)   # noise was on
+
+
 def test_retraction_fixed_point_and_singular_values():
     q, _ = torch.linalg.qr(torch.randn(6, 4, dtype=torch.float64))
     rows = q.t()                                      # orthonormal rows

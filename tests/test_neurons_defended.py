@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Callable
 
 import pytest
 import torch
@@ -20,7 +21,8 @@ DRAWS = 100_000
 
 
 def run(neuron: nn.Module, current: torch.Tensor) -> torch.Tensor:
-    """``current`` is ``[T, B, ...]``; spikes come back in the same layout."""
+    """``current`` is ``[T, B, ...]``; spikes come back in the same layout, potentials recorded."""
+    neuron.record_potentials = True
     return neuron(current.flatten(0, 1)).view_as(current)
 
 
@@ -31,16 +33,32 @@ def currents(timesteps: int = 6, batch: int = 5, features: int = 7, seed: int = 
 
 def lif_reference(config: NeuronConfig, current: torch.Tensor) -> tuple[torch.Tensor, list]:
     neuron = LIF(config, current.shape[0])
-    neuron.record_potentials = True
     return run(neuron, current), neuron.potentials
 
 
 def assert_same_as_lif(neuron: nn.Module, config: NeuronConfig, current: torch.Tensor) -> None:
-    neuron.record_potentials = True
     spikes = run(neuron, current)
     expected, potentials = lif_reference(config, current)
     assert torch.equal(spikes, expected)
     assert all(torch.equal(a, b) for a, b in zip(neuron.potentials, potentials, strict=True))
+
+
+def charge_residuals(config: NeuronConfig, current: torch.Tensor, spikes: torch.Tensor,
+                     potentials: list, decays: list | None = None,
+                     gains: torch.Tensor | None = None) -> torch.Tensor:
+    """``u_t - (k_t v_{t-1} + drive_t)`` in the track's form, v from the neuron's own u and s."""
+    v, residuals = torch.zeros_like(current[0]), []
+    for t, u in enumerate(potentials):
+        k = config.decay if decays is None else decays[t]
+        drive = current[t] if gains is None else gains[t] * current[t]
+        residuals.append(u - k * v - (drive if config.form == "tet" else (1 - k) * drive))
+        v = u * (1 - spikes[t])
+    return torch.stack(residuals)
+
+
+def seeded(seed: int, draw: Callable[[], torch.Tensor]) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return draw()
 
 
 def normal_cdf(x: float) -> float:
@@ -72,12 +90,8 @@ def test_noisy_firing_rate_is_phi(mode: str, u: float) -> None:
 
 def test_noisy_seeds() -> None:
     neuron, current = NoisyLIF(TRACKS["tgo"], 6, (7,)), currents()
-    outputs = []
-    for seed in (0, 0, 1):
-        torch.manual_seed(seed)
-        outputs.append(run(neuron, current))
-    assert torch.equal(outputs[0], outputs[1])
-    assert not torch.equal(outputs[0], outputs[2])
+    outputs = [seeded(seed, lambda: run(neuron, current)) for seed in (0, 0, 1)]
+    assert torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[0], outputs[2])
     neuron.eval()   # noise_at_eval = True: still random
     assert not torch.equal(run(neuron, current), run(neuron, current))
 
@@ -108,28 +122,14 @@ def test_noisy_surrogate_at_noisy_argument() -> None:
 def test_noisy_escape_records_clean_potentials(track: str) -> None:
     torch.manual_seed(4)
     config, current = TRACKS[track], currents()
-    k = config.decay
     for mode in ("escape", "diffusive"):
         neuron = NoisyLIF(config, 6, (7,), mode=mode)
-        neuron.record_potentials = True
         spikes = run(neuron, current)
-        v, residuals = torch.zeros_like(current[0]), []
-        for t, u in enumerate(neuron.potentials):   # the LIF charge with the neuron's own spikes
-            drive = current[t] if config.form == "tet" else (1 - k) * current[t]
-            residuals.append(u - (k * v + drive))
-            v = u * (1 - spikes[t])
-        residual = torch.stack(residuals)
+        residual = charge_residuals(config, current, spikes, neuron.potentials)
         if mode == "escape":
             assert residual.abs().max() < 1e-12
         else:   # the noise is part of the recorded potential
             assert abs(residual.var().item() - 0.4) < 0.15
-
-
-def test_noisy_stochastic_flag() -> None:
-    config = TRACKS["tgo"]
-    assert NoisyLIF(config, 4).stochastic
-    assert not NoisyLIF(config, 4, noise_at_eval=False).stochastic
-    assert not NoisyLIF(config, 4, noise_var=0.0).stochastic
 
 
 # ------------------------------------------------------------------------------------- Het (2.3)
@@ -148,8 +148,7 @@ def test_het_at_init_is_lif(track: str, granularity: str) -> None:
 ])
 def test_het_granularity_shapes(shape: tuple, granularity: str, expected: tuple) -> None:
     neuron = HetLIF(TRACKS["tgo"], 2, shape, granularity=granularity)
-    assert isinstance(neuron.decay_logit, nn.Parameter)
-    assert tuple(neuron.decay_logit.shape) == expected
+    assert isinstance(neuron.decay_logit, nn.Parameter) and neuron.decay_logit.shape == expected
     x = torch.rand(2 * 3, *shape)
     assert neuron(x).shape == x.shape
 
@@ -162,16 +161,11 @@ def test_het_learned_decay_enters_charge_and_gets_gradient(track: str) -> None:
         neuron.decay_logit.uniform_(-8, 8)
     k = neuron.decay.detach()
     assert ((k > 0) & (k < 1)).all()
-    neuron.record_potentials = True
     spikes = run(neuron, current)
-    v = torch.zeros_like(current[0])
-    for t, u in enumerate(neuron.potentials):
-        drive = current[t] if config.form == "tet" else (1 - k) * current[t]
-        assert torch.allclose(u, k * v + drive)
-        v = u * (1 - spikes[t])
+    residual = charge_residuals(config, current, spikes, neuron.potentials, decays=[k] * 6)
+    assert residual.abs().max() < 1e-12
     spikes.sum().backward()
     assert neuron.decay_logit.grad is not None and neuron.decay_logit.grad.abs().sum() > 0
-    assert not neuron.stochastic
 
 
 # --------------------------------------------------------------------------------- RandHet (2.4)
@@ -211,13 +205,11 @@ def test_randhet_draws_per_step() -> None:
 def test_randhet_charge_uses_drawn_decays(track: str, per_step: bool) -> None:
     config, current = TRACKS[track], currents()
     neuron = RandHetLIF(config, 6, (7,), per_step=per_step)
-    neuron.record_potentials = neuron.record_decays = True
+    neuron.record_decays = True
     spikes = run(neuron, current)
-    v = torch.zeros_like(current[0])
-    for t, (u, k) in enumerate(zip(neuron.potentials, neuron.decays, strict=True)):
-        drive = current[t] if config.form == "tet" else (1 - k) * current[t]
-        assert torch.equal(u, k * v + drive)
-        v = u * (1 - spikes[t])
+    assert len(neuron.decays) == 6
+    residual = charge_residuals(config, current, spikes, neuron.potentials, neuron.decays)
+    assert residual.abs().max() < 1e-12
 
 
 def test_randhet_mean_decay_is_half() -> None:
@@ -232,14 +224,9 @@ def test_randhet_seeds_in_train_and_eval(per_step: bool) -> None:
     neuron, current = RandHetLIF(TRACKS["randhet"], 6, (7,), per_step=per_step), currents()
     for training in (True, False):
         neuron.train(training)
-        outputs = []
-        for seed in (0, 0, 1):
-            torch.manual_seed(seed)
-            neuron.record_potentials = True
-            run(neuron, current)
-            outputs.append(torch.stack(neuron.potentials))
-        assert torch.equal(outputs[0], outputs[1])
-        assert not torch.equal(outputs[0], outputs[2])
+        outputs = [seeded(seed, lambda: run(neuron, current) + torch.stack(neuron.potentials))
+                   for seed in (0, 0, 1)]
+        assert torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[0], outputs[2])
 
 
 # ------------------------------------------------------------------------------------ StoG (2.5)
@@ -363,15 +350,11 @@ def test_dlif_gain_enters_charge_and_gets_gradient(track: str) -> None:
     neuron = DLIF(config, 6, (7,)).double()
     with torch.no_grad():
         neuron.input_gain.copy_(torch.tensor([2.0, 0.5, 1.0, 1.5, 0.8, 1.2]))
-    neuron.record_potentials = neuron.record_currents = True
+    neuron.record_currents = True
     spikes = run(neuron, current)
-    k, p, v = config.decay, neuron.input_gain.detach(), torch.zeros_like(current[0])
-    for t, u in enumerate(neuron.potentials):
-        assert torch.equal(neuron.currents[t], current[t])   # raw I_t, before the gain
-        drive = p[t] * current[t]
-        expected = k * v + (drive if config.form == "tet" else (1 - k) * drive)
-        assert torch.allclose(u, expected)
-        v = u * (1 - spikes[t])
+    assert torch.equal(torch.stack(neuron.currents), current)   # raw I_t, before the gain
+    gains = neuron.input_gain.detach()
+    assert charge_residuals(config, current, spikes, neuron.potentials, gains=gains).abs().max() < 1e-12
     spikes.sum().backward()
     assert neuron.input_gain.grad.shape == (6,)
     assert neuron.input_gain.grad.abs().sum() > 0

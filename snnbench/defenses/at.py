@@ -12,7 +12,9 @@ then the previous mode is restored.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +32,8 @@ class AdversarialSettings:
     steps: int = 2
     start: str = "uniform"        # uniform | normal | none
     start_scale: float = 1.0      # uniform: U(-s eps, s eps); normal: N(0, s^2)
-    bn_mode: str = "eval"         # eval (default) | train (the StoG/RandHet code, quirk Q4)
+    # eval (default) | train (the StoG/RandHet code, quirk Q4); the key is attack.train.bn_mode
+    bn_mode: str = field(default="eval", metadata={"scope": "attack.train"})
 
     def __post_init__(self) -> None:
         if self.start not in ("uniform", "normal", "none"):
@@ -45,12 +48,26 @@ RFGSM_RANDHET = AdversarialSettings(eps=4 / 255, alpha=4 / 255, steps=1, start="
                                     start_scale=0.1)
 
 
+@contextlib.contextmanager
+def batchnorm_eval(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """BatchNorm layers in eval mode (no batch statistics, no running-stat updates) while every
+    other module keeps its mode, so training-time randomness stays on; restored afterwards."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    modes = [m.training for m in norms]
+    if enabled:
+        for m in norms:
+            m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(norms, modes):
+            m.train(mode)
+
+
 def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                          s: AdversarialSettings) -> torch.Tensor:
     """Sign-gradient steps from a random start, projected on the eps-ball and [0, 1]."""
-    was_training = model.training
-    model.train(s.bn_mode == "train")
-    try:
+    with batchnorm_eval(model, s.bn_mode == "eval"):
         if s.start == "uniform":
             x_adv = x + torch.empty_like(x).uniform_(-s.start_scale * s.eps, s.start_scale * s.eps)
         elif s.start == "normal":
@@ -64,8 +81,6 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             (grad,) = torch.autograd.grad(loss, x_adv)
             step = x_adv.detach() + s.alpha * grad.sign()
             x_adv = torch.min(torch.max(step, x - s.eps), x + s.eps).clamp(0, 1).detach()
-    finally:
-        model.train(was_training)
     return x_adv
 
 

@@ -52,11 +52,17 @@ class Defense:
 
     def __init__(self, settings: Mapping[str, Any] | None = None, track: str = "tgo") -> None:
         base = self.defaults(track)
-        values = {f.name: settings[f"{self.prefix}.{f.name}"]
-                  for f in dataclasses.fields(self.settings_cls)
-                  if settings and f"{self.prefix}.{f.name}" in settings}
+        keys = self.setting_keys()
+        values = {name: settings[key] for name, key in keys.items() if settings and key in settings}
         self.track = track
         self.settings = dataclasses.replace(base, **values)
+
+    @classmethod
+    def setting_keys(cls) -> dict[str, str]:
+        """Field name -> dotted key: ``<prefix>.<field>``, or ``<scope>.<field>`` where a field's
+        metadata names the part it belongs to (TGO's ``nlif.noise_var``)."""
+        return {f.name: f"{f.metadata.get('scope', cls.prefix)}.{f.name}"
+                for f in dataclasses.fields(cls.settings_cls)}
 
     @classmethod
     def defaults(cls, track: str) -> Any:
@@ -67,8 +73,7 @@ class Defense:
     def default_settings(cls, track: str = "tgo") -> dict[str, Any]:
         """The defence's settings as dotted keys with their defaults."""
         defaults = cls.defaults(track)
-        return {f"{cls.prefix}.{f.name}": getattr(defaults, f.name)
-                for f in dataclasses.fields(cls.settings_cls)}
+        return {key: getattr(defaults, name) for name, key in cls.setting_keys().items()}
 
     # ---- the model
     def neuron_factory(self, config: NeuronConfig, timesteps: int) -> NeuronFactory | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -30,11 +30,14 @@ from snnbench.errors import SnnbenchError
 from snnbench.neurons import NeuronFactory, neuron_factory, spiking_neurons
 
 
+NLIF = {"scope": "nlif"}       # the Noisy-LIF's keys read nlif.*, the rest tgo.*
+
+
 @dataclass(frozen=True)
 class TGOSettings:
-    noise_var: float = 0.4
-    mode: str = "escape"          # escape | diffusive
-    noise_at_eval: bool = True
+    noise_var: float = field(default=0.4, metadata=NLIF)
+    mode: str = field(default="escape", metadata=NLIF)          # escape | diffusive
+    noise_at_eval: bool = field(default=True, metadata=NLIF)
     lambda_max: float = 0.6
     delta: float = 0.5
     mc_power: int = 1

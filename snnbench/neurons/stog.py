@@ -3,7 +3,7 @@
 Paper: Ding et al., "Enhancing the robustness of spiking neural networks with stochastic gating
 mechanisms", AAAI 2024 (code: DingJianhao/StoG-meets-SNN, MIT).
 
-    out = s ⊙ m,   m ~ Bernoulli(p),   p = clamp(rho, 0.1, 1)
+    out = s * m,   m ~ Bernoulli(p),   p = clamp(rho, 0.1, 1)
     forward   m = 1[logit(p) + l >= 0],  l = log(U / (1 - U)),  U ~ Uniform(0, 1)
     backward  dm/dp ~ sig (1 - sig) / (tau_c p (1 - p + 1e-3)),  sig = sigmoid((logit(p) + l) / tau_c)
 
