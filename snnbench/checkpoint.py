@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -49,10 +49,23 @@ def now() -> str:
 
 
 def save_weights(path: Path, module: nn.Module, meta: dict[str, str]) -> str:
-    """Write ``module``'s state dict atomically as safetensors; returns its sha256."""
+    """Write ``module``'s state dict atomically as safetensors; returns its sha256.
+
+    The metadata go in as one JSON string: safetensors orders several metadata keys
+    differently from run to run, which would change the file's sha256 for identical weights.
+    """
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+    header = {"snnbench": json.dumps(meta, sort_keys=True)}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=header))
     return sha256_file(path)
+
+
+def read_weights_meta(handle_meta: dict[str, str] | None) -> dict[str, str]:
+    try:
+        meta = json.loads((handle_meta or {}).get("snnbench", "{}"))
+    except json.JSONDecodeError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def weights_meta(spec: ModelSpec) -> dict[str, str]:
@@ -121,9 +134,8 @@ def load_weights(path: Path, card: dict[str, Any]) -> dict[str, torch.Tensor]:
                             f"{str(card.get('weights_sha256'))[:12]}...): the weights were altered "
                             "or truncated; retrain or restore the checkpoint")
     try:
-        from safetensors import safe_open
         with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
+            meta = read_weights_meta(handle.metadata())
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise SnnbenchError(f"{path} is not a readable safetensors file ({exc})") from None

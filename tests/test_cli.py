@@ -121,18 +121,40 @@ def test_report_without_results(tmp_path):
                        "no finished attack results")
 
 
-def test_run_the_default_recipe(tmp_path, monkeypatch):
+SMALL_RECIPE = """
+name = "small"
+dataset = "digits"
+eps = "32/255"
+attacks = ["fgsm"]
+n = 100
+[train]
+epochs = 3
+[[models]]
+defense = "vanilla"
+[[models]]
+defense = "tgo+rat"
+"""
+
+
+def test_run_a_recipe(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = invoke("run", "--quiet")
+    (tmp_path / "small.toml").write_text(SMALL_RECIPE)
+    result = invoke("run", "small.toml", "--quiet")
     assert result.exit_code == 0, result.output
     for ext in ("md", "csv", "json"):
-        assert (tmp_path / "leaderboards" / f"digits.{ext}").is_file()
-    assert "leaderboard: leaderboards/digits.md" in result.stdout
-    board = json.loads((tmp_path / "leaderboards" / "digits.json").read_text())
-    (row,) = board["rows"]
-    assert row["clean"]["acc"] >= 0.95
-    rerun = invoke("run", "--quiet")
-    assert rerun.exit_code == 0 and "(up to date)" in rerun.stdout
+        assert (tmp_path / "leaderboards" / f"small.{ext}").is_file()
+    assert "leaderboard: leaderboards/small.md" in result.stdout
+    board = json.loads((tmp_path / "leaderboards" / "small.json").read_text())
+    assert {row["model"] for row in board["rows"]} == {"vanilla-tiny-digits", "tgo+rat-tiny-digits"}
+    assert all(row["n"] == 100 for row in board["rows"])
+    rerun = invoke("run", "small.toml", "--quiet")
+    assert rerun.exit_code == 0 and rerun.stdout.count("(up to date)") == 2
+
+
+def test_the_default_recipe_is_the_packaged_digits_one():
+    from snnbench.recipe import load_recipe
+    recipe = load_recipe(None)
+    assert recipe.name == "digits" and recipe.dataset == "digits"
 
 
 def test_unknown_recipe(tmp_path):

@@ -47,7 +47,7 @@ def test_refused_combinations(expr, fragment):
 
 def test_settings_of_a_combination_and_weight_decay():
     settings = default_settings("tgo+rat", "tgo")
-    assert settings["tgo.noise_var"] == 0.4 and settings["rat.beta"] == 0.004
+    assert settings["nlif.noise_var"] == 0.4 and settings["rat.beta"] == 0.004
     assert create_defense("tgo+rat", settings).weight_decay(5e-4) == 0.0
     assert create_defense("randhet+at", default_settings("randhet+at", "randhet"),
                           "randhet").weight_decay(1e-4) == 1e-4

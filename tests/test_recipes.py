@@ -72,3 +72,19 @@ def test_recipe_errors_point_at_the_key():
         parse_recipe({"dataset": "digits", "models": [{"defence": "tgo"}]})
     with pytest.raises(SnnbenchError, match="lacks the key 'models'"):
         parse_recipe({"dataset": "digits"})
+
+
+def test_committed_digits_leaderboard_is_current():
+    """leaderboards/digits.json comes from `snnbench run`: one row per recipe model, and the
+    vanilla model's clean accuracy is at least 95% (issue 3)."""
+    import json
+    board = json.loads((ZOO.parent / "leaderboards" / "digits.json").read_text())
+    rows = {row["model"]: row for row in board["rows"]}
+    expected = set()
+    for model, _ in load_recipe("digits").models:
+        spec = resolve(model)
+        expected.add(f"{spec.defense.replace('*', '-star')}-{spec.arch}-{spec.dataset}")
+    assert set(rows) == expected
+    assert rows["vanilla-tiny-digits"]["clean"]["acc"] >= 0.95
+    recipe_attacks = set(load_recipe("digits").attacks)
+    assert all(set(row["attacks"]) == recipe_attacks for row in rows.values())

@@ -35,6 +35,7 @@ def test_resume_continues_from_the_last_finished_epoch(tmp_path):
     b = load_file(str(whole.folder / "model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     assert resumed.card["clean_accuracy"] == whole.card["clean_accuracy"]
+    assert resumed.card["weights_sha256"] == whole.card["weights_sha256"]   # bit-identical file
     assert [h["loss"] for h in resumed.card["history"]] == [h["loss"] for h in whole.card["history"]]
 
 
