@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 from torch import nn
 
-from snnbench.attacks import ATTACKS, Attack, create_attack
+from snnbench.attacks import Attack, create_attack
+from snnbench.attacks.suites import suite_attacks
 from snnbench.checkpoint import CARD, default_home, load, load_card
 from snnbench.config import ModelConfig, TrainConfig, parse_eps
 from snnbench.data import load_dataset
@@ -65,20 +65,28 @@ def _recipe_of(card: dict[str, Any]) -> Recipe | None:
 
 
 def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | None,
-                norm: str | None, steps: int | None) -> list[Attack]:
-    """The attacks for one model: as asked, else its recipe's, else every registered attack."""
+                norm: str | None, steps: int | None, suite: str | None = None,
+                eot: int | None = None) -> list[Attack]:
+    """The attacks for one model: ``names``, else ``suite``, else its recipe's attacks, else the
+    ``quick`` suite. EoT applies to stochastic models only (a deterministic one runs K = 1)."""
     recipe = _recipe_of(card)
     dataset = card["spec"]["dataset"]
+    stochastic = bool(card.get("stochastic"))
+    if eot is not None and eot < 1:
+        raise SnnbenchError(f"--eot must be at least 1, got {eot}")
     if eps is None:
         eps = recipe.eps if recipe else DEFAULT_EPS.get(dataset, 8 / 255)
-    if not names:
-        names = recipe.attacks if recipe else ATTACKS.names()
-    return [create_attack(a, eps, norm or (recipe.norm if recipe else "Linf"), steps) for a in names]
+    norm = norm or (recipe.norm if recipe else "Linf")
+    if not names and (suite or not recipe):
+        return suite_attacks(suite or "quick", eps, norm, stochastic, eot)
+    k = (eot or (recipe.eot if recipe else 1)) if stochastic else 1
+    return [create_attack(a, eps, norm, steps, k) for a in (names or recipe.attacks)]
 
 
 def attack(models: Sequence[str] | None = None, *, home: str | Path | None = None,
            attacks: Sequence[str] | None = None, eps: str | float | None = None,
            norm: str | None = None, steps: int | None = None, n: int | None = None,
+           suite: str | None = None, eot: int | None = None, k_eval: int | None = None,
            track: str | None = None, seed: int = 0, chunk_size: int = 500,
            device: str = "auto", data_root: str | Path | None = None,
            on_chunk: ChunkCallback | None = None, max_chunks: int | None = None) -> list[dict]:
@@ -90,13 +98,16 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
     eps_value = parse_eps(eps) if eps is not None else None
     if track is not None and track not in TRACKS:
         raise SnnbenchError(f"unknown track {track!r}; choose one of {', '.join(TRACKS)}")
-    track_n, k_eval = TRACKS.get(track or "", (None, 1))
+    track_n, track_k = TRACKS.get(track or "", (None, 3))
+    k_eval = k_eval or track_k
+    if k_eval < 1:
+        raise SnnbenchError(f"evaluation draws must be at least 1, got {k_eval}")
     dev = resolve_device(device)
     cards: list[dict] = []
     plans = []
     for name in names:       # check every model and attack before the first long run
         card = load_card(name, home_path(home))
-        plans.append((name, card, attacks_for(card, attacks, eps_value, norm, steps)))
+        plans.append((name, card, attacks_for(card, attacks, eps_value, norm, steps, suite, eot)))
     with open_store(home) as store:
         for name, card, plan in plans:
             model = load(name, home_path(home), device=dev)
@@ -153,7 +164,8 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
     with open_store(home) as store:
         store.set_meta("recipe", spec.name)
     outcome.cards = attack([t.name for t in outcome.trained], home=home, n=spec.n,
-                           seed=spec.seed, device=device, data_root=data_root, on_chunk=on_chunk)
+                           k_eval=spec.k_eval, seed=spec.seed, device=device,
+                           data_root=data_root, on_chunk=on_chunk)
     outcome.board, outcome.written = report(home, out, name=spec.name)
     return outcome
 

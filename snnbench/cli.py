@@ -6,7 +6,6 @@ code 2 (``--debug`` shows the traceback). Exit 1 means a gate failed.
 from __future__ import annotations
 
 import functools
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
@@ -84,18 +83,19 @@ def _parse_settings(values: list[str] | None) -> dict[str, str]:
 
 @app.command("list")
 @command
-def list_(what: Annotated[str, typer.Argument(help="archs, defenses, attacks, datasets, "
-                                                    "neurons, surrogates or models.")],
+def list_(what: Annotated[str, typer.Argument(help="archs, defenses, attacks, suites, "
+                                                    "datasets, neurons, surrogates or models.")],
           home: HomeOpt = None, debug: DebugOpt = False) -> None:
     """List what is registered (or the trained models of the home)."""
     from snnbench.archs import ARCHS
     from snnbench.attacks import ATTACKS
+    from snnbench.attacks.suites import SUITES
     from snnbench.data import DATASETS
     from snnbench.defenses import DEFENSES
     from snnbench.neurons import NEURONS, SURROGATES
 
-    registries = {"archs": ARCHS, "defenses": DEFENSES, "attacks": ATTACKS, "datasets": DATASETS,
-                  "neurons": NEURONS, "surrogates": SURROGATES}
+    registries = {"archs": ARCHS, "defenses": DEFENSES, "attacks": ATTACKS, "suites": SUITES,
+                  "datasets": DATASETS, "neurons": NEURONS, "surrogates": SURROGATES}
     key = what.lower().replace("defences", "defenses")
     if key == "models":
         names = api.home_models(home)
@@ -148,6 +148,8 @@ def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or 
 @command
 def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model names (default: all in the home).")] = None,
            attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attack ids.")] = None,
+           suite: Annotated[Optional[str], typer.Option(help="quick, paper-tgo or paper-randhet (see `snnbench list suites`).")] = None,
+           eot: Annotated[Optional[int], typer.Option(help="EoT: average K gradient draws per step (stochastic models).")] = None,
            eps: Annotated[Optional[str], typer.Option(help="Budget, e.g. 8/255 (default: recipe's; digits 32/255).")] = None,
            steps: Annotated[Optional[int], typer.Option(help="Override the attack's steps.")] = None,
            norm: Annotated[Optional[str], typer.Option(help="Linf or L2.")] = None,
@@ -160,7 +162,7 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
     names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
     with _progress(quiet) as progress:
         cards = api.attack(models, home=home, attacks=names, eps=eps, norm=norm, steps=steps, n=n,
-                           track=track, seed=seed, chunk_size=chunk_size, device=device,
+                           suite=suite, eot=eot, track=track, seed=seed, chunk_size=chunk_size, device=device,
                            data_root=data_root, on_chunk=_Bars(progress).on_chunk)
     _print_cards(cards)
 

@@ -35,7 +35,7 @@ class EvalConfig:
     """Which samples, how many evaluation draws, and how the work is cut."""
 
     n: int | None = None          # None: the whole split
-    k_eval: int = 1               # draws per sample for stochastic models (deterministic: 1)
+    k_eval: int = 3               # draws per sample for stochastic models (deterministic: 1)
     seed: int = 0
     chunk_size: int = 500
     batch_size: int = 256
@@ -74,7 +74,7 @@ def attack_key(attack: Attack, info: ModelInfo, config: EvalConfig, n: int) -> s
     """The attack's key plus every evaluation setting and library version."""
     k_eval = config.k_eval if info.stochastic else 1
     v = library_versions()
-    return (f"{attack.key()}|eot=1|k_eval={k_eval}|data={info.dataset}:{config.split}:n={n}:balanced"
+    return (f"{attack.key()}|k_eval={k_eval}|data={info.dataset}:{config.split}:n={n}:balanced"
             f"|chunk={config.chunk_size}|seed={config.seed}|torch={v['torch']}"
             f"|torchattacks={v['torchattacks']}|pyautoattack={v['pyautoattack']}")
 
@@ -100,17 +100,28 @@ def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: int
     return counts
 
 
+def _draws(config: EvalConfig, tag: str, index: int, k: int) -> list[int]:
+    return [stable_seed(config.seed, tag, index, d) for d in range(k)]
+
+
 def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, *, index: int,
               key: str, info: ModelInfo, config: EvalConfig, device: torch.device) -> Chunk:
-    """One task: clean draws, the attack on clean-correct samples, adversarial draws."""
+    """One task: clean draws, the attack on clean-correct samples, adversarial draws.
+
+    Stochastic models follow evaluation.md section 4: ``k_eval`` *selection* draws on x and
+    on x' pick the worse candidate z* per sample, then ``k_eval`` fresh *report* draws on z*
+    give its count (no winner's curse); the clean column uses report draws on x. A
+    deterministic model needs one pass per candidate, and the rule reduces to AutoAttack's.
+    """
     start = time.perf_counter()
     k_eval = config.k_eval if info.stochastic else 1
     task_seed = stable_seed(config.seed, info.sha256, key, index)
-    clean = count_correct(model, x, y, k_eval,
-                          (stable_seed(config.seed, "eval", index, d) for d in range(k_eval)),
-                          device, config.batch_size)
-    target = np.flatnonzero(clean > 0)
-    adv = np.zeros_like(clean)
+    count = lambda inputs, labels, tag: count_correct(  # noqa: E731
+        model, inputs, labels, k_eval, _draws(config, tag, index, k_eval), device, config.batch_size)
+    select = count(x, y, "eval")
+    clean = count(x, y, "eval-report") if info.stochastic else select
+    adv = clean.copy()                 # z* = x until an attack does better
+    target = np.flatnonzero(select > 0)
     batch = config.batch_size
     if len(target):
         xt, yt = x[target], y[target]
@@ -118,12 +129,17 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
         parts, batch = map_batches(lambda s: attack(model, xt[s].to(device), yt[s].to(device)).cpu(),
                                    len(target), config.batch_size)
         x_adv = torch.cat(parts)
-        hit = count_correct(model, x_adv, yt, k_eval,
-                            (stable_seed(config.seed, "eval-adv", index, d) for d in range(k_eval)),
-                            device, config.batch_size)
-        adv[target] = np.minimum(clean[target], hit)
+        hit = count(x_adv, yt, "eval-adv")
+        worse = hit < select[target]
+        if info.stochastic and worse.any():
+            report = count(x_adv[worse], yt[worse], "eval-adv-report")
+            adv[target[worse]] = report
+        elif worse.any():
+            adv[target[worse]] = hit[worse]
+    if not info.stochastic:
+        adv = np.minimum(adv, clean)
     return Chunk(index, clean.astype(np.uint8), adv.astype(np.uint8), k_eval,
-                 time.perf_counter() - start, attack.grad_evals() * len(target) * k_eval,
+                 time.perf_counter() - start, attack.grad_evals() * len(target),
                  batch, task_seed, {"device": device.type})
 
 
@@ -142,7 +158,7 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
                   "arch": info.arch, "dataset": info.dataset, "timesteps": info.timesteps,
                   "stochastic": info.stochastic, "track": info.track},
         "attack": {"id": attack.id, "key": key, "impl": attack.impl, "params": attack.params,
-                   "eps": attack.eps, "norm": attack.norm, "grad": attack.grad, "eot": 1,
+                   "eps": attack.eps, "norm": attack.norm, "grad": attack.grad, "eot": attack.eot,
                    "eot_note": "model is deterministic: EoT not needed" if not info.stochastic else ""},
         "eval": {"split": config.split, "n": int(len(adv)), "k_eval": k_eval, "rule": "expected",
                  "subset": "balanced", "chunk_size": config.chunk_size},

@@ -7,9 +7,9 @@ inside the package, so ``snnbench run`` works from any directory.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from snnbench.attacks import Attack, create_attack
 from snnbench.config import ModelConfig, TrainConfig, dataclass_from, parse_eps
@@ -22,7 +22,7 @@ else:  # pragma: no cover
 
 DEFAULT_RECIPE = "digits"
 TOP_KEYS = {"name", "description", "dataset", "eps", "norm", "attacks", "n", "k_eval", "seed",
-            "train", "models", "layouts", "arch", "timesteps", "track", "gpu_hours"}
+            "train", "models", "layouts", "arch", "timesteps", "track", "gpu_hours", "eot"}
 MODEL_KEYS = {"defense", "arch", "timesteps", "track", "settings", "name", "train"}
 
 
@@ -34,7 +34,8 @@ class Recipe:
     norm: str = "Linf"
     attacks: tuple[str, ...] = ("fgsm", "pgd10")
     n: int | None = None
-    k_eval: int = 1
+    k_eval: int = 3                # evaluation draws per sample for stochastic models
+    eot: int = 1                   # gradient draws per attack step for stochastic models
     seed: int = 0
     train: TrainConfig = TrainConfig()
     models: tuple[tuple[ModelConfig, TrainConfig], ...] = ()
@@ -111,7 +112,7 @@ def parse_recipe(data: dict[str, Any], path: Path | str = "<recipe>") -> Recipe:
         raise SnnbenchError(f"'attacks' in {path} must be a list of attack ids")
     return Recipe(name=str(data.get("name", Path(str(path)).stem)), dataset=dataset,
                   eps=parse_eps(data.get("eps", "8/255")), norm=str(data.get("norm", "Linf")),
-                  attacks=tuple(attacks), n=data.get("n"), k_eval=int(data.get("k_eval", 1)),
+                  attacks=tuple(attacks), n=data.get("n"), k_eval=int(data.get("k_eval", 3)), eot=int(data.get("eot", 1)),
                   seed=int(data.get("seed", 0)), train=base_train, models=tuple(models),
                   layouts=tuple(data.get("layouts", ["leaderboard"])),
                   description=str(data.get("description", "")), source=str(path))

@@ -23,7 +23,8 @@ def one_line_error(result, code: int = 2) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("what", ["archs", "defenses", "attacks", "datasets", "neurons", "surrogates"])
+@pytest.mark.parametrize("what", ["archs", "defenses", "attacks", "suites", "datasets", "neurons",
+                                  "surrogates"])
 def test_list_registries(what):
     result = invoke("list", what)
     assert result.exit_code == 0
@@ -64,6 +65,20 @@ def test_attack_bad_input(home):
 
 def fragment_in(result, fragment: str) -> bool:
     return fragment in one_line_error(result)
+
+
+def test_quick_suite_and_eot_on_a_deterministic_model(home):
+    result = invoke("attack", "--suite", "quick", "--eot", "4", "--n", "40", "--home", home, "--quiet")
+    assert result.exit_code == 0, result.output
+    from snnbench import api
+    with api.open_store(home) as store:
+        cards = store.cards()
+    assert {c["attack"]["id"] for c in cards} == {"fgsm", "pgd10", "apgd-ce", "square", "noise-uniform"}
+    assert all(c["attack"]["eot"] == 1 and "deterministic" in c["attack"]["eot_note"] for c in cards)
+    assert {c["attack"]["params"].get("steps") for c in cards if c["attack"]["id"] == "apgd-ce"} == {25}
+    assert fragment_in(invoke("attack", "--suite", "quik", "--home", home), "did you mean 'quick'")
+    assert fragment_in(invoke("attack", "--eot", "0", "--attacks", "fgsm", "--home", home),
+                       "--eot must be at least 1")
 
 
 def test_missing_cifar_is_one_clear_line(tmp_path):

@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
-import pytest
 import torch
 import torchattacks
 from pyautoattack import AutoAttack
 
 import snnbench
 from snnbench import api
-from snnbench.attacks import ATTACKS, create_attack
 from snnbench.metrics import decode_counts
 
 NAME = "vanilla-tiny-digits"
@@ -35,21 +32,6 @@ def test_resume_after_an_injected_stop_matches_an_uninterrupted_run(home, tmp_pa
     assert per_sample(resumed) == per_sample(whole)
     again = api.attack(home=home, on_chunk=lambda *a: calls.append(a), **kwargs)
     assert len(calls) == 8 and per_sample(again) == per_sample(whole)
-
-
-@pytest.mark.parametrize("attack_id", ATTACKS.names())
-def test_every_attack_stays_in_the_ball_and_lowers_accuracy(home, attack_id):
-    model = snnbench.load(NAME, home)
-    x, y = snnbench.load_dataset("digits", "test")
-    x, y = x[:64], y[:64]
-    torch.manual_seed(0)
-    x_adv = create_attack(attack_id, EPS)(model, x, y)
-    assert float((x_adv - x).abs().max()) <= EPS + 1e-6
-    assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
-    with torch.no_grad():
-        clean, adv = (model(x).argmax(1) == y).sum(), (model(x_adv).argmax(1) == y).sum()
-    assert adv < clean
-    assert torch.equal(create_attack(attack_id, 0.0)(model, x, y), x)
 
 
 def test_libraries_on_the_loaded_model_agree_with_snnbench_attack(home):

@@ -34,15 +34,17 @@ class Attack:
     params: dict[str, Any] = field(default_factory=dict)
     impl: str = ""
     grad: str = "bptt"
+    eot: int = 1                  # gradient draws averaged per step (EoT); 1 = none
 
     def key(self) -> str:
         """Canonical identity of the attack and all its settings (part of every result's key)."""
         params = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(self.params.items()))
-        return f"{self.id}|{self.norm.lower()}|eps={format_eps(self.eps)}|{params}|grad={self.grad}"
+        return (f"{self.id}|{self.norm.lower()}|eps={format_eps(self.eps)}|{params}"
+                f"|grad={self.grad}|eot={self.eot}")
 
     def grad_evals(self) -> int:
         """Forward+backward passes per attacked sample."""
-        return int(self.params.get("steps", 1))
+        return int(self.params.get("steps", 1)) * self.eot
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -58,7 +60,9 @@ class Attack:
 
 
 def check_valid(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str, name: str) -> None:
-    """Check C01: outside the ball (+1e-6) or outside [0, 1] voids the run."""
+    """Check C01: outside the ball (+1e-6), outside [0, 1] or not finite voids the run."""
+    if not bool(torch.isfinite(x_adv).all()):
+        raise SnnbenchError(f"attack {name} returned NaN or infinite inputs; this is a bug in the attack")
     delta = (x_adv - x).flatten(1)
     size = delta.abs().amax(1) if norm == "Linf" else delta.norm(dim=1)
     if len(size) and float(size.max()) > eps + 1e-6:

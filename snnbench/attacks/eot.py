@@ -1,0 +1,56 @@
+"""Expectation over Transformation (EoT) for stochastic models (evaluation.md section 4).
+
+Athalye et al., "Obfuscated Gradients Give a False Sense of Security", arXiv 1802.00420: each step
+uses g = (1/K) sum_k grad_x L(f(x; xi_k), y) over K independent draws of the model's randomness.
+
+- ``eot_gradient``: that mean, accumulated sequentially (memory of one pass). At K = 1 it is the
+  plain input gradient, bit for bit, so a native step loop built on it equals the library's.
+- ``LogitMeanEoT``: the model averaged over K draws (``eot_mode: logit-mean``), the objective
+  handed to gradient-free attacks (Square).
+
+Libraries with their own EoT get K directly (torchattacks ``EOTPGD(eot_iter=K)``, pyautoattack
+``APGDAttack(eot_iter=K)``); this module serves the others (rfgsm, mifgsm, mtpgd, PGD-L2).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def eot_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
+                 k: int) -> torch.Tensor:
+    """Mean of ``k`` input gradients of ``loss_fn(model(x), y)``, each a fresh forward pass (a
+    fresh draw on a stochastic model). ``x`` itself is left untouched."""
+    if k < 1:
+        raise ValueError(f"EoT needs k >= 1 draws, got {k}")
+    total = torch.zeros_like(x)
+    for _ in range(k):
+        x_in = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            loss = loss_fn(model(x_in), y)
+        total += torch.autograd.grad(loss, x_in, retain_graph=False, create_graph=False)[0]
+    return total / k
+
+
+class LogitMeanEoT(nn.Module):
+    """``forward(x)`` = mean logits of ``k`` draws of ``model`` (sequential, one pass in memory).
+
+    On a deterministic model this only multiplies the cost by ``k``; callers use it when K > 1.
+    """
+
+    def __init__(self, model: nn.Module, k: int) -> None:
+        super().__init__()
+        if k < 1:
+            raise ValueError(f"EoT needs k >= 1 draws, got {k}")
+        self.model = model
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = self.model(x)
+        for _ in range(self.k - 1):
+            total = total + self.model(x)
+        return total / self.k
