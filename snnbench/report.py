@@ -84,6 +84,7 @@ def _row(model: str, cols: dict[str, dict], columns: list[str]) -> dict[str, Any
             attacks[column] = {"robust_acc": card["result"]["robust_acc"],
                                "ci95": card["result"]["ci95"], "eps": card["attack"]["eps"],
                                "norm": card["attack"]["norm"], "key": card["attack"]["key"],
+                               "eot": card["attack"].get("eot", 1),
                                "n": card["eval"]["n"]}
     return {"model": model, "defense": info["defense"], "arch": info["arch"],
             "dataset": info["dataset"], "timesteps": info["timesteps"],
@@ -138,11 +139,18 @@ def describe(board: Leaderboard) -> str:
     reduced = any(d == "digits" for d in datasets) or any(n < 10000 for n in samples)
     note = ("reduced protocol: small data and/or a subset of the test split, not the papers' "
             "setting" if reduced else "full test split")
+    random_rows = [r for r in board.rows if r["stochastic"]]
+    draws = sorted({r["k_eval"] for r in random_rows})
+    eots = sorted({a["eot"] for r in random_rows for a in r["attacks"].values()})
+    stochastic = (f" Stochastic models ({', '.join(r['defense'] for r in random_rows)}): expected "
+                  f"accuracy over {'/'.join(map(str, draws))} evaluation draws per sample (selection "
+                  f"then fresh report draws), attacks with EoT K = {'/'.join(map(str, eots))}, "
+                  "bootstrap intervals." if random_rows else "")
     return (f"Data: {', '.join(datasets) or '-'} (test split) · threat model: "
             f"{'; '.join(budgets) or '-'} · n = {', '.join(map(str, samples)) or '-'} · "
             f"device: {', '.join(devices) or '-'} · {note}. Robust accuracy in %, ± the half-width "
             "of the 95% interval (Wilson for deterministic models). MRA = minimum over the attack "
-            "columns; worst case = per-sample minimum over them.")
+            f"columns; worst case = per-sample minimum over them.{stochastic}")
 
 
 def render_markdown(board: Leaderboard) -> str:
