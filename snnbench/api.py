@@ -5,6 +5,7 @@ in ``models/<name>/`` and the results store ``results.sqlite``.
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from torch import nn
 
 from snnbench.attacks import Attack, create_attack
 from snnbench.attacks.suites import suite_attacks
+from snnbench.neurons import parse_grad_mode
 from snnbench.checkpoint import CARD, default_home, load, load_card
 from snnbench.config import ModelConfig, TrainConfig, parse_eps
 from snnbench.data import load_dataset
@@ -66,7 +68,16 @@ def _recipe_of(card: dict[str, Any]) -> Recipe | None:
 
 def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | None,
                 norm: str | None, steps: int | None, suite: str | None = None,
-                eot: int | None = None) -> list[Attack]:
+                eot: int | None = None, surrogate: str = "own") -> list[Attack]:
+    """The attacks for one model (see ``_plain_attacks``), each with the attacker's gradient mode."""
+    token, _ = parse_grad_mode(surrogate)
+    return [a if a.grad == token else dataclasses.replace(a, grad=token)
+            for a in _plain_attacks(card, names, eps, norm, steps, suite, eot)]
+
+
+def _plain_attacks(card: dict[str, Any], names: Sequence[str] | None, eps: float | None,
+                   norm: str | None, steps: int | None, suite: str | None,
+                   eot: int | None) -> list[Attack]:
     """The attacks for one model: ``names``, else ``suite``, else its recipe's attacks, else the
     ``quick`` suite. EoT applies to stochastic models only (a deterministic one runs K = 1)."""
     recipe = _recipe_of(card)
@@ -87,6 +98,7 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
            attacks: Sequence[str] | None = None, eps: str | float | None = None,
            norm: str | None = None, steps: int | None = None, n: int | None = None,
            suite: str | None = None, eot: int | None = None, k_eval: int | None = None,
+           surrogate: str = "own",
            track: str | None = None, seed: int = 0, chunk_size: int = 500,
            device: str = "auto", data_root: str | Path | None = None,
            on_chunk: ChunkCallback | None = None, max_chunks: int | None = None) -> list[dict]:
@@ -107,7 +119,8 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
     plans = []
     for name in names:       # check every model and attack before the first long run
         card = load_card(name, home_path(home))
-        plans.append((name, card, attacks_for(card, attacks, eps_value, norm, steps, suite, eot)))
+        plans.append((name, card, attacks_for(card, attacks, eps_value, norm, steps, suite, eot,
+                                              surrogate)))
     with open_store(home) as store:
         for name, card, plan in plans:
             model = load(name, home_path(home), device=dev)

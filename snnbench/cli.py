@@ -150,6 +150,7 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
            attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attack ids.")] = None,
            suite: Annotated[Optional[str], typer.Option(help="quick, paper-tgo or paper-randhet (see `snnbench list suites`).")] = None,
            eot: Annotated[Optional[int], typer.Option(help="EoT: average K gradient draws per step (stochastic models).")] = None,
+           surrogate: Annotated[str, typer.Option(help="Attacker's spike backward: own, or SHAPE:WIDTH such as atan:2.")] = "own",
            eps: Annotated[Optional[str], typer.Option(help="Budget, e.g. 8/255 (default: recipe's; digits 32/255).")] = None,
            steps: Annotated[Optional[int], typer.Option(help="Override the attack's steps.")] = None,
            norm: Annotated[Optional[str], typer.Option(help="Linf or L2.")] = None,
@@ -162,7 +163,7 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
     names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
     with _progress(quiet) as progress:
         cards = api.attack(models, home=home, attacks=names, eps=eps, norm=norm, steps=steps, n=n,
-                           suite=suite, eot=eot, track=track, seed=seed, chunk_size=chunk_size, device=device,
+                           suite=suite, eot=eot, surrogate=surrogate, track=track, seed=seed, chunk_size=chunk_size, device=device,
                            data_root=data_root, on_chunk=_Bars(progress).on_chunk)
     _print_cards(cards)
 

@@ -241,3 +241,18 @@ def test_eot_settings_enter_the_key_and_the_cost():
     assert make("mifgsm").params == {"steps": 5, "alpha": EPS / 4, "decay": 0.1}
     with pytest.raises(SnnbenchError, match="fixed protocol"):
         make("autoattack-standard", steps=10)
+
+
+def test_attacker_surrogate_changes_the_gradient_not_the_forward(trained_home):
+    from snnbench.neurons import spiking_neurons
+    model = snnbench.load("vanilla-tiny-digits", trained_home)
+    x, y = snnbench.load_dataset("digits", "test")
+    x, y = x[:32], y[:32]
+    own = create_attack("fgsm", 32 / 255)
+    other = create_attack("fgsm", 32 / 255, surrogate="atan:2")
+    assert other.key() != own.key() and "grad=sg:atan:2" in other.key()
+    a, b = own(model, x, y), other(model, x, y)
+    assert not torch.equal(a, b)
+    assert all(n.attack_surrogate is None for n in spiking_neurons(model))   # restored
+    with pytest.raises(SnnbenchError):
+        create_attack("fgsm", 32 / 255, surrogate="bptr")

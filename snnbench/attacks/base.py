@@ -13,6 +13,7 @@ from torch import nn
 
 from snnbench.config import format_eps
 from snnbench.errors import SnnbenchError
+from snnbench.neurons import grad_mode
 
 NORMS = {"linf": "Linf", "l2": "L2"}
 
@@ -52,9 +53,13 @@ class Attack:
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Adversarial examples for ``(x, y)``, checked to lie in the eps-ball and in [0, 1]."""
         was_training = model.training
-        x_adv = self.perturb(model, x, y).detach()
-        if model.training != was_training:
-            model.train(was_training)
+        grad_mode(model, self.grad)
+        try:
+            x_adv = self.perturb(model, x, y).detach()
+        finally:
+            grad_mode(model, "own")
+            if model.training != was_training:
+                model.train(was_training)
         check_valid(x_adv, x, self.eps, self.norm, self.id)
         return x_adv
 

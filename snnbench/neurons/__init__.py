@@ -67,26 +67,32 @@ __all__ = ["DLIF", "NEURONS", "SURROGATES", "GatedNeuron", "HetLIF", "LIF", "Neu
            "neuron_factory", "spike", "spiking_neurons", "stochastic_modules"]
 
 
-def grad_mode(model: nn.Module, mode: str = "own") -> nn.Module:
-    """Choose the attacker's backward pass (evaluation.md section 3), leaving the forward as is.
+def parse_grad_mode(mode: str) -> tuple[str, Surrogate | None]:
+    """``(canonical key token, surrogate override)`` of an attacker's gradient mode.
 
-    ``own`` (alias ``bptt``): the model's own surrogate. ``SHAPE:WIDTH`` (e.g. ``atan:2``):
-    another surrogate for every spike. Unsupported modes are an error, never a silent fallback.
+    ``own`` / ``bptt``: the model's own surrogate (token ``bptt``). ``SHAPE:WIDTH`` or
+    ``sg:SHAPE:WIDTH`` (e.g. ``atan:2``): another surrogate for every spike (token
+    ``sg:atan:2``). Anything else is an error, never a silent fallback.
     """
     from snnbench.errors import SnnbenchError
 
-    text = mode.strip().lower().removeprefix("sg:")
+    text = str(mode).strip().lower().removeprefix("sg:")
     if text in ("own", "bptt"):
-        override = None
-    elif ":" in text:
-        shape, _, width = text.partition(":")
-        try:
-            override = Surrogate(shape, float(width))
-        except ValueError:
-            raise SnnbenchError(f"cannot read surrogate width in {mode!r}; write e.g. atan:2") from None
-    else:
+        return "bptt", None
+    shape, sep, width = text.partition(":")
+    if not sep:
         raise SnnbenchError(f"gradient mode {mode!r} is not available; use 'own' or SHAPE:WIDTH "
                             f"with a shape of {', '.join(SURROGATES.names())}")
+    try:
+        surrogate = Surrogate(shape, float(width))
+    except ValueError:
+        raise SnnbenchError(f"cannot read surrogate width in {mode!r}; write e.g. atan:2") from None
+    return f"sg:{surrogate.kind}:{surrogate.width:g}", surrogate
+
+
+def grad_mode(model: nn.Module, mode: str = "own") -> nn.Module:
+    """Choose the attacker's backward pass (evaluation.md section 3), leaving the forward as is."""
+    _, override = parse_grad_mode(mode)
     for neuron in spiking_neurons(model):
         neuron.attack_surrogate = override
     return model
