@@ -7,7 +7,6 @@ of the 95% interval, in percent.
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +186,3 @@ def write_report(board: Leaderboard, out: Path, formats: tuple[str, ...] = FORMA
         written.append(path)
     return written
 
-
-def read_leaderboard(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -16,7 +16,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -198,7 +198,3 @@ def _alive(owner: str) -> bool:
         return True
     return True
 
-
-def iter_cards(path: Path) -> Iterator[dict[str, Any]]:
-    with ResultStore(path) as store:
-        yield from store.cards()

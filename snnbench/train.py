@@ -98,9 +98,8 @@ def _load_state(folder: Path, model: nn.Module, optimizers: list[torch.optim.Opt
     if {k: meta.get(k) for k in ("spec", "train")} != json.loads(json.dumps(_identity(spec, train))):
         return 0, []
     model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
-    params = [p for opt in optimizers for g in opt.param_groups for p in g["params"]]
-    for i, p in enumerate(params):
-        opt = next(o for o in optimizers if any(p is q for g in o.param_groups for q in g["params"]))
+    owned = [(opt, p) for opt in optimizers for g in opt.param_groups for p in g["params"]]
+    for i, (opt, p) in enumerate(owned):   # the order _momentum_holder saved them in
         opt.state[p]["momentum_buffer"] = state[f"momentum.{i}"].to(p.device)
     return int(meta["epochs_done"]), list(meta["history"])
 
@@ -144,7 +143,7 @@ def _train_epoch(model: nn.Module, defense: Composite, optimizer: torch.optim.Op
                 loss = loss + extra
         if not torch.isfinite(loss):
             raise SnnbenchError(f"the training loss became {loss.item()} in epoch {epoch + 1}; "
-                                "the last good checkpoint is kept; lower --set lr or the batch size")
+                                "the last good checkpoint is kept; lower --lr or the batch size")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
