@@ -14,7 +14,8 @@ from typing import Any, Sequence
 from torch import nn
 
 from snnbench.attacks import Attack, create_attack
-from snnbench.attacks.suites import suite_attacks
+from snnbench.attacks.suites import SUITES
+from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack, bind_source
 from snnbench.neurons import parse_grad_mode
 from snnbench.checkpoint import CARD, default_home, load, load_card
 from snnbench.config import ModelConfig, TrainConfig, parse_eps
@@ -66,20 +67,22 @@ def _recipe_of(card: dict[str, Any]) -> Recipe | None:
         return None
 
 
+@dataclass(frozen=True)
+class AttackPlan:
+    """What runs on one model: ``attacks`` (in order; a cascade when ``cascade``) and
+    ``paired``: Drop pairs, each attack without and with EoT, always on every sample."""
+
+    attacks: list[Attack]
+    paired: list[Attack] = field(default_factory=list)
+    cascade: bool = False
+
+
 def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | None,
                 norm: str | None, steps: int | None, suite: str | None = None,
-                eot: int | None = None, surrogate: str = "own") -> list[Attack]:
-    """The attacks for one model (see ``_plain_attacks``), each with the attacker's gradient mode."""
-    token, _ = parse_grad_mode(surrogate)
-    return [a if a.grad == token else dataclasses.replace(a, grad=token)
-            for a in _plain_attacks(card, names, eps, norm, steps, suite, eot)]
-
-
-def _plain_attacks(card: dict[str, Any], names: Sequence[str] | None, eps: float | None,
-                   norm: str | None, steps: int | None, suite: str | None,
-                   eot: int | None) -> list[Attack]:
+                eot: int | None = None, surrogate: str = "own") -> AttackPlan:
     """The attacks for one model: ``names``, else ``suite``, else its recipe's attacks, else the
-    ``quick`` suite. EoT applies to stochastic models only (a deterministic one runs K = 1)."""
+    ``quick`` suite. EoT applies to stochastic models only (a deterministic one runs K = 1).
+    ``--surrogate`` other than ``own`` replaces every attack's gradient mode."""
     recipe = _recipe_of(card)
     dataset = card["spec"]["dataset"]
     stochastic = bool(card.get("stochastic"))
@@ -89,20 +92,33 @@ def _plain_attacks(card: dict[str, Any], names: Sequence[str] | None, eps: float
         eps = recipe.eps if recipe else DEFAULT_EPS.get(dataset, 8 / 255)
     norm = norm or (recipe.norm if recipe else "Linf")
     if not names and (suite or not recipe):
-        return suite_attacks(suite or "quick", eps, norm, stochastic, eot)
-    k = (eot or (recipe.eot if recipe else 1)) if stochastic else 1
-    return [create_attack(a, eps, norm, steps, k) for a in (names or recipe.attacks)]
+        chosen = SUITES.get(suite or "quick")
+        plan = AttackPlan(chosen.attacks(eps, norm, stochastic, eot, steps),
+                          chosen.drop_attacks(eps, norm, stochastic, eot, steps), chosen.cascade)
+    else:
+        k = (eot or (recipe.eot if recipe else 1)) if stochastic else 1
+        plan = AttackPlan([create_attack(a, eps, norm, steps, k) for a in (names or recipe.attacks)])
+    token, _ = parse_grad_mode(surrogate)
+    if token == "bptt":           # the default keeps a suite member's own gradient mode
+        return plan
+    swap = lambda attacks: [a if a.grad == token else dataclasses.replace(a, grad=token)  # noqa: E731
+                            for a in attacks]
+    return AttackPlan(swap(plan.attacks), swap(plan.paired), plan.cascade)
 
 
 def attack(models: Sequence[str] | None = None, *, home: str | Path | None = None,
            attacks: Sequence[str] | None = None, eps: str | float | None = None,
            norm: str | None = None, steps: int | None = None, n: int | None = None,
            suite: str | None = None, eot: int | None = None, k_eval: int | None = None,
-           surrogate: str = "own",
+           surrogate: str = "own", per_attack_full: bool = False,
            track: str | None = None, seed: int = 0, chunk_size: int = 500,
            device: str = "auto", data_root: str | Path | None = None,
            on_chunk: ChunkCallback | None = None, max_chunks: int | None = None) -> list[dict]:
-    """Attack the named models of the home (all when none), storing every chunk; the result cards."""
+    """Attack the named models of the home (all when none), storing every chunk; the result cards.
+
+    A cascade suite (``full``) runs each attack on the samples that survived the earlier ones;
+    ``per_attack_full`` also gives each attack its own column on every clean-correct sample.
+    """
     names = list(models) if models else home_models(home)
     if not names:
         raise SnnbenchError(f"no trained models in {home_path(home) / 'models'}; run "
@@ -119,16 +135,32 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
     plans = []
     for name in names:       # check every model and attack before the first long run
         card = load_card(name, home_path(home))
-        plans.append((name, card, attacks_for(card, attacks, eps_value, norm, steps, suite, eot,
-                                              surrogate)))
+        plan = attacks_for(card, attacks, eps_value, norm, steps, suite, eot, surrogate)
+        plans.append((name, card, dataclasses.replace(
+            plan, attacks=[_bind_source(a, home, dev) for a in plan.attacks])))
     with open_store(home) as store:
         for name, card, plan in plans:
             model = load(name, home_path(home), device=dev)
             x, y = load_dataset(card["spec"]["dataset"], "test", data_root)
             config = EvalConfig(n=n or track_n, k_eval=k_eval, seed=seed, chunk_size=chunk_size)
-            cards += run_attacks(model, ModelInfo.from_card(card), plan, x, y, store, config,
-                                 dev, on_chunk, max_chunks)
+            info = ModelInfo.from_card(card)
+            cards += run_attacks(model, info, plan.attacks, x, y, store, config, dev, on_chunk,
+                                 max_chunks, cascade=plan.cascade,
+                                 per_attack_full=per_attack_full or not plan.cascade,
+                                 paired=plan.paired)
     return cards
+
+
+def _bind_source(attack: Attack, home: str | Path | None, device: Any) -> Attack:
+    """Load the source model of a ``transfer-model:NAME-...`` attack from the home."""
+    if not isinstance(attack, TransferAttack) or not attack.source.startswith(MODEL_SOURCE):
+        return attack
+    name = attack.source[len(MODEL_SOURCE):]
+    if name not in home_models(home):
+        raise SnnbenchError(f"transfer source model {name!r} is not in {home_path(home) / 'models'}; "
+                            f"train it first or choose one of: {', '.join(home_models(home)) or 'none'}")
+    card = load_card(name, home_path(home))
+    return bind_source(attack, load(name, home_path(home), device=device), card["weights_sha256"])
 
 
 def leaderboard(home: str | Path | None = None, name: str | None = None) -> Leaderboard:

@@ -17,6 +17,7 @@ from rich.table import Table
 from snnbench import api
 from snnbench.config import ModelConfig, TrainConfig, format_eps, parse_assignment
 from snnbench.errors import SnnbenchError
+from snnbench.report import attack_label
 
 app = typer.Typer(name="snnbench", no_args_is_help=True, add_completion=False,
                   help="Benchmark the adversarial robustness of spiking neural networks.")
@@ -148,9 +149,10 @@ def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or 
 @command
 def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model names (default: all in the home).")] = None,
            attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attack ids.")] = None,
-           suite: Annotated[Optional[str], typer.Option(help="quick, paper-tgo or paper-randhet (see `snnbench list suites`).")] = None,
+           suite: Annotated[Optional[str], typer.Option(help="quick, paper-tgo, paper-randhet or full (see `snnbench list suites`).")] = None,
            eot: Annotated[Optional[int], typer.Option(help="EoT: average K gradient draws per step (stochastic models).")] = None,
-           surrogate: Annotated[str, typer.Option(help="Attacker's spike backward: own, or SHAPE:WIDTH such as atan:2.")] = "own",
+           surrogate: Annotated[str, typer.Option(help="Attacker's spike backward: own, bptr, or SHAPE:WIDTH such as atan:2.")] = "own",
+           per_attack_full: Annotated[bool, typer.Option("--per-attack-full", help="With a cascade suite (full): also run each attack on every clean-correct sample (its own column, MRA).")] = False,
            eps: Annotated[Optional[str], typer.Option(help="Budget, e.g. 8/255 (default: recipe's; digits 32/255).")] = None,
            steps: Annotated[Optional[int], typer.Option(help="Override the attack's steps.")] = None,
            norm: Annotated[Optional[str], typer.Option(help="Linf or L2.")] = None,
@@ -163,7 +165,9 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
     names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
     with _progress(quiet) as progress:
         cards = api.attack(models, home=home, attacks=names, eps=eps, norm=norm, steps=steps, n=n,
-                           suite=suite, eot=eot, surrogate=surrogate, track=track, seed=seed, chunk_size=chunk_size, device=device,
+                           suite=suite, eot=eot, surrogate=surrogate,
+                           per_attack_full=per_attack_full, track=track, seed=seed,
+                           chunk_size=chunk_size, device=device,
                            data_root=data_root, on_chunk=_Bars(progress).on_chunk)
     _print_cards(cards)
 
@@ -174,7 +178,10 @@ def _print_cards(cards: list[dict]) -> None:
         table.add_column(column, overflow="fold")
     for card in cards:
         r = card["result"]
-        table.add_row(card["model"]["name"], card["attack"]["id"], format_eps(card["attack"]["eps"]),
+        cascade = card["eval"].get("cascade")
+        label = f"→{attack_label(card)} ({cascade['position']}/{cascade['of']})" if cascade \
+            else attack_label(card)
+        table.add_row(card["model"]["name"], label, format_eps(card["attack"]["eps"]),
                       f"{100 * r['clean_acc']:.2f}", f"{100 * r['robust_acc']:.2f}",
                       f"{100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f}", str(card["eval"]["n"]),
                       f"{card['timing']['seconds']:.1f}")

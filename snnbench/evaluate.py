@@ -8,6 +8,7 @@ robust count is ``min(clean, adversarial)`` correct draws. Seeds come from
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass
@@ -104,24 +105,57 @@ def _draws(config: EvalConfig, tag: str, index: int, k: int) -> list[int]:
     return [stable_seed(config.seed, tag, index, d) for d in range(k)]
 
 
+def data_key(info: ModelInfo, config: EvalConfig, n: int) -> str:
+    """What the clean draws of a chunk depend on besides the model: data, cut, draws, seed."""
+    k_eval = config.k_eval if info.stochastic else 1
+    return (f"{info.dataset}:{config.split}:n={n}:balanced|chunk={config.chunk_size}"
+            f"|k_eval={k_eval}|seed={config.seed}|torch={library_versions()['torch']}")
+
+
+def clean_draws(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, index: int,
+                info: ModelInfo, config: EvalConfig, device: torch.device,
+                store: ResultStore | None = None, key: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """``(selection, report)`` correct-draw counts on the clean chunk, cached in ``store``.
+
+    Their seeds depend on the chunk, not on the attack, so every attack shares them.
+    """
+    cached = store.clean_draws(info.sha256, key, index) if store is not None else None
+    if cached is not None and len(cached[0]) == len(y):
+        return cached
+    k_eval = config.k_eval if info.stochastic else 1
+    select = count_correct(model, x, y, k_eval, _draws(config, "eval", index, k_eval), device,
+                           config.batch_size)
+    report = count_correct(model, x, y, k_eval, _draws(config, "eval-report", index, k_eval),
+                           device, config.batch_size) if info.stochastic else select
+    if store is not None:
+        store.put_clean_draws(info.sha256, key, index, k_eval, select, report)
+    return select, report
+
+
 def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, *, index: int,
-              key: str, info: ModelInfo, config: EvalConfig, device: torch.device) -> Chunk:
+              key: str, info: ModelInfo, config: EvalConfig, device: torch.device,
+              clean: tuple[np.ndarray, np.ndarray] | None = None,
+              pool: np.ndarray | None = None) -> Chunk:
     """One task: clean draws, the attack on clean-correct samples, adversarial draws.
 
     Stochastic models follow evaluation.md section 4: ``k_eval`` *selection* draws on x and
     on x' pick the worse candidate z* per sample, then ``k_eval`` fresh *report* draws on z*
     give its count (no winner's curse); the clean column uses report draws on x. A
     deterministic model needs one pass per candidate, and the rule reduces to AutoAttack's.
+    ``clean`` passes cached ``(selection, report)`` clean counts. ``pool`` (a cascade) holds
+    each sample's count after the earlier attacks: only samples with a count above 0 are
+    attacked, and the chunk stores the per-sample minimum with it.
     """
     start = time.perf_counter()
     k_eval = config.k_eval if info.stochastic else 1
     task_seed = stable_seed(config.seed, info.sha256, key, index)
     count = lambda inputs, labels, tag: count_correct(  # noqa: E731
         model, inputs, labels, k_eval, _draws(config, tag, index, k_eval), device, config.batch_size)
-    select = count(x, y, "eval")
-    clean = count(x, y, "eval-report") if info.stochastic else select
+    select, clean = clean if clean is not None else clean_draws(
+        model, x, y, index=index, info=info, config=config, device=device)
     adv = clean.copy()                 # z* = x until an attack does better
-    target = np.flatnonzero(select > 0)
+    alive = select > 0 if pool is None else (select > 0) & (pool > 0)
+    target = np.flatnonzero(alive)
     batch = config.batch_size
     if len(target):
         xt, yt = x[target], y[target]
@@ -138,13 +172,16 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
             adv[target[worse]] = hit[worse]
     if not info.stochastic:
         adv = np.minimum(adv, clean)
+    if pool is not None:
+        adv = np.minimum(adv, pool)
     return Chunk(index, clean.astype(np.uint8), adv.astype(np.uint8), k_eval,
                  time.perf_counter() - start, attack.grad_evals() * len(target),
-                 batch, task_seed, {"device": device.type})
+                 batch, task_seed, {"device": device.type, "attacked": int(len(target))})
 
 
 def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
-                chunks: list[Chunk], device: str) -> dict[str, Any]:
+                chunks: list[Chunk], device: str,
+                extra_eval: dict[str, Any] | None = None) -> dict[str, Any]:
     """The result card of evaluation.md section 10, built from all chunks of one run."""
     k_eval = chunks[0].k_eval
     clean = np.concatenate([c.clean for c in chunks])
@@ -161,7 +198,9 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
                    "eps": attack.eps, "norm": attack.norm, "grad": attack.grad, "eot": attack.eot,
                    "eot_note": "model is deterministic: EoT not needed" if not info.stochastic else ""},
         "eval": {"split": config.split, "n": int(len(adv)), "k_eval": k_eval, "rule": "expected",
-                 "subset": "balanced", "chunk_size": config.chunk_size},
+                 "subset": "balanced", "chunk_size": config.chunk_size,
+                 "attacked": int(sum((c.env or {}).get("attacked", 0) for c in chunks)),
+                 **(extra_eval or {})},
         "seed": config.seed,
         "env": {**library_versions(), "device": device},
         "result": {"clean_acc": clean_acc, "clean_ci95": list(clean_ci), "robust_acc": robust,
@@ -176,44 +215,102 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
     }
 
 
+def cascade_key(key: str, earlier: list[str]) -> str:
+    """A cascade member's key: its own plus a digest of every earlier member's key."""
+    digest = hashlib.sha256("\n".join(earlier).encode()).hexdigest()[:16]
+    return f"{key}|cascade={len(earlier)}:{digest}"
+
+
 def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: torch.Tensor,
                 y: torch.Tensor, store: ResultStore, config: EvalConfig, device: torch.device,
-                on_chunk: ChunkCallback | None = None, max_chunks: int | None = None) -> list[dict]:
+                on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
+                cascade: bool = False, per_attack_full: bool = True,
+                paired: list[Attack] | None = None) -> list[dict]:
     """Run every attack on ``model`` over the chunks not yet stored; returns the finished cards.
 
+    Per-attack runs attack every clean-correct sample. With ``cascade``, the attacks also run
+    in order as a cascade (evaluation.md section 6): each on the samples that survived all the
+    earlier ones, its column the per-sample minimum so far; with ``per_attack_full`` the
+    per-attack runs come first and the cascade is derived from them without a new attack.
+    ``paired`` attacks (Drop pairs) run first, on every clean-correct sample.
     ``max_chunks`` stops after that many newly computed chunks (a budget, and how the tests
     inject a stop); a rerun continues with the rest.
     """
     x, y = select_samples(x, y, config.n, dataset_info(info.dataset).num_classes)
     model.eval()
-    cards, computed = [], 0
     count = (len(y) + config.chunk_size - 1) // config.chunk_size
-    for attack in attacks:
-        key = attack_key(attack, info, config, len(y))
-        done = store.stored_chunks(info.sha256, key)
-        for index in range(count):
-            if index in done:
-                continue
-            if max_chunks is not None and computed >= max_chunks:
-                return cards
-            if not store.claim(info.sha256, key, index):
-                continue
-            part = slice(index * config.chunk_size, (index + 1) * config.chunk_size)
-            try:
+    clean_key = data_key(info, config, len(y))
+    budget = [max_chunks]
+    cards: list[dict] = []
+
+    def compute(index: int, attack: Attack, key: str, pool: np.ndarray | None,
+                derived: Chunk | None) -> bool:
+        """Run (or derive) one chunk unless stored or claimed; False once the budget is spent."""
+        if budget[0] is not None and budget[0] <= 0:
+            return False
+        if not store.claim(info.sha256, key, index):
+            return True
+        part = slice(index * config.chunk_size, (index + 1) * config.chunk_size)
+        try:
+            clean = clean_draws(model, x[part], y[part], index=index, info=info, config=config,
+                                device=device, store=store, key=clean_key)
+            if derived is not None:    # the per-attack run already holds this attack's counts
+                chunk = dataclasses.replace(derived, adv=np.minimum(derived.adv, pool),
+                                            seconds=0.0, grad_evals=0,
+                                            env={**(derived.env or {}), "attacked": 0,
+                                                 "derived_from": "per-attack run"})
+            else:
                 chunk = run_chunk(model, attack, x[part], y[part], index=index, key=key,
-                                  info=info, config=config, device=device)
-            except BaseException:
-                store.release(info.sha256, key, index)
-                raise
-            store.put_chunk(info.sha256, key, chunk)
-            computed += 1
-            if on_chunk:
-                on_chunk(info.name, attack.id, index + 1, count)
+                                  info=info, config=config, device=device, clean=clean, pool=pool)
+        except BaseException:
+            store.release(info.sha256, key, index)
+            raise
+        store.put_chunk(info.sha256, key, chunk)
+        if budget[0] is not None:
+            budget[0] -= 1
+        if on_chunk:
+            on_chunk(info.name, attack.id, index + 1, count)
+        return True
+
+    def finish(attack: Attack, key: str, extra: dict[str, Any] | None = None) -> None:
         card = store.card(info.sha256, key)
         chunks = store.chunks(info.sha256, key)
         if card is None and len(chunks) == count:
-            card = result_card(info, attack, key, config, chunks, device.type)
+            card = result_card(info, attack, key, config, chunks, device.type, extra)
             store.put_card(info.sha256, key, card)
         if card is not None:
             cards.append(card)
+
+    keys = [attack_key(a, info, config, len(y)) for a in attacks]
+    singles = [*(paired or []), *(attacks if not cascade or per_attack_full else [])]
+    for attack in singles:
+        key = attack_key(attack, info, config, len(y))
+        done = store.stored_chunks(info.sha256, key)
+        for index in range(count):
+            if index not in done and not compute(index, attack, key, None, None):
+                return cards
+        finish(attack, key)
+    if cascade:
+        for position, (attack, key) in enumerate(zip(attacks, keys)):
+            own_key = cascade_key(key, keys[:position])
+            earlier = cascade_key(keys[position - 1], keys[:position - 1]) if position else None
+            done = store.stored_chunks(info.sha256, own_key)
+            for index in range(count):
+                if index in done:
+                    continue
+                pool = None
+                if earlier is not None:
+                    previous = store.chunks(info.sha256, earlier, index)
+                    if not previous:      # another process still works on the earlier member
+                        continue
+                    pool = previous[0].adv
+                own = store.chunks(info.sha256, key, index) if per_attack_full else []
+                derived = own[0] if own else None
+                if derived is not None and pool is None:
+                    pool = derived.adv
+                if not compute(index, attack, own_key, pool, derived):
+                    return cards
+            finish(attack, own_key, {"cascade": {
+                "position": position + 1, "of": len(attacks), "member": attack.label or attack.id,
+                "after": [a.label or a.id for a in attacks[:position]]}})
     return cards

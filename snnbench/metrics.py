@@ -46,6 +46,19 @@ def accuracy_interval(counts: np.ndarray, k_eval: int) -> tuple[float, tuple[flo
     return float(rates.mean()) if len(rates) else 0.0, bootstrap(rates), "bootstrap"
 
 
+def paired_difference(a: np.ndarray, b: np.ndarray, k_eval: int,
+                      seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """Mean of ``a - b`` per-sample accuracies with a paired bootstrap 95% interval.
+
+    The Drop metric (RandHet Table 3): RA without EoT minus RA with EoT on the same samples;
+    resampling the samples' differences keeps the pairing (the two runs share each sample).
+    """
+    diff = (np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) / k_eval
+    if len(diff) == 0:
+        return 0.0, (0.0, 0.0)
+    return float(diff.mean()), bootstrap(diff, seed)
+
+
 def mra(robust: Sequence[float]) -> float | None:
     """Minimum robust accuracy over a row's attack columns (RandHet's MRA: min, not mean)."""
     values = [v for v in robust if v is not None]

@@ -4,6 +4,7 @@ One row per (model sha256, attack key, chunk) holds that chunk's per-sample corr
 for the clean and the adversarial inputs; it is written in one transaction, so a killed run
 loses at most the chunk in flight and a rerun skips every stored chunk. Once all chunks of a
 (model, attack key) are in, its result card (evaluation.md section 10) is stored beside them.
+Clean-input draws are cached per (model, data, seeds, chunk), shared by every attack.
 A claim table keeps two ``attack`` processes off the same chunk. WAL mode lets readers in
 while a writer works; a ``meta`` table names the tool and schema, so a foreign file is refused.
 """
@@ -37,6 +38,10 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE TABLE IF NOT EXISTS cards (
     model_sha TEXT NOT NULL, attack_key TEXT NOT NULL, card TEXT NOT NULL, created REAL NOT NULL,
     PRIMARY KEY (model_sha, attack_key));
+CREATE TABLE IF NOT EXISTS clean (
+    model_sha TEXT NOT NULL, data_key TEXT NOT NULL, chunk INTEGER NOT NULL,
+    k_eval INTEGER NOT NULL, selection BLOB NOT NULL, report BLOB NOT NULL,
+    PRIMARY KEY (model_sha, data_key, chunk));
 CREATE TABLE IF NOT EXISTS claims (
     model_sha TEXT NOT NULL, attack_key TEXT NOT NULL, chunk INTEGER NOT NULL,
     owner TEXT NOT NULL, since REAL NOT NULL, PRIMARY KEY (model_sha, attack_key, chunk));
@@ -125,13 +130,32 @@ class ResultStore:
             self._db.execute("DELETE FROM claims WHERE model_sha=? AND attack_key=? AND chunk=?",
                              (model_sha, attack_key, chunk.index))
 
-    def chunks(self, model_sha: str, attack_key: str) -> list[Chunk]:
-        rows = self._db.execute(
-            "SELECT chunk, clean, adv, k_eval, seconds, grad_evals, batch_size, seed, env "
-            "FROM chunks WHERE model_sha = ? AND attack_key = ? ORDER BY chunk",
-            (model_sha, attack_key))
+    def chunks(self, model_sha: str, attack_key: str, index: int | None = None) -> list[Chunk]:
+        """The stored chunks of a run in order (only chunk ``index`` when given)."""
+        query = ("SELECT chunk, clean, adv, k_eval, seconds, grad_evals, batch_size, seed, env "
+                 "FROM chunks WHERE model_sha = ? AND attack_key = ?")
+        args: tuple = (model_sha, attack_key)
+        if index is not None:
+            query, args = query + " AND chunk = ?", (*args, index)
+        rows = self._db.execute(query + " ORDER BY chunk", args)
         return [Chunk(r[0], np.frombuffer(r[1], np.uint8).copy(), np.frombuffer(r[2], np.uint8).copy(),
                       r[3], r[4], r[5], r[6], r[7], json.loads(r[8])) for r in rows]
+
+    # ---- clean draws, shared by every attack on the same samples
+    def clean_draws(self, model_sha: str, data_key: str, chunk: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Cached ``(selection, report)`` correct-draw counts of one chunk's clean inputs."""
+        row = self._db.execute("SELECT selection, report FROM clean WHERE model_sha=? AND "
+                               "data_key=? AND chunk=?", (model_sha, data_key, chunk)).fetchone()
+        if row is None:
+            return None
+        return np.frombuffer(row[0], np.uint8).copy(), np.frombuffer(row[1], np.uint8).copy()
+
+    def put_clean_draws(self, model_sha: str, data_key: str, chunk: int, k_eval: int,
+                        selection: np.ndarray, report: np.ndarray) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO clean VALUES (?,?,?,?,?,?)",
+                             (model_sha, data_key, chunk, k_eval,
+                              selection.astype(np.uint8).tobytes(), report.astype(np.uint8).tobytes()))
 
     # ---- claims: two processes never compute the same chunk
     def claim(self, model_sha: str, attack_key: str, chunk: int) -> bool:

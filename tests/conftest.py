@@ -21,6 +21,16 @@ def trained_home(tmp_path_factory) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def stochastic_home(tmp_path_factory) -> Path:
+    """A home holding ``randhet-tiny-digits`` (random decays per step), briefly trained: an
+    untrained tiny SNN on digits never fires its last layer, so every draw looks alike."""
+    home = tmp_path_factory.mktemp("randhet")
+    train_model(ModelConfig("randhet", "tiny", "digits", 4), TrainConfig(epochs=3), home=home,
+                device="cpu")
+    return home
+
+
 @pytest.fixture
 def home(trained_home, tmp_path) -> Path:
     """A private copy of the trained home, free to change."""

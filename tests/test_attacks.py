@@ -10,9 +10,7 @@ from torch import nn
 import snnbench
 from snnbench.attacks import ATTACKS, LogitMeanEoT, create_attack, eot_gradient
 from snnbench.attacks.torchattacks import mifgsm_loop, pgdl2_loop, rfgsm_loop
-from snnbench.config import ModelConfig, TrainConfig
 from snnbench.errors import SnnbenchError
-from snnbench.train import train_model
 
 NAME = "vanilla-tiny-digits"
 EPS = 32 / 255
@@ -55,13 +53,8 @@ def easy(model, digits):
 
 
 @pytest.fixture(scope="module")
-def stochastic_model(tmp_path_factory):
-    """RandHet (random decays per call), briefly trained: an untrained tiny SNN on digits
-    never fires its last layer, so its logits are all zero and every draw looks alike."""
-    home = tmp_path_factory.mktemp("randhet")
-    train_model(ModelConfig("randhet", "tiny", "digits", 4), TrainConfig(epochs=3), home=home,
-                device="cpu")
-    model = snnbench.load("randhet-tiny-digits", home).eval()
+def stochastic_model(stochastic_home):
+    model = snnbench.load("randhet-tiny-digits", stochastic_home).eval()
     assert model.stochastic
     return model
 
@@ -254,5 +247,8 @@ def test_attacker_surrogate_changes_the_gradient_not_the_forward(trained_home):
     a, b = own(model, x, y), other(model, x, y)
     assert not torch.equal(a, b)
     assert all(n.attack_surrogate is None for n in spiking_neurons(model))   # restored
+    rate = create_attack("fgsm", 32 / 255, surrogate="bptr")
+    assert "grad=bptr" in rate.key() and not torch.equal(rate(model, x, y), a)
+    assert not any(n.rate_backward for n in spiking_neurons(model))          # restored
     with pytest.raises(SnnbenchError):
-        create_attack("fgsm", 32 / 255, surrogate="bptr")
+        create_attack("fgsm", 32 / 255, surrogate="bptx")

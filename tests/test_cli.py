@@ -82,15 +82,15 @@ def test_quick_suite_and_eot_on_a_deterministic_model(home):
 
 
 def test_surrogate_option_stores_a_separate_result(home):
-    for mode in ("own", "atan:2"):
+    for mode in ("own", "atan:2", "bptr"):
         result = invoke("attack", "--attacks", "fgsm", "--surrogate", mode, "--n", "40",
                         "--home", home, "--quiet")
         assert result.exit_code == 0, result.output
     from snnbench import api
     with api.open_store(home) as store:
         grads = sorted(c["attack"]["grad"] for c in store.cards())
-    assert grads == ["bptt", "sg:atan:2"]
-    assert fragment_in(invoke("attack", "--surrogate", "bptr", "--home", home), "not available")
+    assert grads == ["bptr", "bptt", "sg:atan:2"]
+    assert fragment_in(invoke("attack", "--surrogate", "bptx", "--home", home), "not available")
 
 
 def test_missing_cifar_is_one_clear_line(tmp_path):

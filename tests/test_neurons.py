@@ -92,4 +92,23 @@ def test_grad_mode_swaps_backward_not_forward():
     grad_mode(layer, "own")
     assert torch.equal(torch.autograd.grad(layer(x).sum(), x)[0], g0)
     with pytest.raises(SnnbenchError):
-        grad_mode(layer, "bptr")
+        grad_mode(layer, "bptx")
+
+
+def test_bptr_passes_gradient_where_the_neuron_fired():
+    """BPTR (SNN-RAT's RateBp): same spikes; d out[t] / d in[t] = 1[neuron fired at some step]."""
+    torch.manual_seed(0)
+    neuron = LIF(TRACKS["tgo"], 3)
+    current = torch.randn(3 * 4, 6, requires_grad=True)
+    own = neuron(current)
+    grad_mode(neuron, "bptr")
+    rate = neuron(current)
+    assert torch.equal(own, rate)
+    weights = torch.randn_like(rate)
+    (grad,) = torch.autograd.grad((rate * weights).sum(), current)
+    fired = own.detach().view(3, 4, 6).amax(0) > 0
+    expected = weights * fired.float().expand(3, 4, 6).reshape(12, 6)
+    assert torch.equal(grad, expected)
+    assert 0 < fired.float().mean() < 1          # both cases occur in the test
+    grad_mode(neuron, "own")
+    assert not neuron.rate_backward

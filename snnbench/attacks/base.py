@@ -36,6 +36,9 @@ class Attack:
     impl: str = ""
     grad: str = "bptt"
     eot: int = 1                  # gradient draws averaged per step (EoT); 1 = none
+    # The suite member this attack was built from (``apgd-ce@eot=2k``): a name for tables,
+    # not a setting, so it stays out of the key.
+    label: str = field(default="", compare=False)
 
     def key(self) -> str:
         """Canonical identity of the attack and all its settings (part of every result's key)."""

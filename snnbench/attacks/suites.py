@@ -1,17 +1,27 @@
-"""Named attack suites (evaluation.md section 2): which attacks, with which overrides and EoT.
+"""Named attack suites (evaluation.md sections 2 and 6): which attacks, in which order, with
+which overrides and EoT, and whether they run as a cascade.
 
-A member is an attack id, optionally with ``:N`` overriding its steps (iterations or queries):
-``apgd-ce:25``. ``eot_variants`` lists the EoT settings each member runs with on a stochastic
-model (deterministic models run each once, without EoT).
+A member is ``ID[:STEPS][@surrogate=MODE][@eot=2k]``: ``apgd-ce:25`` overrides the steps
+(iterations or queries); ``@surrogate=`` picks the attacker's spike backward for that member
+(``bptr``, ``SHAPE:WIDTH``); ``@eot=2k`` doubles the suite's EoT K (the convergence check C13).
+``eot_variants`` lists the EoT settings each member runs with on a stochastic model
+(deterministic models run each once, without EoT; duplicates are dropped).
+
+A *cascade* suite (``full``) runs its members cheapest first, each on the samples that survived
+every earlier member; its last column is the per-sample worst case over all of them.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from snnbench.attacks.base import Attack
-from snnbench.attacks.registry import ATTACKS
+from snnbench.attacks.registry import attack_factory
 from snnbench.errors import SnnbenchError
+from snnbench.neurons import parse_grad_mode
 from snnbench.registry import Registry
+
+PAPER_EOT = 10         # K of the full suite and of Drop pairs unless --eot (RH Fig. 3 flattens)
 
 
 @dataclass(frozen=True)
@@ -20,19 +30,57 @@ class Suite:
     members: tuple[str, ...]
     eot_variants: tuple[int, ...] = (1,)
     summary: str = ""
+    cascade: bool = False
+    drop_pairs: tuple[str, ...] = ()   # run with and without EoT on every sample: EoT Drop
 
     def attacks(self, eps: float, norm: str = "Linf", stochastic: bool = False,
-                eot: int | None = None) -> list[Attack]:
-        """The suite's attacks for one model; ``eot`` (``--eot``) replaces the suite's K."""
+                eot: int | None = None, steps: int | None = None) -> list[Attack]:
+        """The suite's attacks for one model; ``eot`` (``--eot``) replaces the suite's K and
+        ``steps`` (``--steps``) every member's steps."""
         variants = (1,) if not stochastic else \
             tuple(sorted({1 if k == 1 else (eot or k) for k in self.eot_variants}))
-        attacks = []
+        attacks, keys = [], set()
         for member in self.members:
-            attack_id, _, steps = member.partition(":")
             for k in variants:
-                attacks.append(ATTACKS.get(attack_id)(eps=eps, norm=norm,
-                                                      steps=int(steps) if steps else None, eot=k))
+                attack = build_member(member, eps, norm, k if stochastic else 1, steps)
+                if attack.key() not in keys:
+                    keys.add(attack.key())
+                    attacks.append(attack)
         return attacks
+
+    def drop_attacks(self, eps: float, norm: str = "Linf", stochastic: bool = False,
+                     eot: int | None = None, steps: int | None = None) -> list[Attack]:
+        """Each Drop pair without and with EoT K (stochastic models; K = ``--eot``, else 10);
+        these always run on every clean-correct sample, never in a cascade."""
+        if not stochastic:
+            return []
+        k = eot or PAPER_EOT
+        return [build_member(m, eps, norm, draws, steps) for m in self.drop_pairs
+                for draws in (1, k) if k > 1]
+
+
+def build_member(member: str, eps: float, norm: str, eot: int,
+                 steps_override: int | None = None) -> Attack:
+    """One suite member as an attack (see the module docstring for the grammar)."""
+    head, *modifiers = member.split("@")
+    attack_id, _, steps = head.partition(":")
+    if steps_override is not None:
+        steps = str(steps_override)
+    surrogate = None
+    for modifier in modifiers:
+        key, _, value = modifier.partition("=")
+        if key == "surrogate":
+            surrogate = value
+        elif key == "eot" and value == "2k":
+            eot = 2 * eot if eot > 1 else 1
+        else:
+            raise SnnbenchError(f"cannot read suite member {member!r}: unknown modifier {modifier!r}")
+    attack = attack_factory(attack_id)(eps=eps, norm=norm, steps=int(steps) if steps else None,
+                                       eot=eot)
+    if surrogate is not None:
+        token, _ = parse_grad_mode(surrogate)
+        attack = dataclasses.replace(attack, grad=token)
+    return dataclasses.replace(attack, label=member)
 
 
 SUITES: Registry[Suite] = Registry("suite")
@@ -51,13 +99,24 @@ _add(Suite("paper-tgo", ("fgsm", "rfgsm", "rfgsm-ta32", "pgd7", "pgd10", "pgd20"
            "without and with EoT K=10"))
 _add(Suite("paper-randhet", ("fgsm", "pgd10-rh", "apgd10-rh", "mifgsm", "autoattack-standard",
                              "pgd50-eot10", "apgd50-eot10"), (1,),
-           "RandHet Tables 1-4: FGSM, PGD-10, APGD-10, MIFGSM, AutoAttack, PGD/APGD-50 with EoT 10"))
+           "RandHet Tables 1-4: FGSM, PGD-10, APGD-10, MIFGSM, AutoAttack, PGD/APGD-50 with EoT 10; "
+           "stochastic models: PGD-10 with and without EoT 10 for the Drop (Table 3)",
+           drop_pairs=("pgd10-rh",)))
+# Cheapest first (evaluation.md section 6); the surrogate sweep favours wide shapes, where a
+# model that keeps potentials away from threshold (TGO) still passes gradient; then BPTR.
+_add(Suite("full", ("fgsm", "pgd10", "apgd-ce", "mtpgd40", "apgd-t", "fab-t",
+                    "transfer-ann-twin-apgd-ce", "transfer-mean-twin-apgd-ce", "square",
+                    "apgd-ce@surrogate=triangle:4", "apgd-ce@surrogate=rect:2",
+                    "apgd-ce@surrogate=atan:0.5", "apgd-ce@surrogate=bptr", "apgd-ce@eot=2k",
+                    "apgd-dlr"), (PAPER_EOT,),
+           "Cascade over the still-robust samples, cheapest first: FGSM, PGD-10, APGD-CE, "
+           "MTPGD-40, APGD-T, FAB-T, transfer from the ANN and mean twins, Square, APGD-CE "
+           "through 3 other surrogates and BPTR, APGD-CE with EoT 2K, APGD-DLR; EoT K=10 "
+           "(--eot) on stochastic models; the last column is the per-sample worst case; "
+           "PGD-10 with and without EoT on all samples for the Drop",
+           cascade=True, drop_pairs=("pgd10",)))
 
 
 def suite_attacks(name: str, eps: float, norm: str = "Linf", stochastic: bool = False,
-                  eot: int | None = None) -> list[Attack]:
-    suite = SUITES.get(name)
-    missing = [m.partition(":")[0] for m in suite.members if m.partition(":")[0] not in ATTACKS]
-    if missing:
-        raise SnnbenchError(f"suite {name!r} needs attacks this build lacks: {', '.join(missing)}")
-    return suite.attacks(eps, norm, stochastic, eot)
+                  eot: int | None = None, steps: int | None = None) -> list[Attack]:
+    return SUITES.get(name).attacks(eps, norm, stochastic, eot, steps)

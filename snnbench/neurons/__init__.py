@@ -72,17 +72,20 @@ def parse_grad_mode(mode: str) -> tuple[str, Surrogate | None]:
 
     ``own`` / ``bptt``: the model's own surrogate (token ``bptt``). ``SHAPE:WIDTH`` or
     ``sg:SHAPE:WIDTH`` (e.g. ``atan:2``): another surrogate for every spike (token
-    ``sg:atan:2``). Anything else is an error, never a silent fallback.
+    ``sg:atan:2``). ``bptr``: backward through the firing rate. Anything else is an error,
+    never a silent fallback.
     """
     from snnbench.errors import SnnbenchError
 
     text = str(mode).strip().lower().removeprefix("sg:")
     if text in ("own", "bptt"):
         return "bptt", None
+    if text == "bptr":
+        return "bptr", None
     shape, sep, width = text.partition(":")
     if not sep:
-        raise SnnbenchError(f"gradient mode {mode!r} is not available; use 'own' or SHAPE:WIDTH "
-                            f"with a shape of {', '.join(SURROGATES.names())}")
+        raise SnnbenchError(f"gradient mode {mode!r} is not available; use 'own', 'bptr' or "
+                            f"SHAPE:WIDTH with a shape of {', '.join(SURROGATES.names())}")
     try:
         surrogate = Surrogate(shape, float(width))
     except ValueError:
@@ -92,7 +95,8 @@ def parse_grad_mode(mode: str) -> tuple[str, Surrogate | None]:
 
 def grad_mode(model: nn.Module, mode: str = "own") -> nn.Module:
     """Choose the attacker's backward pass (evaluation.md section 3), leaving the forward as is."""
-    _, override = parse_grad_mode(mode)
+    token, override = parse_grad_mode(mode)
     for neuron in spiking_neurons(model):
         neuron.attack_surrogate = override
+        neuron.rate_backward = token == "bptr"
     return model

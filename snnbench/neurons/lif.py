@@ -32,6 +32,7 @@ class LIF(nn.Module):
         self.surrogate = Surrogate(config.surrogate, config.surrogate_width)
         # Set by ``snnbench.grad_mode``: the attacker's backward, independent of training.
         self.attack_surrogate: Surrogate | None = None
+        self.rate_backward = False     # BPTR: backward through the firing rate (``bptr``)
         # Pre-reset potentials u_t, kept only while a loss or a diagnostic asks for them.
         self.record_potentials = False
         self.potentials: list[torch.Tensor] = []
@@ -58,6 +59,24 @@ class LIF(nn.Module):
         return u * (1 - (s.detach() if self.config.detach_reset else s))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rate_backward:
+            return self._rate_backward(x)
+        return self.simulate(x)
+
+    def _rate_backward(self, x: torch.Tensor) -> torch.Tensor:
+        """Spikes forward; backward ``grad_x[t] = grad_s[t] * 1[rate > 0]`` (SNN-RAT's ``RateBp``).
+
+        The rate is the mean spike count over the T steps of each neuron of each sample, so the
+        gradient passes unchanged wherever the neuron fired at all and is cut where it was silent.
+        """
+        with torch.no_grad():
+            spikes = self.simulate(x)
+        fired = spikes.view(self.timesteps, -1, *x.shape[1:]).amax(0) > 0
+        mask = fired.to(x.dtype).expand(self.timesteps, *fired.shape).reshape(x.shape)
+        return spikes + (x - x.detach()) * mask
+
+    def simulate(self, x: torch.Tensor) -> torch.Tensor:
+        """The T-step charge/fire/reset loop; spikes ``[T*B, ...]``."""
         steps = x.view(self.timesteps, -1, *x.shape[1:])
         v = torch.zeros_like(steps[0])
         self.potentials, self.currents = [], []

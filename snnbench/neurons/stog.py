@@ -53,7 +53,6 @@ class RelaxedBernoulli(torch.autograd.Function):
 class StoGGate(nn.Module):
     """Multiplies spikes ``[T*B, *shape]`` by Bernoulli(clamp(rho, 0.1, 1)) gates, rho learnable."""
 
-    stochastic = True
     no_weight_decay: ClassVar[tuple[str, ...]] = ("rho",)
 
     def __init__(self, shape: tuple[int, ...], timesteps: int, *, temperature: float = 0.5,
@@ -68,6 +67,12 @@ class StoGGate(nn.Module):
         self.temperature = float(temperature)
         self.grad_reduce = grad_reduce
         self.rho = nn.Parameter(torch.ones(self.shape))
+        self.mean_field = False     # the mean twin's gate: s * p instead of s * m (no draws)
+
+    @property
+    def stochastic(self) -> bool:
+        """Gates draw in training and evaluation alike, unless set to their mean."""
+        return not self.mean_field
 
     def extra_repr(self) -> str:
         return (f"shape={self.shape}, T={self.timesteps}, temperature={self.temperature}, "
@@ -91,6 +96,8 @@ class StoGGate(nn.Module):
             raise SnnbenchError(f"StoG gate expects [T*B, {', '.join(map(str, self.shape))}] with "
                                 f"T = {self.timesteps}, got {list(s.shape)}")
         p = self.keep_probability()
+        if self.mean_field:
+            return s * p.to(s.dtype)
         noise = self.logistic_noise(s.shape)
         m = RelaxedBernoulli.apply(p, noise, self.temperature, self.grad_reduce)
         return s * m.to(s.dtype)
