@@ -97,7 +97,12 @@ def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | 
                           chosen.drop_attacks(eps, norm, stochastic, eot, steps), chosen.cascade)
     else:
         k = (eot or (recipe.eot if recipe else 1)) if stochastic else 1
-        plan = AttackPlan([create_attack(a, eps, norm, steps, k) for a in (names or recipe.attacks)])
+        chosen_attacks = [create_attack(a, eps, norm, steps, k) for a in (names or recipe.attacks)]
+        keys = {a.key() for a in chosen_attacks}
+        pairs = recipe.drop if recipe and not names and stochastic and k > 1 else ()
+        paired = [attack for a in pairs for draws in (1, k)
+                  if (attack := create_attack(a, eps, norm, steps, draws)).key() not in keys]
+        plan = AttackPlan(chosen_attacks, paired)
     token, _ = parse_grad_mode(surrogate)
     if token == "bptt":           # the default keeps a suite member's own gradient mode
         return plan

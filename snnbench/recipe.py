@@ -22,7 +22,8 @@ else:  # pragma: no cover
 
 DEFAULT_RECIPE = "digits"
 TOP_KEYS = {"name", "description", "dataset", "eps", "norm", "attacks", "n", "k_eval", "seed",
-            "train", "models", "layouts", "arch", "timesteps", "track", "gpu_hours", "eot"}
+            "train", "models", "layouts", "arch", "timesteps", "track", "gpu_hours", "eot",
+            "drop"}
 MODEL_KEYS = {"defense", "arch", "timesteps", "track", "settings", "name", "train"}
 
 
@@ -36,6 +37,7 @@ class Recipe:
     n: int | None = None
     k_eval: int = 3                # evaluation draws per sample for stochastic models
     eot: int = 1                   # gradient draws per attack step for stochastic models
+    drop: tuple[str, ...] = ()     # stochastic models also run these without EoT: EoT Drop
     seed: int = 0
     train: TrainConfig = TrainConfig()
     models: tuple[tuple[ModelConfig, TrainConfig], ...] = ()
@@ -110,9 +112,13 @@ def parse_recipe(data: dict[str, Any], path: Path | str = "<recipe>") -> Recipe:
     attacks = data.get("attacks", ["fgsm", "pgd10"])
     if not isinstance(attacks, list) or not all(isinstance(a, str) for a in attacks):
         raise SnnbenchError(f"'attacks' in {path} must be a list of attack ids")
+    drop = data.get("drop", [])
+    if not isinstance(drop, list) or not all(isinstance(a, str) for a in drop):
+        raise SnnbenchError(f"'drop' in {path} must be a list of attack ids")
     return Recipe(name=str(data.get("name", Path(str(path)).stem)), dataset=dataset,
                   eps=parse_eps(data.get("eps", "8/255")), norm=str(data.get("norm", "Linf")),
-                  attacks=tuple(attacks), n=data.get("n"), k_eval=int(data.get("k_eval", 3)), eot=int(data.get("eot", 1)),
+                  attacks=tuple(attacks), n=data.get("n"), k_eval=int(data.get("k_eval", 3)),
+                  eot=int(data.get("eot", 1)), drop=tuple(drop),
                   seed=int(data.get("seed", 0)), train=base_train, models=tuple(models),
                   layouts=tuple(data.get("layouts", ["leaderboard"])),
                   description=str(data.get("description", "")), source=str(path))
