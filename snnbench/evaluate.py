@@ -282,9 +282,9 @@ def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: tor
             cards.append(card)
 
     keys = [attack_key(a, info, config, len(y)) for a in attacks]
-    singles = [*(paired or []), *(attacks if not cascade or per_attack_full else [])]
-    for attack in singles:
-        key = attack_key(attack, info, config, len(y))
+    singles = {attack_key(a, info, config, len(y)): a for a in
+               [*(paired or []), *(attacks if not cascade or per_attack_full else [])]}
+    for key, attack in singles.items():     # one run per key, whichever list named it
         done = store.stored_chunks(info.sha256, key)
         for index in range(count):
             if index not in done and not compute(index, attack, key, None, None):
