@@ -23,6 +23,7 @@ from snnbench.data import load_dataset
 from snnbench.errors import SnnbenchError
 from snnbench.evaluate import ChunkCallback, EvalConfig, ModelInfo, run_attacks
 from snnbench.gate import GateResult, compare, read_baseline
+from snnbench.layouts import get_layout, render_layout, write_layout
 from snnbench.recipe import Recipe, load_recipe
 from snnbench.report import FORMATS, Leaderboard, build_leaderboard, write_report
 from snnbench.runtime import resolve_device
@@ -175,11 +176,17 @@ def leaderboard(home: str | Path | None = None, name: str | None = None) -> Lead
 
 
 def report(home: str | Path | None = None, out: str | Path = "leaderboards",
-           formats: Sequence[str] = FORMATS, name: str | None = None) -> tuple[Leaderboard, list[Path]]:
+           formats: Sequence[str] = FORMATS, name: str | None = None,
+           layout: str | None = None) -> tuple[Leaderboard, list[Path]]:
+    """Write the leaderboard, or with ``layout`` a paper table (``<name>-<layout>.*``)."""
+    table = get_layout(layout) if layout and layout != "leaderboard" else None
     board = leaderboard(home, name)
     if not board.rows:
         raise SnnbenchError(f"no finished attack results in {home_path(home) / STORE}; run "
                             "`snnbench attack` first")
+    if table is not None:
+        return board, write_layout(render_layout(table, board.rows), Path(out), board.name,
+                                   tuple(formats))
     return board, write_report(board, Path(out), tuple(formats))
 
 

@@ -85,7 +85,7 @@ def _parse_settings(values: list[str] | None) -> dict[str, str]:
 @app.command("list")
 @command
 def list_(what: Annotated[str, typer.Argument(help="archs, defenses, attacks, suites, "
-                                                    "datasets, neurons, surrogates or models.")],
+                                                    "datasets, neurons, surrogates, layouts or models.")],
           home: HomeOpt = None, debug: DebugOpt = False) -> None:
     """List what is registered (or the trained models of the home)."""
     from snnbench.archs import ARCHS
@@ -93,10 +93,12 @@ def list_(what: Annotated[str, typer.Argument(help="archs, defenses, attacks, su
     from snnbench.attacks.suites import SUITES
     from snnbench.data import DATASETS
     from snnbench.defenses import DEFENSES
+    from snnbench.layouts import LAYOUTS
     from snnbench.neurons import NEURONS, SURROGATES
 
     registries = {"archs": ARCHS, "defenses": DEFENSES, "attacks": ATTACKS, "suites": SUITES,
-                  "datasets": DATASETS, "neurons": NEURONS, "surrogates": SURROGATES}
+                  "datasets": DATASETS, "neurons": NEURONS, "surrogates": SURROGATES,
+                  "layouts": LAYOUTS}
     key = what.lower().replace("defences", "defenses")
     if key == "models":
         names = api.home_models(home)
@@ -193,12 +195,13 @@ def _print_cards(cards: list[dict]) -> None:
 def report(format: Annotated[str, typer.Option("--format", help="md, csv, json or all.")] = "all",
            out_dir: OutOpt = Path("leaderboards"),
            name: Annotated[Optional[str], typer.Option(help="File name (default: the recipe's).")] = None,
+           layout: Annotated[str, typer.Option(help="Table shape: leaderboard, or a paper table (see `snnbench list layouts`).")] = "leaderboard",
            home: HomeOpt = None, debug: DebugOpt = False) -> None:
-    """Write the leaderboard from the stored result cards."""
+    """Write the leaderboard (or a paper's table) from the stored result cards."""
     formats = ("md", "csv", "json") if format == "all" else (format,)
     if any(f not in ("md", "csv", "json") for f in formats):
         raise SnnbenchError(f"unknown format {format!r}; choose md, csv, json or all")
-    board, written = api.report(home, out_dir, formats, name)
+    board, written = api.report(home, out_dir, formats, name, layout)
     for path in written:
         out.print(f"wrote {path}", highlight=False)
 

@@ -1,0 +1,96 @@
+"""Paper layouts (issue 6, part): header and row set of each paper table, blanks for missing
+runs, the published values beside ours, and the reduced-protocol rule."""
+from __future__ import annotations
+
+import pytest
+
+from snnbench.errors import SnnbenchError
+from snnbench.layouts import CLEAN, DROP, LAYOUTS, MRA, NO_EOT, WITH_EOT, get_layout, render_layout
+
+PAPER_ONLY = {"ctrw", "rna", "rpf"}     # RandHet Table 3's other defences: not in snnbench
+PAPER_LAYOUTS = [n for n in LAYOUTS.names() if n != "leaderboard"]
+
+
+def synthetic_row(defense: str, dataset: str, arch: str, acc: float = 0.5) -> dict:
+    """A leaderboard row with every attack column any layout reads, all at ``acc``."""
+    attacks = {}
+    for layout in PAPER_LAYOUTS:
+        for column in get_layout(layout).columns:
+            for source in column.sources:
+                if source not in (CLEAN, MRA, DROP, NO_EOT, WITH_EOT):
+                    attacks[source] = {"robust_acc": acc}
+    attacks["pgd10+eot"] = {"robust_acc": acc - 0.1}
+    return {"model": f"{defense}-{arch}-{dataset}", "defense": defense, "arch": arch,
+            "dataset": dataset, "timesteps": 4, "n": 10000, "device": "cuda",
+            "clean": {"acc": 0.9}, "attacks": attacks,
+            "drop": {"pgd10": {"value": 0.1, "ci95": [0.05, 0.15]}}}
+
+
+@pytest.mark.parametrize("name", PAPER_LAYOUTS)
+def test_layout_shape_and_blanks(name):
+    layout = get_layout(name)
+    empty = render_layout(layout, [])
+    labels = [c.label for c in layout.columns]
+    assert empty.header[:3 + len(labels)] == ["group", "row", "model", *labels]
+    assert [(r[0], r[1]) for r in empty.body] == [(r.group, r.label) for r in layout.rows]
+    assert all(cell == "" for row in empty.body for cell in row[2:2 + 1 + len(labels)])
+    assert "No stored run" in empty.description
+
+    first = next(r for r in layout.rows if r.defense not in PAPER_ONLY)
+    table = render_layout(layout, [synthetic_row(first.defense, first.dataset, first.arch or "x")])
+    filled = [r for r in table.body if r[2]]
+    assert filled and filled[0][1] == first.label
+    (record,) = [r for r in table.records if r["model"]]
+    for column in layout.columns:
+        value = record["ours"][column.label]
+        assert value is not None, column.label
+        published = record["paper"].get(column.label)
+        if published is not None:
+            diff = filled[0][table.header.index(f"Δ {column.label}")]
+            assert float(diff) == pytest.approx(100 * value - published, abs=0.01)
+
+
+def test_values_mra_and_drop_columns():
+    table = render_layout(get_layout("randhet-table1"), [synthetic_row("at", "cifar10", "sew-resnet19")])
+    record = table.records[0]
+    assert record["row"] == "SNN+AT" and record["ours"]["Clean"] == 0.9
+    assert record["ours"]["MRA"] == 0.5                       # min over the attack columns
+    assert record["paper"]["MRA"] == 29.29
+    drop = render_layout(get_layout("randhet-table3"),
+                         [synthetic_row("rat+randhet", "cifar10", "sew-resnet19")])
+    (mine,) = [r for r in drop.records if r["model"]]
+    assert mine["row"] == "RandHet"                          # defence order does not matter
+    assert mine["ours"] == {"Clean": 0.9, "RA no EoT": 0.5, "RA EoT": pytest.approx(0.4), "Drop": 0.1}
+
+
+def test_other_data_fills_the_first_group_only_and_says_reduced():
+    rows = [synthetic_row("rat", "digits", "tiny")]
+    table = render_layout(get_layout("randhet-table1"), rows)
+    filled = [r for r in table.body if r[2]]
+    assert [r[0] for r in filled] == ["CIFAR-10"]
+    assert "REDUCED PROTOCOL" in table.description
+    assert all(cell == "" for r in filled for cell in r[table.header.index("Δ Clean"):])
+
+
+def test_generic_name_and_unknown_layout():
+    with pytest.raises(SnnbenchError, match="generic"):
+        get_layout("leaderboard")
+    with pytest.raises(SnnbenchError, match="did you mean"):
+        get_layout("randhet-tabel1")
+
+
+def test_report_layout_through_the_cli(home, tmp_path):
+    from typer.testing import CliRunner
+
+    from snnbench.cli import app
+    runner = CliRunner()
+    assert runner.invoke(app, ["attack", "--attacks", "fgsm", "--n", "40", "--home", str(home),
+                               "--quiet"]).exit_code == 0
+    result = runner.invoke(app, ["report", "--layout", "tgo-table1", "--format", "md",
+                                 "--name", "digits", "--home", str(home), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "digits-tgo-table1.md").read_text()
+    assert "TGO Table 1" in text and "REDUCED PROTOCOL" in text and "vanilla-tiny-digits" in text
+    assert "| paper Clean" in text and "93.32" in text
+    listed = runner.invoke(app, ["list", "layouts"])
+    assert listed.exit_code == 0 and "randhet-table1" in listed.output
