@@ -16,7 +16,7 @@ from torch import nn
 from snnbench.attacks import Attack, create_attack
 from snnbench.attacks.suites import suite_attacks
 from snnbench.neurons import parse_grad_mode
-from snnbench.checkpoint import CARD, default_home, load, load_card
+from snnbench.checkpoint import CARD, default_home, load, verify
 from snnbench.config import ModelConfig, TrainConfig, parse_eps
 from snnbench.data import load_dataset
 from snnbench.errors import SnnbenchError
@@ -118,7 +118,7 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
     cards: list[dict] = []
     plans = []
     for name in names:       # check every model and attack before the first long run
-        card = load_card(name, home_path(home))
+        card = verify(name, home_path(home))
         plans.append((name, card, attacks_for(card, attacks, eps_value, norm, steps, suite, eot,
                                               surrogate)))
     with open_store(home) as store:
