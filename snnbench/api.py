@@ -22,6 +22,7 @@ from snnbench.data import load_dataset
 from snnbench.errors import SnnbenchError
 from snnbench.evaluate import ChunkCallback, EvalConfig, ModelInfo, run_attacks
 from snnbench.gate import GateResult, compare, read_baseline
+from snnbench.importer import import_checkpoint  # noqa: F401  (the API of `snnbench import`)
 from snnbench.recipe import Recipe, load_recipe
 from snnbench.report import FORMATS, Leaderboard, build_leaderboard, write_report
 from snnbench.runtime import resolve_device
