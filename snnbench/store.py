@@ -124,14 +124,14 @@ class ResultStore:
         return {r[0] for r in rows}
 
     def put_chunk(self, model_sha: str, attack_key: str, chunk: Chunk) -> None:
-        """Store one chunk and drop its claim, in one transaction."""
+        """Store one chunk and drop its claim, in one transaction; ``env`` records who computed it."""
         with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (model_sha, attack_key, chunk.index, len(chunk.clean), chunk.k_eval,
                  chunk.clean.astype(np.uint8).tobytes(), chunk.adv.astype(np.uint8).tobytes(),
                  chunk.seconds, chunk.grad_evals, chunk.batch_size, chunk.seed,
-                 json.dumps(chunk.env or {}), time.time()))
+                 json.dumps({**(chunk.env or {}), "owner": self.owner}), time.time()))
             self._db.execute("DELETE FROM claims WHERE model_sha=? AND attack_key=? AND chunk=?",
                              (model_sha, attack_key, chunk.index))
 
