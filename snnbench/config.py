@@ -24,7 +24,7 @@ def parse_eps(text: str | float | int) -> float:
         raw = str(text).strip()
         try:
             value = float(Fraction(raw)) if "/" in raw else float(raw)
-        except (ValueError, ZeroDivisionError):
+        except (ValueError, ZeroDivisionError, OverflowError):
             raise SnnbenchError(f"cannot read eps {text!r}; write a fraction such as 8/255 "
                                 "or a number such as 0.031") from None
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
@@ -76,7 +76,7 @@ def coerce(key: str, value: Any, default: Any) -> Any:
             if not isinstance(value, str):
                 raise ValueError
             return value
-    except (ValueError, TypeError, ZeroDivisionError):
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
         pass
     else:
         return value
