@@ -17,12 +17,13 @@ from snnbench.attacks import Attack, create_attack
 from snnbench.attacks.suites import SUITES
 from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack, bind_source
 from snnbench.neurons import parse_grad_mode
-from snnbench.checkpoint import CARD, default_home, load, load_card
+from snnbench.checkpoint import CARD, default_home, load, load_card, verify
 from snnbench.config import ModelConfig, TrainConfig, parse_eps
 from snnbench.data import load_dataset
 from snnbench.errors import SnnbenchError
 from snnbench.evaluate import ChunkCallback, EvalConfig, ModelInfo, run_attacks
 from snnbench.gate import GateResult, compare, read_baseline
+from snnbench.importer import import_checkpoint  # noqa: F401  (the API of `snnbench import`)
 from snnbench.layouts import get_layout, render_layout, write_layout
 from snnbench.recipe import Recipe, load_recipe
 from snnbench.report import FORMATS, Leaderboard, build_leaderboard, write_report
@@ -140,7 +141,7 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
     cards: list[dict] = []
     plans = []
     for name in names:       # check every model and attack before the first long run
-        card = load_card(name, home_path(home))
+        card = verify(name, home_path(home))
         plan = attacks_for(card, attacks, eps_value, norm, steps, suite, eot, surrogate)
         plans.append((name, card, dataclasses.replace(
             plan, attacks=[_bind_source(a, home, dev) for a in plan.attacks])))

@@ -146,6 +146,15 @@ def load_weights(path: Path, card: dict[str, Any]) -> dict[str, torch.Tensor]:
     return state
 
 
+def verify(ref: str | Path, home: Path | None = None) -> dict[str, Any]:
+    """The card of a checkpoint whose card and weights pass every check of ``load``, so a
+    command can refuse a damaged checkpoint before it writes anything."""
+    folder = model_dir(ref, home)
+    card = load_card(folder)
+    load_weights(folder / WEIGHTS, card)
+    return card
+
+
 def load(ref: str | Path, home: Path | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """The verified model of a checkpoint, in eval mode: [0,1] images -> logits."""
     folder = model_dir(ref, home)

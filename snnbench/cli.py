@@ -147,6 +147,28 @@ def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or 
               highlight=False)
 
 
+@app.command("import")
+@command
+def import_(file: Annotated[Path, typer.Argument(help="A .pt/.pth state dict (read with weights_only=True).")],
+            arch: Annotated[str, typer.Option(help="Architecture the weights belong to.")],
+            defense: Annotated[str, typer.Option(help="Defence the model was trained with, e.g. vanilla.")],
+            data: Annotated[str, typer.Option(help="Data set (see `snnbench list datasets`).")] = "digits",
+            timesteps: Annotated[Optional[int], typer.Option(help="Time steps T (default: the track's).")] = None,
+            track: Annotated[str, typer.Option(help="Neuron convention: tgo, pku or randhet.")] = "tgo",
+            set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE setting; repeatable.")] = None,
+            name: Annotated[Optional[str], typer.Option(help="Model name (default: DEFENSE-ARCH-DATA).")] = None,
+            home: HomeOpt = None, data_root: DataRootOpt = None, device: DeviceOpt = "auto",
+            quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """Import a foreign PyTorch checkpoint as a verified snnbench model (no code is unpickled)."""
+    config = ModelConfig(defense, arch, data, timesteps, track, _parse_settings(set_), name)
+    outcome = api.import_checkpoint(file, config, home=api.home_path(home), data_root=data_root,
+                                    device=device)
+    card = outcome.card
+    out.print(f"{outcome.status}: {outcome.name}  clean accuracy "
+              f"{100 * card['clean_accuracy']['acc']:.2f}% on {card['clean_accuracy']['n']} test "
+              f"images  -> {outcome.folder}", highlight=False)
+
+
 @app.command()
 @command
 def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model names (default: all in the home).")] = None,

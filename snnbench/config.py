@@ -24,7 +24,7 @@ def parse_eps(text: str | float | int) -> float:
         raw = str(text).strip()
         try:
             value = float(Fraction(raw)) if "/" in raw else float(raw)
-        except (ValueError, ZeroDivisionError):
+        except (ValueError, ZeroDivisionError, OverflowError):
             raise SnnbenchError(f"cannot read eps {text!r}; write a fraction such as 8/255 "
                                 "or a number such as 0.031") from None
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
@@ -76,7 +76,7 @@ def coerce(key: str, value: Any, default: Any) -> Any:
             if not isinstance(value, str):
                 raise ValueError
             return value
-    except (ValueError, TypeError, ZeroDivisionError):
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
         pass
     else:
         return value
@@ -178,8 +178,16 @@ def dataclass_from(cls: type, values: Mapping[str, Any], where: str) -> Any:
     typed = {}
     for key, value in values.items():
         default = getattr(defaults, key)
-        typed[key] = value if default is None else coerce(f"{where}.{key}", value, default)
+        if default is None:        # an optional field: type-check against its annotation
+            if value is None:
+                typed[key] = None
+                continue
+            default = _PROTOTYPES.get(str(fields[key].type).split("|")[0].strip())
+        typed[key] = value if default is None else coerce(key, value, default)
     return cls(**typed)
+
+
+_PROTOTYPES: dict[str, Any] = {"float": 0.0, "int": 0, "bool": False, "str": ""}
 
 
 # --------------------------------------------------------------------------------------- models
@@ -203,5 +211,6 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.timesteps is not None and self.timesteps < 1:
-            raise SnnbenchError(f"timesteps must be at least 1, got {self.timesteps}")
+            raise SnnbenchError(f"timesteps must be at least 1, got {self.timesteps}; pass "
+                                "--timesteps 1 or more")
         track_config(self.track)

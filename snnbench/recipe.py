@@ -6,6 +6,8 @@ inside the package, so ``snnbench run`` works from any directory.
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +23,15 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_RECIPE = "digits"
-TOP_KEYS = {"name", "description", "dataset", "eps", "norm", "attacks", "n", "k_eval", "seed",
-            "train", "models", "layouts", "arch", "timesteps", "track", "gpu_hours", "eot",
-            "drop"}
-MODEL_KEYS = {"defense", "arch", "timesteps", "track", "settings", "name", "train"}
+Number = (int, float)
+TOP_KEYS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "description": str, "dataset": str, "eps": (str, int, float), "norm": str,
+    "attacks": list, "n": int, "k_eval": int, "seed": int, "train": dict, "models": list,
+    "layouts": list, "arch": str, "timesteps": int, "track": str, "gpu_hours": Number, "eot": int,
+    "drop": list}
+MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
+    "defense": str, "arch": str, "timesteps": int, "track": str, "settings": dict, "name": str,
+    "train": dict}
 
 
 @dataclass(frozen=True)
@@ -74,51 +81,109 @@ def _zoo_folders() -> list[Path]:
 
 def load_recipe(ref: str | Path | None = None) -> Recipe:
     path = recipe_path(ref)
+    return parse_recipe_text(path.read_text(encoding="utf-8"), path)
+
+
+def parse_recipe_text(text: str, path: Path | str = "<recipe>") -> Recipe:
+    """A recipe from TOML text; errors name the file and the line of the offending key."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SnnbenchError(f"recipe {path} is not valid TOML: {exc}") from None
-    return parse_recipe(data, path)
+        raise SnnbenchError(f"recipe {path} is not valid TOML: {exc}; fix the file") from None
+    return parse_recipe(data, path, text)
 
 
-def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise SnnbenchError(f"unknown key {unknown[0]!r} in {where}; valid keys: {', '.join(sorted(allowed))}")
+class _Lines:
+    """Where a key sits in the recipe's text, so an error can name its line."""
+
+    def __init__(self, path: Path | str, text: str | None) -> None:
+        self.path, self.lines = path, (text or "").splitlines()
+
+    def at(self, key: str, table: str | None = None, index: int = 0) -> str:
+        """``"recipe PATH line N"`` for ``key`` (searched after the index-th ``[table]``)."""
+        start, seen = 0, -1
+        if table:
+            header = re.compile(rf"^\s*\[\[?\s*{re.escape(table)}\s*\]\]?\s*(#.*)?$")
+            for number, line in enumerate(self.lines):
+                if header.match(line):
+                    seen += 1
+                    if seen == index:
+                        start = number
+                        break
+        pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+        for number in range(start, len(self.lines)):
+            if pattern.match(self.lines[number]):
+                return f"recipe {self.path} line {number + 1}"
+        return f"recipe {self.path}"
 
 
-def parse_recipe(data: dict[str, Any], path: Path | str = "<recipe>") -> Recipe:
-    _check_keys(data, TOP_KEYS, f"recipe {path}")
+def _check_table(table: Any, types: dict[str, Any | None], where: str, lines: _Lines,
+                 section: str | None = None, index: int = 0) -> dict[str, Any]:
+    """``table`` as a dict whose keys are known and whose values have the expected types."""
+    if not isinstance(table, dict):
+        raise SnnbenchError(f"{lines.at(section or '', None)}: {where} must be a table, got "
+                            f"{type(table).__name__}; see zoo/digits.toml for the layout")
+    for key, value in table.items():
+        if key not in types:
+            raise SnnbenchError(f"{lines.at(str(key), section, index)}: unknown key {key!r} in "
+                                f"{where}; valid keys: {', '.join(sorted(types))}")
+        expected = types[key]
+        if expected is None:       # checked by the caller
+            continue
+        kinds = expected if isinstance(expected, tuple) else (expected,)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise SnnbenchError(f"{lines.at(key, section, index)}: {key!r} in {where} must be of "
+                                f"type {names}, got {value!r}; fix its value")
+    return table
+
+
+def _train_config(values: Any, base: TrainConfig, where: str, lines: _Lines,
+                  section: str, index: int = 0) -> TrainConfig:
+    """``base`` with the ``[train]`` overrides, each key checked where it is written."""
+    _check_table(values, {f.name: None for f in dataclasses.fields(TrainConfig)}, where, lines,
+                 section, index)
+    for key, value in values.items():
+        try:
+            dataclass_from(TrainConfig, {key: value}, where)
+        except SnnbenchError as exc:
+            raise SnnbenchError(f"{lines.at(key, section, index)}: {exc}") from None
+    typed = dataclass_from(TrainConfig, values, where)
+    return dataclasses.replace(base, **{key: getattr(typed, key) for key in values})
+
+
+def parse_recipe(data: Any, path: Path | str = "<recipe>", text: str | None = None) -> Recipe:
+    """A ``Recipe`` from parsed TOML; ``text``, when given, lets errors name the line."""
+    lines = _Lines(path, text)
+    _check_table(data, TOP_KEYS, "the top table", lines)
     for key in ("dataset", "models"):
         if key not in data:
-            raise SnnbenchError(f"recipe {path} lacks the key {key!r}")
-    dataset = str(data["dataset"])
-    base_train = dataclass_from(TrainConfig, data.get("train", {}), f"[train] of {path}")
+            raise SnnbenchError(f"recipe {path} lacks the key {key!r}; add it (see zoo/digits.toml)")
+    dataset = data["dataset"]
+    base_train = _train_config(data.get("train", {}), TrainConfig(), "[train]", lines, "train")
     models = []
     for i, entry in enumerate(data["models"]):
-        where = f"[[models]] #{i + 1} of {path}"
-        if not isinstance(entry, dict):
-            raise SnnbenchError(f"{where} must be a table")
-        _check_keys(entry, MODEL_KEYS, where)
-        train = base_train.replace(**entry.get("train", {})) if entry.get("train") else base_train
-        dataclass_from(TrainConfig, entry.get("train", {}), f"[models.train] {where}")
-        models.append((ModelConfig(defense=str(entry.get("defense", "vanilla")),
-                                   arch=str(entry.get("arch", data.get("arch", "tiny"))),
-                                   dataset=dataset,
-                                   timesteps=entry.get("timesteps", data.get("timesteps")),
-                                   track=str(entry.get("track", data.get("track", "tgo"))),
-                                   settings=dict(entry.get("settings", {})), name=entry.get("name")),
-                       train))
-    attacks = data.get("attacks", ["fgsm", "pgd10"])
-    if not isinstance(attacks, list) or not all(isinstance(a, str) for a in attacks):
-        raise SnnbenchError(f"'attacks' in {path} must be a list of attack ids")
-    drop = data.get("drop", [])
-    if not isinstance(drop, list) or not all(isinstance(a, str) for a in drop):
-        raise SnnbenchError(f"'drop' in {path} must be a list of attack ids")
-    return Recipe(name=str(data.get("name", Path(str(path)).stem)), dataset=dataset,
-                  eps=parse_eps(data.get("eps", "8/255")), norm=str(data.get("norm", "Linf")),
-                  attacks=tuple(attacks), n=data.get("n"), k_eval=int(data.get("k_eval", 3)),
-                  eot=int(data.get("eot", 1)), drop=tuple(drop),
-                  seed=int(data.get("seed", 0)), train=base_train, models=tuple(models),
+        where = f"[[models]] #{i + 1}"
+        _check_table(entry, MODEL_KEYS, where, lines, "models", i)
+        train = _train_config(entry.get("train", {}), base_train, f"{where} train", lines,
+                              "models", i)
+        config = {"defense": entry.get("defense", "vanilla"),
+                  "arch": entry.get("arch", data.get("arch", "tiny")), "dataset": dataset,
+                  "timesteps": entry.get("timesteps", data.get("timesteps")),
+                  "track": entry.get("track", data.get("track", "tgo")),
+                  "settings": dict(entry.get("settings", {})), "name": entry.get("name")}
+        try:
+            models.append((ModelConfig(**config), train))
+        except SnnbenchError as exc:
+            raise SnnbenchError(f"recipe {path} {where}: {exc}") from None
+    for key in ("attacks", "layouts", "drop"):
+        if not all(isinstance(a, str) for a in data.get(key, [])):
+            raise SnnbenchError(f"{lines.at(key)}: {key!r} must be a list of names (strings)")
+    return Recipe(name=data.get("name", Path(str(path)).stem), dataset=dataset,
+                  eps=parse_eps(data.get("eps", "8/255")), norm=data.get("norm", "Linf"),
+                  attacks=tuple(data.get("attacks", ["fgsm", "pgd10"])), n=data.get("n"),
+                  k_eval=data.get("k_eval", 3), eot=data.get("eot", 1),
+                  drop=tuple(data.get("drop", [])), seed=data.get("seed", 0),
+                  train=base_train, models=tuple(models),
                   layouts=tuple(data.get("layouts", ["leaderboard"])),
-                  description=str(data.get("description", "")), source=str(path))
+                  description=data.get("description", ""), source=str(path))

@@ -50,7 +50,10 @@ def map_batches(fn: Callable[[slice], R], n: int, batch_size: int) -> tuple[list
         try:
             return [fn(part) for part in batches(n, size)], size
         except RuntimeError as exc:
-            if not is_oom(exc) or size == 1:
+            if not is_oom(exc):
                 raise
+            if size == 1:
+                raise SnnbenchError("out of memory even with a batch of 1 image; free the GPU "
+                                    "(other processes) or run with --device cpu") from None
             torch.cuda.empty_cache()
             size //= 2

@@ -71,27 +71,37 @@ class ResultStore:
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         existed = self.path.exists() and self.path.stat().st_size > 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
-            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            if existed:
+            if existed:      # before WAL: a refused file must stay exactly as it was
                 self._check_ours()
+            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_TABLES)
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('tool', ?), ('schema', ?)",
                              (TOOL, str(SCHEMA)))
         except sqlite3.DatabaseError as exc:
+            self._db.close()
             raise SnnbenchError(f"{self.path} is not a readable snnbench results store ({exc}); "
                                 "move it away or point --home elsewhere") from None
+        except SnnbenchError:
+            self._db.close()
+            raise
 
     def _check_ours(self) -> None:
         try:
             rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError:
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc):
+                raise
             rows = {}
         if rows.get("tool") != TOOL:
             raise SnnbenchError(f"{self.path} is not an snnbench results store; move it away "
                                 "or point --home elsewhere")
-        if int(rows.get("schema", "0")) > SCHEMA:
+        schema = str(rows.get("schema", "0"))
+        if not schema.isdigit():
+            raise SnnbenchError(f"{self.path} names schema {schema!r}, which no snnbench writes; "
+                                "move it away or point --home elsewhere")
+        if int(schema) > SCHEMA:
             raise SnnbenchError(f"{self.path} was written by a newer snnbench (schema "
                                 f"{rows['schema']}); upgrade snnbench")
 
@@ -119,14 +129,14 @@ class ResultStore:
         return {r[0] for r in rows}
 
     def put_chunk(self, model_sha: str, attack_key: str, chunk: Chunk) -> None:
-        """Store one chunk and drop its claim, in one transaction."""
+        """Store one chunk and drop its claim, in one transaction; ``env`` records who computed it."""
         with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (model_sha, attack_key, chunk.index, len(chunk.clean), chunk.k_eval,
                  chunk.clean.astype(np.uint8).tobytes(), chunk.adv.astype(np.uint8).tobytes(),
                  chunk.seconds, chunk.grad_evals, chunk.batch_size, chunk.seed,
-                 json.dumps(chunk.env or {}), time.time()))
+                 json.dumps({**(chunk.env or {}), "owner": self.owner}), time.time()))
             self._db.execute("DELETE FROM claims WHERE model_sha=? AND attack_key=? AND chunk=?",
                              (model_sha, attack_key, chunk.index))
 

@@ -19,11 +19,12 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from snnbench.checkpoint import (CARD, default_home, load_card, save_checkpoint,
-                                 save_weights, weights_meta)
+from snnbench.checkpoint import (CARD, default_home, load_card, read_weights_meta,
+                                 save_checkpoint, save_weights, weights_meta)
 from snnbench.config import TRACK_WEIGHT_DECAY, ModelConfig, TrainConfig, model_name
 from snnbench.data import augment_batch, dataset_info, load_dataset
 from snnbench.defenses import Composite, Defense, LossContext, create_defense
@@ -79,19 +80,23 @@ def _momentum_holder(model: nn.Module, optimizers: list[torch.optim.Optimizer]) 
 
 def _save_state(folder: Path, model: nn.Module, optimizers: list[torch.optim.Optimizer],
                 spec: ModelSpec, train: TrainConfig, epoch: int, history: list) -> None:
-    save_weights(folder / STATE, _momentum_holder(model, optimizers), weights_meta(spec))
-    atomic_write_json(folder / STATE_JSON, {**_identity(spec, train), "epochs_done": epoch + 1,
-                                            "history": history})
+    """The weights, momentum, epoch count and history in one atomic file (a kill between two
+    files could pair one epoch's weights with another's count); the JSON is a readable copy."""
+    state = {**_identity(spec, train), "epochs_done": epoch + 1, "history": history}
+    save_weights(folder / STATE, _momentum_holder(model, optimizers),
+                 {**weights_meta(spec), "state": json.dumps(state)})
+    atomic_write_json(folder / STATE_JSON, state)
 
 
 def _load_state(folder: Path, model: nn.Module, optimizers: list[torch.optim.Optimizer],
                 spec: ModelSpec, train: TrainConfig) -> tuple[int, list]:
     """(epochs already done, history) from a matching training state, else (0, [])."""
-    meta_path, state_path = folder / STATE_JSON, folder / STATE
-    if not (meta_path.is_file() and state_path.is_file()):
+    state_path = folder / STATE
+    if not state_path.is_file():
         return 0, []
     try:
-        meta = json.loads(meta_path.read_text())
+        with safe_open(str(state_path), framework="pt") as handle:
+            meta = json.loads(read_weights_meta(handle.metadata())["state"])
         state = load_file(str(state_path))
     except Exception:   # a damaged state only costs the epochs since the start
         return 0, []
