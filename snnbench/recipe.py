@@ -81,7 +81,12 @@ def _zoo_folders() -> list[Path]:
 
 def load_recipe(ref: str | Path | None = None) -> Recipe:
     path = recipe_path(ref)
-    return parse_recipe_text(path.read_text(encoding="utf-8"), path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SnnbenchError(f"cannot read recipe {path} ({type(exc).__name__}); pass a UTF-8 "
+                            ".toml file") from None
+    return parse_recipe_text(text, path)
 
 
 def parse_recipe_text(text: str, path: Path | str = "<recipe>") -> Recipe:
@@ -121,7 +126,7 @@ def _check_table(table: Any, types: dict[str, Any | None], where: str, lines: _L
                  section: str | None = None, index: int = 0) -> dict[str, Any]:
     """``table`` as a dict whose keys are known and whose values have the expected types."""
     if not isinstance(table, dict):
-        raise SnnbenchError(f"{lines.at(section or '', None)}: {where} must be a table, got "
+        raise SnnbenchError(f"recipe {lines.path}: {where} must be a table, got "
                             f"{type(table).__name__}; see zoo/digits.toml for the layout")
     for key, value in table.items():
         if key not in types:
