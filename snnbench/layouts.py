@@ -14,9 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+from tabulate import tabulate
+
 from snnbench.defenses.compose import parse_defense
 from snnbench.errors import SnnbenchError
+from snnbench.files import atomic_write_json, atomic_write_text
 from snnbench.registry import Registry
+from snnbench.report import BANNER
 
 CLEAN, MRA, DROP, NO_EOT, WITH_EOT = "clean", "mra", "drop", "drop:plain", "drop:eot"
 RH = "Wang et al., RandHet, iScience 2025"
@@ -276,12 +281,6 @@ _add(Layout("tgo-table3", "TGO Table 3: MTPGD and APGD with EoT, CIFAR-100", _TG
 
 def write_layout(table: LayoutTable, out: Path, name: str, formats: tuple[str, ...]) -> list[Path]:
     """``out/<name>-<layout>.{md,csv,json}``; returns the paths written."""
-    import pandas as pd
-    from tabulate import tabulate
-
-    from snnbench.files import atomic_write_json, atomic_write_text
-    from snnbench.report import BANNER
-
     written = []
     stem = f"{name}-{table.layout.name}"
     for fmt in formats:

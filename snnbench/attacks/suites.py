@@ -116,7 +116,3 @@ _add(Suite("full", ("fgsm", "pgd10", "apgd-ce", "mtpgd40", "apgd-t", "fab-t",
            "PGD-10 with and without EoT on all samples for the Drop",
            cascade=True, drop_pairs=("pgd10",)))
 
-
-def suite_attacks(name: str, eps: float, norm: str = "Linf", stochastic: bool = False,
-                  eot: int | None = None, steps: int | None = None) -> list[Attack]:
-    return SUITES.get(name).attacks(eps, norm, stochastic, eot, steps)
