@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from snnbench import api
+from snnbench import api, runtime
 from snnbench.config import ModelConfig, TrainConfig, format_eps, parse_assignment
 from snnbench.errors import SnnbenchError
 from snnbench.report import attack_label
@@ -51,6 +51,18 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
                       highlight=False)
             raise typer.Exit(130) from None
     return wrapper
+
+
+@app.callback()
+def _setup(threads: Annotated[Optional[int], typer.Option(
+        "--threads", envvar="SNNBENCH_THREADS",
+        help="CPU threads for torch (default: one per idle core).")] = None) -> None:
+    """Benchmark the adversarial robustness of spiking neural networks."""
+    try:
+        runtime.configure_threads(threads)
+    except SnnbenchError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _progress(quiet: bool) -> Progress:

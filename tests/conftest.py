@@ -1,15 +1,22 @@
 """Shared fixtures: one small vanilla digits model trained once per test session."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from snnbench.config import ModelConfig, TrainConfig
 from snnbench.train import train_model
 
 TEST_EPOCHS = 6
+
+# One CPU thread for the tests and the CLI runs they start: on a shared 2-core machine a second
+# intra-op thread that finds its core busy spins (runtime.cpu_threads), and tests are small.
+os.environ.setdefault("SNNBENCH_THREADS", "1")
+torch.set_num_threads(int(os.environ["SNNBENCH_THREADS"]))
 
 
 @pytest.fixture(scope="session")

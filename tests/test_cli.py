@@ -156,3 +156,27 @@ def test_the_default_recipe_is_the_packaged_digits_one():
 
 def test_unknown_recipe(tmp_path):
     assert fragment_in(invoke("run", "nope", "--home", tmp_path), "recipe 'nope' not found")
+
+
+def test_threads_option_sets_torch_threads_and_refuses_zero(monkeypatch):
+    import torch
+    before = torch.get_num_threads()
+    try:
+        assert invoke("--threads", "2", "list", "archs").exit_code == 0
+        assert torch.get_num_threads() == 2
+        assert "--threads must be at least 1" in one_line_error(invoke("--threads", "0", "list", "archs"))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cpu_threads_leaves_busy_cores_alone(monkeypatch):
+    import os
+
+    from snnbench import runtime
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+    assert runtime.cpu_threads() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    assert runtime.cpu_threads() == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 0.0, 0.0))
+    assert runtime.cpu_threads() == 1
