@@ -17,11 +17,12 @@ from snnbench.attacks import Attack, create_attack
 from snnbench.attacks.suites import SUITES
 from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack, bind_source
 from snnbench.neurons import parse_grad_mode
+from snnbench.checks import Outcome, Probe, Results, run_probe_checks, run_result_checks
 from snnbench.checkpoint import CARD, default_home, load, load_card, verify
 from snnbench.config import ModelConfig, TrainConfig, parse_eps
-from snnbench.data import load_dataset
+from snnbench.data import dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
-from snnbench.evaluate import ChunkCallback, EvalConfig, ModelInfo, run_attacks
+from snnbench.evaluate import ChunkCallback, EvalConfig, ModelInfo, run_attacks, select_samples
 from snnbench.gate import GateResult, compare, read_baseline
 from snnbench.importer import import_checkpoint  # noqa: F401  (the API of `snnbench import`)
 from snnbench.layouts import get_layout, render_layout, write_layout
@@ -173,7 +174,50 @@ def _bind_source(attack: Attack, home: str | Path | None, device: Any) -> Attack
 def leaderboard(home: str | Path | None = None, name: str | None = None) -> Leaderboard:
     with open_store(home) as store:
         board_name = name or store.get_meta("recipe") or "leaderboard"
-        return build_leaderboard(store.cards(), board_name)
+        return build_leaderboard(store.cards(), board_name, store.checks())
+
+
+CHECK_N = 100      # probe samples per model: checks look for gross failures, not decimals
+
+
+def check(models: Sequence[str] | None = None, *, home: str | Path | None = None,
+          n: int = CHECK_N, eps: str | float | None = None, eot: int | None = None,
+          checks: Sequence[str] | None = None, seed: int = 0, device: str = "auto",
+          data_root: str | Path | None = None) -> dict[str, list[Outcome]]:
+    """Run the sanity checks (evaluation.md section 7) on the named models (all when none):
+    probe checks on ``n`` class-balanced test samples, result checks on the stored cards.
+    Every outcome is stored; a model with a failed error/unreliable check is flagged."""
+    from snnbench.checks import CHECKS
+    ids = [CHECKS.canonical(c) for c in checks] if checks else None
+    names = list(models) if models else home_models(home)
+    if not names:
+        raise SnnbenchError(f"no trained models in {home_path(home) / 'models'}; run "
+                            "`snnbench train vanilla` or `snnbench run` first")
+    cards = {name: verify(name, home_path(home)) for name in names}
+    dev = resolve_device(device)
+    out: dict[str, list[Outcome]] = {}
+    with open_store(home) as store:
+        stored = store.cards()
+        for name, card in cards.items():
+            recipe = _recipe_of(card)
+            dataset = card["spec"]["dataset"]
+            budget = parse_eps(eps) if eps is not None else (
+                recipe.eps if recipe else DEFAULT_EPS.get(dataset, 8 / 255))
+            info = dataset_info(dataset)
+            x, y = load_dataset(dataset, "test", data_root)
+            x, y = select_samples(x, y, n, info.num_classes)
+            model = load(name, home_path(home), device=dev)
+            stochastic = bool(card.get("stochastic"))
+            k = eot or (max(recipe.eot, 4) if recipe else 4)
+            probe = Probe(model, x, y, stochastic, info.num_classes, budget,
+                          recipe.norm if recipe else "Linf", k, seed, dev)
+            own = [c for c in stored if c["model"]["sha256"] == card["weights_sha256"]]
+            board = build_leaderboard(own, "check") if own else None
+            results = Results(own, board.rows[0] if board and board.rows else None)
+            outcomes = run_probe_checks(probe, ids) + run_result_checks(results, ids)
+            store.put_checks(card["weights_sha256"], [o.to_dict() for o in outcomes])
+            out[name] = outcomes
+    return out
 
 
 def report(home: str | Path | None = None, out: str | Path = "leaderboards",

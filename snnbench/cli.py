@@ -226,6 +226,41 @@ def _print_cards(cards: list[dict]) -> None:
 
 @app.command()
 @command
+def check(models: Annotated[Optional[list[str]], typer.Argument(help="Model names (default: all in the home).")] = None,
+          n: Annotated[int, typer.Option("--n", help="Test samples the probe checks run on.")] = api.CHECK_N,
+          eps: Annotated[Optional[str], typer.Option(help="Budget of the probe attacks (default: the recipe's).")] = None,
+          eot: Annotated[Optional[int], typer.Option(help="EoT draws per step on stochastic models.")] = None,
+          only: Annotated[Optional[str], typer.Option("--checks", help="Comma-separated check ids, e.g. C07,C08.")] = None,
+          seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
+          device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """Run the gradient-masking sanity checks and store them; exit 1 when a model is flagged."""
+    ids = [c.strip() for c in only.split(",") if c.strip()] if only else None
+    results = api.check(models, home=home, n=n, eps=eps, eot=eot, checks=ids, seed=seed,
+                        device=device, data_root=data_root)
+    flagged = _print_checks(results)
+    if flagged:
+        err.print(f"unreliable: {', '.join(flagged)} (failed checks above; evaluation.md section 7)",
+                  highlight=False)
+        raise typer.Exit(1)
+
+
+def _print_checks(results: dict[str, list]) -> list[str]:
+    flagged = []
+    for name, outcomes in results.items():
+        table = Table(title=name, title_justify="left")
+        for column in ("check", "level", "status", "detail"):
+            table.add_column(column, overflow="fold")
+        for o in outcomes:
+            style = {"fail": "red" if o.flags else "yellow", "skip": "dim"}.get(o.status, "")
+            table.add_row(o.id, o.level, o.status, o.detail, style=style)
+        out.print(table)
+        if any(o.flags for o in outcomes):
+            flagged.append(name)
+    return flagged
+
+
+@app.command()
+@command
 def report(format: Annotated[str, typer.Option("--format", help="md, csv, json or all.")] = "all",
            out_dir: OutOpt = Path("leaderboards"),
            name: Annotated[Optional[str], typer.Option(help="File name (default: the recipe's).")] = None,

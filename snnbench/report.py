@@ -20,6 +20,8 @@ from tabulate import tabulate
 
 from snnbench.config import format_eps
 from snnbench.files import atomic_write_json, atomic_write_text
+from snnbench.checks import flagged
+from snnbench.checks import warnings as check_warnings
 from snnbench.metrics import accuracy_interval, decode_counts, mra, paired_difference
 
 LEADERBOARD_SCHEMA = "snnbench.leaderboard/1"
@@ -65,7 +67,10 @@ def _is_cascade(card: dict) -> bool:
     return "cascade" in card["eval"]
 
 
-def build_leaderboard(cards: list[dict], name: str = "leaderboard") -> Leaderboard:
+def build_leaderboard(cards: list[dict], name: str = "leaderboard",
+                      checks: dict[str, list[dict]] | None = None) -> Leaderboard:
+    """Rows per model from the result cards; ``checks`` (stored outcomes by weights sha256)
+    mark a row ``unreliable`` with the failed checks' names, and add ``warnings``."""
     cards = _newest_per_model(cards)
     eps_by_id: dict[str, set] = defaultdict(set)
     for card in cards:
@@ -90,6 +95,11 @@ def build_leaderboard(cards: list[dict], name: str = "leaderboard") -> Leaderboa
     columns = sorted({c for cols in by_model.values() for c in cols}, key=_column_order)
     rows = [_row(model, by_model.get(model, {}), columns, cascades.get(model, {}))
             for model in models]
+    for row in rows:
+        outcomes = (checks or {}).get(row["sha256"], [])
+        row["checks"] = {o["id"]: o["status"] for o in outcomes}
+        row["unreliable"] = flagged(outcomes)
+        row["warnings"] = check_warnings(outcomes)
     used = [c for cols in by_model.values() for c in cols.values()]
     used += [c for steps in cascades.values() for c in steps.values()]
     return Leaderboard(name, columns, rows,
@@ -190,7 +200,7 @@ def table_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     for row in board.rows:
         attacks = row["attacks"]
         worst = row["worst_case"] or {}
-        body.append([row["model"], row["defense"], row["arch"], row["dataset"], str(row["timesteps"]),
+        body.append([_model_cell(row), row["defense"], row["arch"], row["dataset"], str(row["timesteps"]),
                      _cell(row["clean"]["acc"], row["clean"]["ci95"]),
                      *[_cell(attacks[c]["robust_acc"], attacks[c]["ci95"]) if c in attacks else ""
                        for c in board.columns],
@@ -198,6 +208,31 @@ def table_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
                      *([_drop_cell(row["drop"])] if with_drop else []),
                      str(row["n"]), row["device"]])
     return header, body
+
+
+def _model_cell(row: dict[str, Any]) -> str:
+    """The model's name, marked when a sanity check failed (evaluation.md section 7)."""
+    flags = row.get("unreliable") or []
+    return f"{row['model']} ⚠ unreliable ({', '.join(f.split()[0] for f in flags)})" if flags \
+        else row["model"]
+
+
+def checks_section(board: Leaderboard) -> str:
+    """Markdown listing each flagged model's failed checks and each warning (a footnote)."""
+    lines = []
+    for row in board.rows:
+        for label in row.get("unreliable") or []:
+            lines.append(f"- **{row['model']}**: unreliable: {label}")
+        for label in row.get("warnings") or []:
+            lines.append(f"- {row['model']}: warning: {label}")
+    checked = sum(1 for row in board.rows if row.get("checks"))
+    if not checked:
+        return ("\n## Sanity checks\n\nNo model has been checked yet: run `snnbench check` "
+                "(evaluation.md section 7).\n")
+    head = (f"\n## Sanity checks\n\n{checked} of {len(board.rows)} models checked with "
+            "`snnbench check`; ")
+    return head + ("failed checks:\n\n" + "\n".join(lines) + "\n" if lines
+                   else "every check passed or did not apply.\n")
 
 
 def cascade_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]] | None:
@@ -258,7 +293,7 @@ def render_markdown(board: Leaderboard) -> str:
                  "apply to that model (EoT 2K on a deterministic model repeats the EoT-free run).\n\n"
                  + tabulate(cascade[1], headers=cascade[0], tablefmt="pipe", disable_numparse=True)
                  + "\n")
-    return text
+    return text + checks_section(board)
 
 
 def render_csv(board: Leaderboard) -> str:
@@ -274,6 +309,7 @@ def render_csv(board: Leaderboard) -> str:
             record[f"drop:{attack}"] = drop["value"]
         if row["cascade"]:
             record["cascade"] = row["cascade"][-1]["robust_acc"]
+        record["unreliable"] = ", ".join(f.split()[0] for f in row.get("unreliable") or [])
         records.append(record)
     return f"# {BANNER}\n" + pd.DataFrame.from_records(records).to_csv(index=False)
 

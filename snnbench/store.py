@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS clean (
     model_sha TEXT NOT NULL, data_key TEXT NOT NULL, chunk INTEGER NOT NULL,
     k_eval INTEGER NOT NULL, selection BLOB NOT NULL, report BLOB NOT NULL,
     PRIMARY KEY (model_sha, data_key, chunk));
+CREATE TABLE IF NOT EXISTS checks (
+    model_sha TEXT NOT NULL, check_id TEXT NOT NULL, level TEXT NOT NULL, status TEXT NOT NULL,
+    detail TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (model_sha, check_id));
 CREATE TABLE IF NOT EXISTS claims (
     model_sha TEXT NOT NULL, attack_key TEXT NOT NULL, chunk INTEGER NOT NULL,
     owner TEXT NOT NULL, since REAL NOT NULL, PRIMARY KEY (model_sha, attack_key, chunk));
@@ -201,6 +204,23 @@ class ResultStore:
     def cards(self) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT card FROM cards ORDER BY created, model_sha, attack_key")
         return [json.loads(r[0]) for r in rows]
+
+    # ---- sanity-check outcomes (snnbench check), the newest per (model, check)
+    def put_checks(self, model_sha: str, outcomes: list[dict[str, str]]) -> None:
+        with self._transaction():
+            for o in outcomes:
+                self._db.execute("INSERT OR REPLACE INTO checks VALUES (?,?,?,?,?,?)",
+                                 (model_sha, o["id"], o["level"], o["status"], o["detail"], time.time()))
+
+    def checks(self) -> dict[str, list[dict[str, str]]]:
+        """Stored check outcomes by model sha256, in check order."""
+        rows = self._db.execute("SELECT model_sha, check_id, level, status, detail FROM checks "
+                                "ORDER BY model_sha, check_id")
+        out: dict[str, list[dict[str, str]]] = {}
+        for sha, check_id, level, status, detail in rows:
+            out.setdefault(sha, []).append({"id": check_id, "level": level, "status": status,
+                                            "detail": detail})
+        return out
 
     def _transaction(self) -> "_Transaction":
         return _Transaction(self._db)
