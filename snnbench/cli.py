@@ -97,12 +97,13 @@ def _parse_settings(values: list[str] | None) -> dict[str, str]:
 @app.command("list")
 @command
 def list_(what: Annotated[str, typer.Argument(help="archs, defenses, attacks, suites, "
-                                                    "datasets, neurons, surrogates, layouts or models.")],
+                                                    "datasets, neurons, surrogates, layouts, checks or models.")],
           home: HomeOpt = None, debug: DebugOpt = False) -> None:
     """List what is registered (or the trained models of the home)."""
     from snnbench.archs import ARCHS
     from snnbench.attacks import ATTACKS
     from snnbench.attacks.suites import SUITES
+    from snnbench.checks import CHECKS
     from snnbench.data import DATASETS
     from snnbench.defenses import DEFENSES
     from snnbench.layouts import LAYOUTS
@@ -110,7 +111,7 @@ def list_(what: Annotated[str, typer.Argument(help="archs, defenses, attacks, su
 
     registries = {"archs": ARCHS, "defenses": DEFENSES, "attacks": ATTACKS, "suites": SUITES,
                   "datasets": DATASETS, "neurons": NEURONS, "surrogates": SURROGATES,
-                  "layouts": LAYOUTS}
+                  "layouts": LAYOUTS, "checks": CHECKS}
     key = what.lower().replace("defences", "defenses")
     if key == "models":
         names = api.home_models(home)
