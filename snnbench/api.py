@@ -174,7 +174,42 @@ def _bind_source(attack: Attack, home: str | Path | None, device: Any) -> Attack
 def leaderboard(home: str | Path | None = None, name: str | None = None) -> Leaderboard:
     with open_store(home) as store:
         board_name = name or store.get_meta("recipe") or "leaderboard"
-        return build_leaderboard(store.cards(), board_name, store.checks())
+        return build_leaderboard(store.cards(), board_name, store.checks(), store.diagnostics())
+
+
+def _probe(name: str, card: dict[str, Any], home: str | Path | None, n: int,
+           eps: str | float | None, eot: int | None, seed: int, dev: Any,
+           data_root: str | Path | None) -> Probe:
+    """The model of ``name`` with ``n`` class-balanced test samples and its recipe's budget."""
+    recipe = _recipe_of(card)
+    dataset = card["spec"]["dataset"]
+    budget = parse_eps(eps) if eps is not None else (
+        recipe.eps if recipe else DEFAULT_EPS.get(dataset, 8 / 255))
+    info = dataset_info(dataset)
+    x, y = load_dataset(dataset, "test", data_root)
+    x, y = select_samples(x, y, n, info.num_classes)
+    model = load(name, home_path(home), device=dev)
+    k = eot or (max(recipe.eot, 4) if recipe else 4)
+    return Probe(model, x, y, bool(card.get("stochastic")), info.num_classes, budget,
+                 recipe.norm if recipe else "Linf", k, seed, dev)
+
+
+DIAGNOSE_N = 1000   # evaluation.md section 5: potentials from 1,000 samples (digits has 360)
+
+
+def diagnose(model: str, *, home: str | Path | None = None, n: int = DIAGNOSE_N,
+             metrics: Sequence[str] | None = None, seed: int = 0, device: str = "auto",
+             data_root: str | Path | None = None) -> dict[str, float]:
+    """AGCS, potentials near the threshold, gradient sparsity and spike rates of one model,
+    stored so that layouts can show them."""
+    from snnbench.diagnostics import DIAGNOSTICS, diagnose as run_diagnostics
+    names = [DIAGNOSTICS.canonical(m) for m in metrics] if metrics else None
+    card = verify(model, home_path(home))
+    probe = _probe(model, card, home, n, None, None, seed, resolve_device(device), data_root)
+    values = run_diagnostics(probe, names)
+    with open_store(home) as store:
+        store.put_diagnostics(card["weights_sha256"], values, len(probe.y))
+    return values
 
 
 CHECK_N = 100      # probe samples per model: checks look for gross failures, not decimals
@@ -199,18 +234,7 @@ def check(models: Sequence[str] | None = None, *, home: str | Path | None = None
     with open_store(home) as store:
         stored = store.cards()
         for name, card in cards.items():
-            recipe = _recipe_of(card)
-            dataset = card["spec"]["dataset"]
-            budget = parse_eps(eps) if eps is not None else (
-                recipe.eps if recipe else DEFAULT_EPS.get(dataset, 8 / 255))
-            info = dataset_info(dataset)
-            x, y = load_dataset(dataset, "test", data_root)
-            x, y = select_samples(x, y, n, info.num_classes)
-            model = load(name, home_path(home), device=dev)
-            stochastic = bool(card.get("stochastic"))
-            k = eot or (max(recipe.eot, 4) if recipe else 4)
-            probe = Probe(model, x, y, stochastic, info.num_classes, budget,
-                          recipe.norm if recipe else "Linf", k, seed, dev)
+            probe = _probe(name, card, home, n, eps, eot, seed, dev, data_root)
             own = [c for c in stored if c["model"]["sha256"] == card["weights_sha256"]]
             board = build_leaderboard(own, "check") if own else None
             results = Results(own, board.rows[0] if board and board.rows else None)

@@ -315,20 +315,10 @@ def _c22(probe: Probe) -> tuple[str, str]:
 def _c23(probe: Probe) -> tuple[str, str]:
     if probe.stochastic:
         return "skip", "stochastic model: AGCS is a diagnostic (snnbench diagnose)"
-    value = agcs(probe)
-    return ("fail" if value < 0.999 else "pass", f"AGCS {value:.4f}")
-
-
-def agcs(probe: Probe) -> float:
-    """Mean cosine similarity of two draws' input gradients at the clean inputs (RH Table 6);
-    samples where either gradient is zero are left out; 1.0 when none is left."""
-    g1, _ = probe.gradients(seed=probe.seed)
-    g2, _ = probe.gradients(seed=probe.seed + 1)
-    a, b = g1.flatten(1), g2.flatten(1)
-    keep = (a.norm(dim=1) > 0) & (b.norm(dim=1) > 0)
-    if not bool(keep.any()):
-        return 1.0
-    return float(F.cosine_similarity(a[keep], b[keep], dim=1).mean())
+    from snnbench.diagnostics import agcs_value
+    value, excluded = agcs_value(probe)
+    return ("fail" if value < 0.999 else "pass",
+            f"AGCS {value:.4f} ({excluded} zero-gradient pairs left out)")
 
 
 # ---------------------------------------------------------------------------- result checks

@@ -97,7 +97,7 @@ def _parse_settings(values: list[str] | None) -> dict[str, str]:
 @app.command("list")
 @command
 def list_(what: Annotated[str, typer.Argument(help="archs, defenses, attacks, suites, "
-                                                    "datasets, neurons, surrogates, layouts, checks or models.")],
+                                                    "datasets, neurons, surrogates, layouts, checks, metrics or models.")],
           home: HomeOpt = None, debug: DebugOpt = False) -> None:
     """List what is registered (or the trained models of the home)."""
     from snnbench.archs import ARCHS
@@ -105,13 +105,14 @@ def list_(what: Annotated[str, typer.Argument(help="archs, defenses, attacks, su
     from snnbench.attacks.suites import SUITES
     from snnbench.checks import CHECKS
     from snnbench.data import DATASETS
+    from snnbench.diagnostics import DIAGNOSTICS
     from snnbench.defenses import DEFENSES
     from snnbench.layouts import LAYOUTS
     from snnbench.neurons import NEURONS, SURROGATES
 
     registries = {"archs": ARCHS, "defenses": DEFENSES, "attacks": ATTACKS, "suites": SUITES,
                   "datasets": DATASETS, "neurons": NEURONS, "surrogates": SURROGATES,
-                  "layouts": LAYOUTS, "checks": CHECKS}
+                  "layouts": LAYOUTS, "checks": CHECKS, "metrics": DIAGNOSTICS}
     key = what.lower().replace("defences", "defenses")
     if key == "models":
         names = api.home_models(home)
@@ -243,6 +244,25 @@ def check(models: Annotated[Optional[list[str]], typer.Argument(help="Model name
         err.print(f"unreliable: {', '.join(flagged)} (failed checks above; evaluation.md section 7)",
                   highlight=False)
         raise typer.Exit(1)
+
+
+@app.command()
+@command
+def diagnose(model: Annotated[str, typer.Argument(help="Model name in the home.")],
+             n: Annotated[int, typer.Option("--n", help="Test samples (potentials from 1,000 in the spec).")] = api.DIAGNOSE_N,
+             metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated: agcs, tnf, sparsity, spike_rate.")] = None,
+             seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
+             device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """Print (and store) AGCS, potentials near the threshold, gradient sparsity and spike rates."""
+    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    values = api.diagnose(model, home=home, n=n, metrics=names, seed=seed, device=device,
+                          data_root=data_root)
+    table = Table(title=model, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in values.items():
+        table.add_row(name, f"{value:.4f}")
+    out.print(table)
 
 
 def _print_checks(results: dict[str, list]) -> list[str]:

@@ -24,6 +24,7 @@ from snnbench.registry import Registry
 from snnbench.report import BANNER
 
 CLEAN, MRA, DROP, NO_EOT, WITH_EOT = "clean", "mra", "drop", "drop:plain", "drop:eot"
+DIAG = "diag:"     # a diagnostic of the model (snnbench diagnose), e.g. "diag:agcs"
 RH = "Wang et al., RandHet, iScience 2025"
 TGO = "Wang et al., TGO, arXiv 2602.20548"
 
@@ -97,6 +98,11 @@ def _value(row: dict[str, Any], column: Column, attack_columns: list[Column]) ->
                 return row["drop"][attack]["value"]
             name = attack if source == NO_EOT else f"{attack}+eot"
             return row["attacks"][name]["robust_acc"]
+        if source.startswith(DIAG):
+            value = (row.get("diagnostics") or {}).get(source[len(DIAG):])
+            if value is not None:
+                return value
+            continue
         if source in row["attacks"]:
             return row["attacks"][source]["robust_acc"]
     return None
@@ -121,7 +127,8 @@ def _match(layout: Layout, spec: Row, rows: list[dict[str, Any]]) -> dict[str, A
 
 
 def render_layout(layout: Layout, rows: list[dict[str, Any]]) -> LayoutTable:
-    attack_columns = [c for c in layout.columns if not set(c.sources) & {CLEAN, MRA, DROP}]
+    attack_columns = [c for c in layout.columns if not set(c.sources) & {CLEAN, MRA, DROP}
+                      and not _is_diag(c)]
     published = [i for i, c in enumerate(layout.columns)
                  if any(i < len(r.published) and r.published[i] is not None for r in layout.rows)]
     header = ["group", "row", "model", *[c.label for c in layout.columns],
@@ -134,18 +141,25 @@ def render_layout(layout: Layout, rows: list[dict[str, Any]]) -> LayoutTable:
         paper = [spec.published[i] if i < len(spec.published) else None for i in published]
         # A difference only means something on the paper's own data set.
         comparable = match is not None and match["dataset"] == spec.dataset
-        diff = [None if not comparable or ours[i] is None or p is None else 100 * ours[i] - p
+        # diagnostics (AGCS) are plain numbers; everything else is a rate shown in %
+        diff = [None if not comparable or ours[i] is None or p is None
+                else (ours[i] if _is_diag(layout.columns[i]) else 100 * ours[i]) - p
                 for i, p in zip(published, paper)]
         if match:
             used.append(match)
         body.append([spec.group, spec.label, match["model"] if match else "",
-                     *[_pct(v) for v in ours], *[_num(p) for p in paper],
+                     *[_num(v, digits=4) if _is_diag(c) else _pct(v)
+                       for v, c in zip(ours, layout.columns)], *[_num(p) for p in paper],
                      *[_num(d, signed=True) for d in diff]])
         records.append({"group": spec.group, "row": spec.label, "defense": spec.defense,
                         "model": match["model"] if match else None,
                         "ours": dict(zip([c.label for c in layout.columns], ours)),
                         "paper": {layout.columns[i].label: p for i, p in zip(published, paper)}})
     return LayoutTable(layout, header, body, records, _describe(layout, used))
+
+
+def _is_diag(column: Column) -> bool:
+    return any(s.startswith(DIAG) for s in column.sources)
 
 
 def _describe(layout: Layout, used: list[dict[str, Any]]) -> str:
@@ -175,10 +189,10 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.2f}"
 
 
-def _num(value: float | None, signed: bool = False) -> str:
+def _num(value: float | None, signed: bool = False, digits: int = 2) -> str:
     if value is None:
         return ""
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
 def get_layout(name: str) -> Layout:

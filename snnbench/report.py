@@ -68,9 +68,11 @@ def _is_cascade(card: dict) -> bool:
 
 
 def build_leaderboard(cards: list[dict], name: str = "leaderboard",
-                      checks: dict[str, list[dict]] | None = None) -> Leaderboard:
+                      checks: dict[str, list[dict]] | None = None,
+                      diagnostics: dict[str, dict[str, float]] | None = None) -> Leaderboard:
     """Rows per model from the result cards; ``checks`` (stored outcomes by weights sha256)
-    mark a row ``unreliable`` with the failed checks' names, and add ``warnings``."""
+    mark a row ``unreliable`` with the failed checks' names, and add ``warnings``;
+    ``diagnostics`` (by sha256) join the rows for layouts."""
     cards = _newest_per_model(cards)
     eps_by_id: dict[str, set] = defaultdict(set)
     for card in cards:
@@ -100,6 +102,7 @@ def build_leaderboard(cards: list[dict], name: str = "leaderboard",
         row["checks"] = {o["id"]: o["status"] for o in outcomes}
         row["unreliable"] = flagged(outcomes)
         row["warnings"] = check_warnings(outcomes)
+        row["diagnostics"] = (diagnostics or {}).get(row["sha256"], {})
     used = [c for cols in by_model.values() for c in cols.values()]
     used += [c for steps in cascades.values() for c in steps.values()]
     return Leaderboard(name, columns, rows,

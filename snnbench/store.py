@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS clean (
 CREATE TABLE IF NOT EXISTS checks (
     model_sha TEXT NOT NULL, check_id TEXT NOT NULL, level TEXT NOT NULL, status TEXT NOT NULL,
     detail TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (model_sha, check_id));
+CREATE TABLE IF NOT EXISTS diagnostics (
+    model_sha TEXT NOT NULL, metric TEXT NOT NULL, value REAL, n INTEGER NOT NULL,
+    created REAL NOT NULL, PRIMARY KEY (model_sha, metric));
 CREATE TABLE IF NOT EXISTS claims (
     model_sha TEXT NOT NULL, attack_key TEXT NOT NULL, chunk INTEGER NOT NULL,
     owner TEXT NOT NULL, since REAL NOT NULL, PRIMARY KEY (model_sha, attack_key, chunk));
@@ -220,6 +223,20 @@ class ResultStore:
         for sha, check_id, level, status, detail in rows:
             out.setdefault(sha, []).append({"id": check_id, "level": level, "status": status,
                                             "detail": detail})
+        return out
+
+    # ---- diagnostics (snnbench diagnose), the newest per (model, metric)
+    def put_diagnostics(self, model_sha: str, values: dict[str, float], n: int) -> None:
+        with self._transaction():
+            for metric, value in values.items():
+                self._db.execute("INSERT OR REPLACE INTO diagnostics VALUES (?,?,?,?,?)",
+                                 (model_sha, metric, value, n, time.time()))
+
+    def diagnostics(self) -> dict[str, dict[str, float]]:
+        rows = self._db.execute("SELECT model_sha, metric, value FROM diagnostics ORDER BY metric")
+        out: dict[str, dict[str, float]] = {}
+        for sha, metric, value in rows:
+            out.setdefault(sha, {})[metric] = value
         return out
 
     def _transaction(self) -> "_Transaction":
