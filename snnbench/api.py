@@ -26,7 +26,8 @@ from snnbench.evaluate import ChunkCallback, EvalConfig, ModelInfo, run_attacks,
 from snnbench.gate import GateResult, compare, read_baseline
 from snnbench.importer import import_checkpoint  # noqa: F401  (the API of `snnbench import`)
 from snnbench.layouts import get_layout, render_layout, write_layout
-from snnbench.recipe import Recipe, load_recipe
+from snnbench.plots import SWEEP, plot_sweeps
+from snnbench.recipe import Recipe, Sweep, load_recipe
 from snnbench.report import FORMATS, Leaderboard, build_leaderboard, write_report
 from snnbench.runtime import resolve_device
 from snnbench.store import ResultStore
@@ -246,17 +247,55 @@ def check(models: Sequence[str] | None = None, *, home: str | Path | None = None
 
 def report(home: str | Path | None = None, out: str | Path = "leaderboards",
            formats: Sequence[str] = FORMATS, name: str | None = None,
-           layout: str | None = None) -> tuple[Leaderboard, list[Path]]:
-    """Write the leaderboard, or with ``layout`` a paper table (``<name>-<layout>.*``)."""
+           layout: str | None = None, plots: bool = False) -> tuple[Leaderboard, list[Path]]:
+    """Write the leaderboard, or with ``layout`` a paper table (``<name>-<layout>.*``); with
+    ``plots`` also the sweep curves (``<name>-eps.png`` ...), linked from the Markdown."""
     table = get_layout(layout) if layout and layout != "leaderboard" else None
     board = leaderboard(home, name)
     if not board.rows:
         raise SnnbenchError(f"no finished attack results in {home_path(home) / STORE}; run "
                             "`snnbench attack` first")
+    figures: list[Path] = []
+    if plots:
+        with open_store(home) as store:
+            figures = plot_sweeps(store.cards(), Path(out), board.name)
     if table is not None:
-        return board, write_layout(render_layout(table, board.rows), Path(out), board.name,
-                                   tuple(formats))
-    return board, write_report(board, Path(out), tuple(formats))
+        return board, figures + write_layout(render_layout(table, board.rows), Path(out),
+                                             board.name, tuple(formats), figures)
+    return board, figures + write_report(board, Path(out), tuple(formats), figures)
+
+
+def sweep_attacks(sweep: Sweep, eps: float, norm: str, stochastic: bool, eot: int) -> list[Attack]:
+    """The recipe's sweep as attacks tagged ``params.sweep`` (kept out of the leaderboard)."""
+    k = eot if stochastic else 1
+    tag = lambda attack, kind: dataclasses.replace(  # noqa: E731
+        attack, params={**attack.params, SWEEP: kind})
+    attacks = [tag(create_attack(sweep.attack, e, norm, eot=k), "eps") for e in sweep.eps]
+    attacks += [tag(create_attack(sweep.attack, eps, norm, steps=s, eot=k), "steps") for s in sweep.steps]
+    if stochastic:
+        attacks += [tag(create_attack(sweep.attack, eps, norm, eot=e), "eot") for e in sweep.eot]
+    return attacks
+
+
+def sweep(models: Sequence[str], recipe: Recipe, *, home: str | Path | None = None,
+          device: str = "auto", data_root: str | Path | None = None,
+          on_chunk: ChunkCallback | None = None) -> list[dict]:
+    """Run the recipe's ``[sweep]`` on the models (resumable like any attack run)."""
+    if recipe.sweep is None:
+        return []
+    dev = resolve_device(device)
+    cards: list[dict] = []
+    with open_store(home) as store:
+        for name in models:
+            card = verify(name, home_path(home))
+            attacks = sweep_attacks(recipe.sweep, recipe.eps, recipe.norm,
+                                    bool(card.get("stochastic")), recipe.eot)
+            model = load(name, home_path(home), device=dev)
+            x, y = load_dataset(card["spec"]["dataset"], "test", data_root)
+            config = EvalConfig(n=recipe.sweep.n or recipe.n, k_eval=recipe.k_eval, seed=recipe.seed)
+            cards += run_attacks(model, ModelInfo.from_card(card), attacks, x, y, store, config,
+                                 dev, on_chunk)
+    return cards
 
 
 def gate(baseline: str | Path, home: str | Path | None = None, tolerance: float = 2.0) -> GateResult:
@@ -292,7 +331,12 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
     outcome.cards = attack([t.name for t in outcome.trained], home=home, n=spec.n,
                            k_eval=spec.k_eval, seed=spec.seed, device=device,
                            data_root=data_root, on_chunk=on_chunk)
-    outcome.board, outcome.written = report(home, out, name=spec.name)
+    outcome.cards += sweep([t.name for t in outcome.trained], spec, home=home, device=device,
+                           data_root=data_root, on_chunk=on_chunk)
+    outcome.board, outcome.written = report(home, out, name=spec.name, plots=spec.sweep is not None)
+    for layout in spec.layouts:
+        if layout != "leaderboard":
+            outcome.written += report(home, out, name=spec.name, layout=layout)[1]
     return outcome
 
 

@@ -286,12 +286,13 @@ def report(format: Annotated[str, typer.Option("--format", help="md, csv, json o
            out_dir: OutOpt = Path("leaderboards"),
            name: Annotated[Optional[str], typer.Option(help="File name (default: the recipe's).")] = None,
            layout: Annotated[str, typer.Option(help="Table shape: leaderboard, or a paper table (see `snnbench list layouts`).")] = "leaderboard",
+           plots: Annotated[bool, typer.Option("--plots", help="Also draw accuracy vs eps / steps / EoT (PNG and SVG) from the sweep runs.")] = False,
            home: HomeOpt = None, debug: DebugOpt = False) -> None:
     """Write the leaderboard (or a paper's table) from the stored result cards."""
     formats = ("md", "csv", "json") if format == "all" else (format,)
     if any(f not in ("md", "csv", "json") for f in formats):
         raise SnnbenchError(f"unknown format {format!r}; choose md, csv, json or all")
-    board, written = api.report(home, out_dir, formats, name, layout)
+    board, written = api.report(home, out_dir, formats, name, layout, plots)
     for path in written:
         out.print(f"wrote {path}", highlight=False)
 

@@ -20,6 +20,7 @@ from tabulate import tabulate
 from snnbench.defenses.compose import parse_defense
 from snnbench.errors import SnnbenchError
 from snnbench.files import atomic_write_json, atomic_write_text
+from snnbench.plots import plots_section
 from snnbench.registry import Registry
 from snnbench.report import BANNER
 
@@ -293,7 +294,8 @@ _add(Layout("tgo-table3", "TGO Table 3: MTPGD and APGD with EoT, CIFAR-100", _TG
      "TGO Table 3 (CIFAR-100, WRN-16): MTPGD and APGD 7/10/20/40 with EoT")
 
 
-def write_layout(table: LayoutTable, out: Path, name: str, formats: tuple[str, ...]) -> list[Path]:
+def write_layout(table: LayoutTable, out: Path, name: str, formats: tuple[str, ...],
+                 plots: list[Path] | None = None) -> list[Path]:
     """``out/<name>-<layout>.{md,csv,json}``; returns the paths written."""
     written = []
     stem = f"{name}-{table.layout.name}"
@@ -302,7 +304,7 @@ def write_layout(table: LayoutTable, out: Path, name: str, formats: tuple[str, .
         if fmt == "md":
             grid = tabulate(table.body, headers=table.header, tablefmt="pipe", disable_numparse=True)
             atomic_write_text(path, f"<!-- {BANNER} -->\n# {table.layout.title}\n\n"
-                                    f"{table.description}\n\n{grid}\n")
+                                    f"{table.description}\n\n{grid}\n" + plots_section(plots or []))
         elif fmt == "csv":
             frame = pd.DataFrame(table.body, columns=table.header)
             atomic_write_text(path, f"# {BANNER}\n" + frame.to_csv(index=False))

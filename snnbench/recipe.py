@@ -28,10 +28,23 @@ TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "description": str, "dataset": str, "eps": (str, int, float), "norm": str,
     "attacks": list, "n": int, "k_eval": int, "seed": int, "train": dict, "models": list,
     "layouts": list, "arch": str, "timesteps": int, "track": str, "gpu_hours": Number, "eot": int,
-    "drop": list}
+    "drop": list, "sweep": dict}
+SWEEP_KEYS: dict[str, type | tuple[type, ...]] = {
+    "attack": str, "eps": list, "steps": list, "eot": list, "n": int}
 MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
     "defense": str, "arch": str, "timesteps": int, "track": str, "settings": dict, "name": str,
     "train": dict}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The curves of ``report --plots``: one attack at several eps, step counts and EoT K."""
+
+    attack: str = "pgd10"
+    eps: tuple[float, ...] = ()
+    steps: tuple[int, ...] = ()
+    eot: tuple[int, ...] = ()          # stochastic models only
+    n: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,7 @@ class Recipe:
     train: TrainConfig = TrainConfig()
     models: tuple[tuple[ModelConfig, TrainConfig], ...] = ()
     layouts: tuple[str, ...] = ("leaderboard",)
+    sweep: Sweep | None = None
     description: str = ""
     source: str = ""
 
@@ -184,11 +198,25 @@ def parse_recipe(data: Any, path: Path | str = "<recipe>", text: str | None = No
     for key in ("attacks", "layouts", "drop"):
         if not all(isinstance(a, str) for a in data.get(key, [])):
             raise SnnbenchError(f"{lines.at(key)}: {key!r} must be a list of names (strings)")
+    sweep = None
+    if "sweep" in data:
+        table = _check_table(data["sweep"], SWEEP_KEYS, "[sweep]", lines, "sweep")
+        read = {"eps": parse_eps, "steps": int, "eot": int}
+        values: dict[str, tuple] = {}
+        for key, convert in read.items():
+            try:
+                values[key] = tuple(convert(v) for v in table.get(key, []))
+            except (SnnbenchError, TypeError, ValueError) as exc:
+                raise SnnbenchError(f"{lines.at(key, 'sweep')}: cannot read [sweep] {key} ({exc}); "
+                                    'write e.g. eps = ["8/255", "16/255"], steps = [5, 10], '
+                                    "eot = [1, 2]") from None
+        sweep = Sweep(table.get("attack", "pgd10"), values["eps"], values["steps"], values["eot"],
+                      table.get("n"))
     return Recipe(name=data.get("name", Path(str(path)).stem), dataset=dataset,
                   eps=parse_eps(data.get("eps", "8/255")), norm=data.get("norm", "Linf"),
                   attacks=tuple(data.get("attacks", ["fgsm", "pgd10"])), n=data.get("n"),
                   k_eval=data.get("k_eval", 3), eot=data.get("eot", 1),
                   drop=tuple(data.get("drop", [])), seed=data.get("seed", 0),
                   train=base_train, models=tuple(models),
-                  layouts=tuple(data.get("layouts", ["leaderboard"])),
+                  layouts=tuple(data.get("layouts", ["leaderboard"])), sweep=sweep,
                   description=data.get("description", ""), source=str(path))

@@ -22,6 +22,7 @@ from snnbench.config import format_eps
 from snnbench.files import atomic_write_json, atomic_write_text
 from snnbench.checks import flagged
 from snnbench.checks import warnings as check_warnings
+from snnbench.plots import is_sweep, plots_section
 from snnbench.metrics import accuracy_interval, decode_counts, mra, paired_difference
 
 LEADERBOARD_SCHEMA = "snnbench.leaderboard/1"
@@ -73,7 +74,7 @@ def build_leaderboard(cards: list[dict], name: str = "leaderboard",
     """Rows per model from the result cards; ``checks`` (stored outcomes by weights sha256)
     mark a row ``unreliable`` with the failed checks' names, and add ``warnings``;
     ``diagnostics`` (by sha256) join the rows for layouts."""
-    cards = _newest_per_model(cards)
+    cards = [c for c in _newest_per_model(cards) if not is_sweep(c)]   # sweeps: plots only
     eps_by_id: dict[str, set] = defaultdict(set)
     for card in cards:
         eps_by_id[card["attack"]["id"]].add((card["attack"]["eps"], card["attack"]["norm"]))
@@ -284,7 +285,7 @@ def describe(board: Leaderboard) -> str:
             f"interval.{stochastic}")
 
 
-def render_markdown(board: Leaderboard) -> str:
+def render_markdown(board: Leaderboard, plots: list[Path] | None = None) -> str:
     header, body = table_rows(board)
     table = tabulate(body, headers=header, tablefmt="pipe", disable_numparse=True)
     text = f"<!-- {BANNER} -->\n# {board.name}\n\n{describe(board)}\n\n{table}\n"
@@ -296,7 +297,7 @@ def render_markdown(board: Leaderboard) -> str:
                  "apply to that model (EoT 2K on a deterministic model repeats the EoT-free run).\n\n"
                  + tabulate(cascade[1], headers=cascade[0], tablefmt="pipe", disable_numparse=True)
                  + "\n")
-    return text + checks_section(board)
+    return text + checks_section(board) + plots_section(plots or [])
 
 
 def render_csv(board: Leaderboard) -> str:
@@ -317,14 +318,15 @@ def render_csv(board: Leaderboard) -> str:
     return f"# {BANNER}\n" + pd.DataFrame.from_records(records).to_csv(index=False)
 
 
-def write_report(board: Leaderboard, out: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+def write_report(board: Leaderboard, out: Path, formats: tuple[str, ...] = FORMATS,
+                 plots: list[Path] | None = None) -> list[Path]:
     """Write ``out/<name>.<fmt>`` for each format; returns the paths written."""
     out = Path(out)
     written = []
     for fmt in formats:
         path = out / f"{board.name}.{fmt}"
         if fmt == "md":
-            atomic_write_text(path, render_markdown(board))
+            atomic_write_text(path, render_markdown(board, plots))
         elif fmt == "csv":
             atomic_write_text(path, render_csv(board))
         elif fmt == "json":
