@@ -157,6 +157,8 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
                                  max_chunks, cascade=plan.cascade,
                                  per_attack_full=per_attack_full or not plan.cascade,
                                  paired=plan.paired)
+    if suite == "full" and max_chunks is None:   # the adaptive suite ends with the sanity checks
+        check(names, home=home, eps=eps, eot=eot, seed=seed, device=device, data_root=data_root)
     return cards
 
 

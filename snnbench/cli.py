@@ -208,6 +208,14 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
                            chunk_size=chunk_size, device=device,
                            data_root=data_root, on_chunk=_Bars(progress).on_chunk)
     _print_cards(cards)
+    if suite == "full":
+        flagged = {r["model"]: r["unreliable"] for r in api.leaderboard(home).rows if r["unreliable"]}
+        for model, labels in flagged.items():
+            err.print(f"unreliable: {model}: {'; '.join(labels)}", highlight=False)
+        out.print(f"sanity checks stored ({len(flagged)} model(s) flagged); details: "
+                  "`snnbench check`", highlight=False)
+        if flagged:
+            raise typer.Exit(1)
 
 
 def _print_cards(cards: list[dict]) -> None:

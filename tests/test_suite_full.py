@@ -143,6 +143,10 @@ def test_per_attack_full_columns_and_the_derived_cascade(home):
     (row,) = api.leaderboard(home).rows
     assert row["mra"] == min(c["result"]["robust_acc"] for c in single)
     assert row["worst_case"]["acc"] <= row["mra"]
+    # the full suite ends with the sanity checks, stored with the model: the per-attack columns
+    # feed the result checks (square and transfer against the best white-box attack)
+    assert row["checks"]["C10"] in ("pass", "fail") and row["checks"]["C14"] in ("pass", "fail")
+    assert row["checks"]["C20"] == "pass"
 
 
 def test_clean_draws_are_cached_and_shared(home):
