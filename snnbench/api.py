@@ -177,7 +177,28 @@ def _bind_source(attack: Attack, home: str | Path | None, device: Any) -> Attack
 def leaderboard(home: str | Path | None = None, name: str | None = None) -> Leaderboard:
     with open_store(home) as store:
         board_name = name or store.get_meta("recipe") or "leaderboard"
-        return build_leaderboard(store.cards(), board_name, store.checks(), store.diagnostics())
+        board = build_leaderboard(store.cards(), board_name, store.checks(), store.diagnostics())
+    _join_model_cards(board, home)
+    return board
+
+
+def _join_model_cards(board: Leaderboard, home: str | Path | None) -> None:
+    """Each row's settings and training cost from its model card (when the home holds the same
+    weights), so layouts can pick rows by setting (TGO Table 4) and show costs (RH Table 8)."""
+    import statistics
+    present = set(home_models(home))
+    for row in board.rows:
+        if row["model"] not in present:
+            continue
+        card = load_card(row["model"], home_path(home))
+        if card.get("weights_sha256") != row["sha256"]:
+            continue
+        row["settings"] = card["spec"]["settings"]
+        epochs = [e for e in card.get("history", []) if e.get("seconds")]
+        if epochs:
+            row["train_s_epoch"] = statistics.median(e["seconds"] for e in epochs)
+            row["train_images_per_s"] = statistics.median(e.get("images_per_s", 0) for e in epochs)
+            row["train_device"] = card.get("device", "")
 
 
 def _probe(name: str, card: dict[str, Any], home: str | Path | None, n: int,

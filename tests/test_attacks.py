@@ -88,7 +88,8 @@ def test_every_attack_stays_in_the_ball_and_lowers_accuracy(model, digits, easy,
     assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
     clean, adv = correct(model, x, y), correct(model, x_adv, y)
     if attack_id.startswith("noise-"):
-        assert adv <= clean
+        # random noise is a baseline, not an attack: it may fix a sample or two by chance
+        assert not torch.equal(x_adv, x) and adv <= clean + max(2, len(y) // 20)
     else:
         assert adv < clean
     assert torch.equal(create_attack(attack_id, 0.0)(model, x, y), x)

@@ -5,25 +5,32 @@ from __future__ import annotations
 import pytest
 
 from snnbench.errors import SnnbenchError
-from snnbench.layouts import CLEAN, DROP, LAYOUTS, MRA, NO_EOT, WITH_EOT, get_layout, render_layout
+from snnbench.layouts import (CLEAN, DIAG, DROP, LAYOUTS, MODEL, MRA, NO_EOT, WITH_EOT, get_layout,
+                              render_layout)
 
 PAPER_ONLY = {"ctrw", "rna", "rpf"}     # RandHet Table 3's other defences: not in snnbench
 PAPER_LAYOUTS = [n for n in LAYOUTS.names() if n != "leaderboard"]
 
 
-def synthetic_row(defense: str, dataset: str, arch: str, acc: float = 0.5) -> dict:
-    """A leaderboard row with every attack column any layout reads, all at ``acc``."""
-    attacks = {}
+def synthetic_row(defense: str, dataset: str, arch: str, acc: float = 0.5,
+                  settings: dict | None = None, timesteps: int = 4) -> dict:
+    """A leaderboard row with every attack column any layout reads, all at ``acc``, and every
+    diagnostic and model-card number at ``acc`` too."""
+    attacks, extra = {}, {"diagnostics": {}}
     for layout in PAPER_LAYOUTS:
         for column in get_layout(layout).columns:
             for source in column.sources:
-                if source not in (CLEAN, MRA, DROP, NO_EOT, WITH_EOT):
+                if source.startswith(DIAG):
+                    extra["diagnostics"][source[len(DIAG):]] = acc
+                elif source.startswith(MODEL):
+                    extra[source[len(MODEL):]] = acc
+                elif source not in (CLEAN, MRA, DROP, NO_EOT, WITH_EOT):
                     attacks[source] = {"robust_acc": acc}
     attacks["pgd10+eot"] = {"robust_acc": acc - 0.1}
     return {"model": f"{defense}-{arch}-{dataset}", "defense": defense, "arch": arch,
-            "dataset": dataset, "timesteps": 4, "n": 10000, "device": "cuda",
-            "clean": {"acc": 0.9}, "attacks": attacks,
-            "drop": {"pgd10": {"value": 0.1, "ci95": [0.05, 0.15]}}}
+            "dataset": dataset, "timesteps": timesteps, "n": 10000, "device": "cuda",
+            "clean": {"acc": 0.9}, "attacks": attacks, "settings": settings or {},
+            "drop": {"pgd10": {"value": 0.1, "ci95": [0.05, 0.15]}}, **extra}
 
 
 @pytest.mark.parametrize("name", PAPER_LAYOUTS)
@@ -37,7 +44,9 @@ def test_layout_shape_and_blanks(name):
     assert "No stored run" in empty.description
 
     first = next(r for r in layout.rows if r.defense not in PAPER_ONLY)
-    table = render_layout(layout, [synthetic_row(first.defense, first.dataset, first.arch or "x")])
+    table = render_layout(layout, [synthetic_row(first.defense, first.dataset, first.arch or "x",
+                                                 settings=dict(first.settings),
+                                                 timesteps=first.timesteps or 4)])
     filled = [r for r in table.body if r[2]]
     assert filled and filled[0][1] == first.label
     (record,) = [r for r in table.records if r["model"]]
@@ -47,7 +56,9 @@ def test_layout_shape_and_blanks(name):
         published = record["paper"].get(column.label)
         if published is not None:
             diff = filled[0][table.header.index(f"Δ {column.label}")]
-            assert float(diff) == pytest.approx(100 * value - published, abs=0.01)
+            plain = any(src.startswith((DIAG, MODEL)) for src in column.sources)
+            expected = (value if plain else 100 * value) - published
+            assert float(diff) == pytest.approx(expected, abs=0.01)
 
 
 def test_values_mra_and_drop_columns():
@@ -70,6 +81,25 @@ def test_other_data_fills_the_first_group_only_and_says_reduced():
     assert [r[0] for r in filled] == ["CIFAR-10"]
     assert "REDUCED PROTOCOL" in table.description
     assert all(cell == "" for r in filled for cell in r[table.header.index("Δ Clean"):])
+
+
+def test_rows_picked_by_setting_and_time_steps():
+    ablated = synthetic_row("tgo", "cifar100", "vgg11", 0.3, {"tgo.mc": False, "tgo.nlif": True})
+    full = synthetic_row("tgo", "cifar100", "vgg11", 0.6, {"tgo.mc": True, "tgo.nlif": True})
+    table = render_layout(get_layout("tgo-table4"), [ablated, full])
+    by_row = {(r["group"], r["row"]): r["ours"]["FGSM"] for r in table.records}
+    assert by_row[("BPTT", "✗ MC ✓ NLIF")] == 0.3 and by_row[("BPTT", "✓ MC ✓ NLIF")] == 0.6
+    assert by_row[("BPTT", "✓ MC ✗ NLIF")] is None
+    t8 = synthetic_row("randhet+rat", "cifar10", "sew-resnet19", timesteps=8)
+    nine = {r["row"]: r["model"] for r in render_layout(get_layout("randhet-table9"), [t8]).records}
+    assert nine == {"T = 4": None, "T = 6": None, "T = 8": t8["model"]}
+
+
+def test_mra_over_only_some_attack_columns_is_marked():
+    row = synthetic_row("at", "cifar10", "sew-resnet19")
+    del row["attacks"]["mifgsm"]
+    table = render_layout(get_layout("randhet-table1"), [row])
+    assert table.body[0][table.header.index("MRA")] == "50.00*"
 
 
 def test_generic_name_and_unknown_layout():
