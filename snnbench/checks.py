@@ -550,7 +550,7 @@ def _c20(results: Results) -> tuple[str, str]:
         for aa in (c for c in group if c.id.startswith("autoattack-")):
             pairs += [(part, aa) for part in group if part.id in parts and part.eot >= aa.eot]
     status, detail = _compare_all(pairs, 0.0)
-    if status == "skip" and worst is not None:
+    if status == "skip" and worst is not None and least is not None:
         return "pass", f"worst case {100 * worst:.2f}% <= MRA {100 * least:.2f}%"
     return status, detail
 

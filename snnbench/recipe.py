@@ -198,6 +198,11 @@ def parse_recipe(data: Any, path: Path | str = "<recipe>", text: str | None = No
     for key in ("attacks", "layouts", "drop"):
         if not all(isinstance(a, str) for a in data.get(key, [])):
             raise SnnbenchError(f"{lines.at(key)}: {key!r} must be a list of names (strings)")
+    from snnbench.layouts import LAYOUTS     # here: layouts import the report, which imports us
+    for layout in data.get("layouts", []):
+        if layout not in LAYOUTS:
+            raise SnnbenchError(f"{lines.at('layouts')}: unknown layout {layout!r}; see "
+                                "`snnbench list layouts`")
     sweep = None
     if "sweep" in data:
         table = _check_table(data["sweep"], SWEEP_KEYS, "[sweep]", lines, "sweep")

@@ -91,3 +91,11 @@ def test_committed_digits_leaderboard_is_current():
         paired = {f"{a}+eot" for a in recipe.drop} if row["stochastic"] else set()
         assert set(row["attacks"]) == set(recipe.attacks) | paired, row["model"]
         assert set(row["drop"]) == (set(recipe.drop) if row["stochastic"] else set())
+
+
+def test_unknown_layout_in_a_recipe_is_caught_before_training():
+    from snnbench.errors import SnnbenchError
+    from snnbench.recipe import parse_recipe_text
+    text = 'dataset = "digits"\nlayouts = ["tgo-table9"]\n[[models]]\ndefense = "vanilla"\n'
+    with pytest.raises(SnnbenchError, match="line 2: unknown layout 'tgo-table9'"):
+        parse_recipe_text(text)
