@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Callable, Iterator, TypeVar
 
 import torch
@@ -31,15 +32,36 @@ def cpu_threads(requested: int | None = None) -> int:
     Why not torch's default of one per core: a thread whose core is busy spins. Measured on a
     2-core machine (APGD-10, EoT 10, 100 digits): idle, 2 threads 2.67 s and 1 thread 3.16 s;
     with another process on one core, 2 threads 10.4 s and 1 thread 3.76 s. Idle cores are
-    read off the 1-minute load average, so a busy machine gets fewer threads.
+    measured at start-up (:func:`busy_cores`), so a busy machine gets fewer threads.
     """
     if requested is not None:
         if requested < 1:
             raise SnnbenchError(f"--threads must be at least 1, got {requested}")
         return requested
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    busy = busy_cores()
     return max(1, min(cores, round(cores - busy)))
+
+
+def busy_cores(window_s: float = 0.25) -> float:
+    """How many cores other work keeps busy now: from two reads of /proc/stat ``window_s``
+    apart (Linux), else the 1-minute load average (which lags a finished job by a minute)."""
+    def read() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as handle:
+                fields = [int(v) for v in handle.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)     # idle + iowait
+        return sum(fields), idle
+    first = read()
+    if first is not None:
+        time.sleep(window_s)
+        second = read()
+        if second is not None and second[0] > first[0]:
+            total, idle = second[0] - first[0], second[1] - first[1]
+            return (os.cpu_count() or 1) * (1 - idle / total)
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
 
 
 def configure_threads(requested: int | None = None) -> int:

@@ -174,9 +174,21 @@ def test_cpu_threads_leaves_busy_cores_alone(monkeypatch):
 
     from snnbench import runtime
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))
-    assert runtime.cpu_threads() == 1
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
-    assert runtime.cpu_threads() == 2
-    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 0.0, 0.0))
-    assert runtime.cpu_threads() == 1
+    for busy, threads in ((1.2, 1), (0.1, 2), (7.0, 1)):
+        monkeypatch.setattr(runtime, "busy_cores", lambda busy=busy: busy)
+        assert runtime.cpu_threads() == threads
+
+
+def test_busy_cores_sees_a_spinning_process():
+    import subprocess
+    import sys
+
+    from snnbench import runtime
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+        time.sleep(0.5)
+        assert runtime.busy_cores(0.5) >= 0.7
+    finally:
+        spinner.kill()
+        spinner.wait()
