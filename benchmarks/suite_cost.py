@@ -47,7 +47,9 @@ def main() -> None:
         config = ModelConfig(args.defense, "tiny", "digits", 4)
         outcome = train_model(config, TrainConfig(epochs=args.epochs), home=base, device="cpu")
         name = outcome.name
-        kwargs = dict(suite="full", n=args.n, eot=args.eot, steps=args.steps, device="cpu")
+        # attacks only: the suite's sanity checks (about 10 s on 100 samples) are not an attack
+        kwargs = dict(suite="full", n=args.n, eot=args.eot, steps=args.steps, device="cpu",
+                      checks=False)
 
         cascade_home = Path(tmp) / "cascade"
         shutil.copytree(base, cascade_home)

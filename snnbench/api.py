@@ -122,8 +122,11 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
            surrogate: str = "own", per_attack_full: bool = False,
            track: str | None = None, seed: int = 0, chunk_size: int = 500,
            device: str = "auto", data_root: str | Path | None = None,
-           on_chunk: ChunkCallback | None = None, max_chunks: int | None = None) -> list[dict]:
+           on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
+           checks: bool | None = None) -> list[dict]:
     """Attack the named models of the home (all when none), storing every chunk; the result cards.
+
+    ``checks`` runs the sanity checks afterwards (default: with the ``full`` suite).
 
     A cascade suite (``full``) runs each attack on the samples that survived the earlier ones;
     ``per_attack_full`` also gives each attack its own column on every clean-correct sample.
@@ -157,7 +160,8 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
                                  max_chunks, cascade=plan.cascade,
                                  per_attack_full=per_attack_full or not plan.cascade,
                                  paired=plan.paired)
-    if suite == "full" and max_chunks is None:   # the adaptive suite ends with the sanity checks
+    if (suite == "full" if checks is None else checks) and max_chunks is None:
+        # the adaptive suite ends with the sanity checks
         check(names, home=home, eps=eps, eot=eot, seed=seed, device=device, data_root=data_root)
     return cards
 
