@@ -29,6 +29,7 @@ from torch import nn
 
 from snnbench.attacks import create_attack
 from snnbench.metrics import decode_counts
+from snnbench.plots import SWEEP
 from snnbench.registry import Registry
 
 LEVELS = ("error", "unreliable", "warn")
@@ -420,13 +421,20 @@ def _c09(results: Results) -> tuple[str, str]:
 
 @register("C11", "unreliable", "results", "twice the iterations is much stronger (not converged)")
 def _c11(results: Results) -> tuple[str, str]:
+    # A family's longest run against the longest with at most half its iterations (the spec's
+    # APGD 200 vs 100). Sweep runs are left out: a steps sweep is weak at few steps by design.
     pairs = []
-    for group in _groups(columns(results)):
-        for long in group:
-            for short in group:
-                if (_family(long) == _family(short) and long.eot == short.eot and
-                        long.grad == short.grad and long.steps >= 2 * short.steps > 2):
-                    pairs.append((long, short))
+    for group in _groups(c for c in columns(results) if SWEEP not in c.card["attack"].get("params", {})):
+        families: dict[tuple, list[Column]] = defaultdict(list)
+        for col in group:
+            families[(_family(col), col.eot, col.grad)].append(col)
+        for runs in families.values():
+            longest = max(runs, key=lambda c: c.steps)
+            halves = [c for c in runs if 2 * c.steps <= longest.steps]
+            if halves:
+                pairs.append((longest, max(halves, key=lambda c: c.steps)))
+    if not pairs:
+        return _cascade_gain(results, lambda m: m == "apgd-ce:200", 0.01)
     return _compare_all(pairs, 0.01)
 
 

@@ -215,6 +215,16 @@ def test_result_check_fails_on_built_cards_and_passes_on_consistent_ones(check):
     assert good.status == "pass", good
 
 
+def test_c11_checks_the_longest_run_not_a_steps_sweep():
+    # PGD-3 much weaker than PGD-10 in a steps sweep is by design; the evaluated runs count
+    sweep = [card("pgd10", 0.70, steps=3), card("pgd10", 0.40, steps=10, seed=1)]
+    for c in sweep:
+        c["attack"]["params"]["sweep"] = "steps"
+    assert result("C11", sweep).status == "skip"
+    assert result("C11", [*sweep, card("pgd10", 0.40, steps=10, seed=1),
+                          card("pgd10", 0.20, steps=20, seed=2)]).status == "fail"
+
+
 def test_differences_inside_the_noise_do_not_fail():
     # 1.5 pp apart on 200 samples, different samples: far below 2 SE (about 9 pp)
     assert result("C14", [card("pgd10", 0.400), card("square", 0.385, seed=1)]).status == "pass"

@@ -108,10 +108,11 @@ _add(Suite("full", ("fgsm", "pgd10", "apgd-ce", "mtpgd40", "apgd-t", "fab-t",
                     "transfer-ann-twin-apgd-ce", "transfer-mean-twin-apgd-ce", "square",
                     "apgd-ce@surrogate=triangle:4", "apgd-ce@surrogate=rect:2",
                     "apgd-ce@surrogate=atan:0.5", "apgd-ce@surrogate=bptr", "apgd-ce@eot=2k",
-                    "apgd-dlr"), (PAPER_EOT,),
+                    "apgd-dlr", "apgd-ce:200"), (PAPER_EOT,),
            "Cascade over the still-robust samples, cheapest first: FGSM, PGD-10, APGD-CE, "
            "MTPGD-40, APGD-T, FAB-T, transfer from the ANN and mean twins, Square, APGD-CE "
-           "through 3 other surrogates and BPTR, APGD-CE with EoT 2K, APGD-DLR; EoT K=10 "
+           "through 3 other surrogates and BPTR, APGD-CE with EoT 2K, APGD-DLR, APGD-CE with 200 "
+           "iterations (the convergence checks C11, C13); EoT K=10 "
            "(--eot) on stochastic models; the last column is the per-sample worst case; "
            "PGD-10 with and without EoT on all samples for the Drop",
            cascade=True, drop_pairs=("pgd10",)))
