@@ -53,6 +53,7 @@ def plot_sweeps(cards: list[dict[str, Any]], out: Path, name: str) -> list[Path]
     import io
 
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -68,6 +69,8 @@ def plot_sweeps(cards: list[dict[str, Any]], out: Path, name: str) -> list[Path]
                             color=line.get_color(), alpha=0.12, lw=0)
         if kind in ("steps", "eot"):
             ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted({x for points in series.values() for x, *_ in points}))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel(KINDS.get(kind, kind))
         ax.set_ylabel("robust accuracy (%)")
         ax.set_ylim(0, 100)

@@ -117,7 +117,7 @@ def test_full_cascade_resumes_and_is_monotone(home, tmp_path):
     api.attack([NAME], home=home, max_chunks=7, **kwargs)
     resumed = by_member(api.attack([NAME], home=home, **kwargs))
     whole = by_member(api.attack([NAME], home=fresh, **kwargs))
-    assert list(resumed) == [a.label for a in SUITES.get("full").attacks(EPS)]
+    assert list(resumed) == [a.label for a in SUITES.get("full").attacks(EPS, steps=3)]
     assert {m: counts(c).tolist() for m, c in resumed.items()} == \
         {m: counts(c).tolist() for m, c in whole.items()}
     steps = list(resumed.values())
@@ -136,7 +136,7 @@ def test_per_attack_full_columns_and_the_derived_cascade(home):
                        device="cpu")
     single = [c for c in cards if "cascade" not in c["eval"]]
     cascade = list(by_member(cards).values())
-    assert len(single) == len(cascade) == len(SUITES.get("full").attacks(EPS))
+    assert len(single) == len(cascade) == len(SUITES.get("full").attacks(EPS, steps=2))
     assert all(c["timing"]["grad_evals"] == 0 for c in cascade)          # derived, not rerun
     minimum = np.min(np.stack([counts(c) for c in single]), axis=0)
     assert counts(cascade[-1]).tolist() == minimum.tolist()
