@@ -9,6 +9,7 @@ also from the JPEG copy ``cifar10-jpeg/`` or its archive (shared/data/README.md:
 shifts pixels slightly, so results on it are close to, not identical with, the original's).
 Normalisation: defenses.md section 1 (the reference repos' constants); subsets: evaluation.md
 section 1 ("first n/#classes files per class"); crop + flip: the usual CIFAR recipe (pad 4).
+``dvs-cifar10`` (event frames ``[N, T, 2, H, W]``) lives in ``snnbench.events``.
 
 Nothing here runs code from a file: the python batches are pickles, read with an unpickler that
 can only rebuild numpy arrays (torchvision's CIFAR classes use plain ``pickle.load``).
@@ -47,7 +48,8 @@ HOW_TO_SET_ROOT = "or pass --data-root DIR (or set SNNBENCH_DATA_ROOT)"
 @dataclass(frozen=True)
 class DatasetInfo:
     """What a data set is: its shape, classes, the normalisation its models use, and its loader
-    ``(split, root) -> (images, labels)``."""
+    ``(split, root) -> (images, labels)``. ``frames`` > 0: event data, ``[N, frames, C, H, W]``
+    whose time axis is the model's (``snnbench.events``); ``input`` says what a sample is."""
     name: str
     num_classes: int
     channels: int
@@ -56,9 +58,18 @@ class DatasetInfo:
     std: tuple[float, ...]
     summary: str
     loader: Loader
+    frames: int = 0
+    input: str = "images [C,H,W] in [0,1]; eps in pixel units"
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
+
+
+def input_card(info: DatasetInfo) -> dict[str, Any]:
+    """What a model card records about its input (shape of one sample, range, eps units)."""
+    sample = [info.channels, info.image_size, info.image_size]
+    return {"format": "event frames" if info.frames else "image", "range": [0, 1],
+            "shape": [info.frames, *sample] if info.frames else sample, "description": info.input}
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -67,7 +78,8 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def load_dataset(name: str, split: str, root: str | Path | None = None) -> tuple[Tensor, Tensor]:
-    """Images float32 ``[N, C, H, W]`` in [0, 1] and labels int64 ``[N]`` of one split.
+    """Images float32 ``[N, C, H, W]`` (event data: ``[N, T, C, H, W]``) in [0, 1] and labels
+    int64 ``[N]`` of one split.
 
     ``root`` (files-based data sets only) defaults to ``$SNNBENCH_DATA_ROOT``, else ``./data``.
     """
@@ -397,3 +409,5 @@ _register(DatasetInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2023, 0
 _register(DatasetInfo("cifar100", 100, 3, 32, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761),
                       "CIFAR-100 fine labels, 32x32 RGB, 50,000/10,000 (python batches)",
                       _load_cifar100), _CIFAR)
+
+import snnbench.events  # noqa: E402,F401  (registers dvs-cifar10; imports the helpers above)

@@ -22,7 +22,7 @@ from torch import nn
 from snnbench.attacks import Attack
 from snnbench.checkpoint import library_versions, now
 from snnbench.files import stable_seed
-from snnbench.data import balanced_subset, dataset_info
+from snnbench.data import DATASETS, balanced_subset, dataset_info
 from snnbench.metrics import accuracy_interval, encode_counts
 from snnbench.runtime import map_batches
 from snnbench.store import Chunk, ResultStore
@@ -189,6 +189,9 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
     clean_acc, clean_ci, _ = accuracy_interval(clean, k_eval)
     robust, ci, method = accuracy_interval(adv, k_eval)
     majority = float((adv > k_eval // 2).mean()) if len(adv) else 0.0
+    data = dataset_info(info.dataset) if info.dataset in DATASETS else None
+    if data is not None and data.frames:   # eps is in frame-value units, not pixels
+        extra_eval = {"input": data.input, **(extra_eval or {})}
     return {
         "schema": RESULT_SCHEMA,
         "model": {"name": info.name, "sha256": info.sha256, "defense": info.defense,

@@ -17,7 +17,7 @@ import torch
 
 from snnbench.checkpoint import CARD, default_home, load_card, save_checkpoint
 from snnbench.config import ModelConfig, model_name
-from snnbench.data import dataset_info, load_dataset
+from snnbench.data import dataset_info, input_card, load_dataset
 from snnbench.errors import SnnbenchError
 from snnbench.files import sha256_file, stable_seed
 from snnbench.model import ModelSpec, build, resolve
@@ -119,8 +119,7 @@ def import_checkpoint(path: str | Path, config: ModelConfig, *, home: Path | Non
     card = save_checkpoint(folder, model, spec, {
         "name": name, "defense": spec.defense, "arch": spec.arch, "dataset": spec.dataset,
         "timesteps": spec.timesteps, "stochastic": bool(model.stochastic),
-        "input": {"format": "image", "shape": [info.channels, info.image_size, info.image_size],
-                  "range": [0, 1]},
+        "input": input_card(info),
         "train": None, "recipe": None, "history": [], "imported_from": origin,
         "clean_accuracy": {"split": "test", "n": len(x_test), "acc": clean},
         "device": dev.type})

@@ -68,7 +68,11 @@ def resolve(config: ModelConfig) -> ModelSpec:
     arch = ARCHS.canonical(config.arch)
     info = dataset_info(config.dataset)
     settings = apply_overrides(default_settings(defense, config.track), config.settings)
-    timesteps = config.timesteps or TRACK_TIMESTEPS[config.track]
+    timesteps = config.timesteps or info.frames or TRACK_TIMESTEPS[config.track]
+    if info.frames and timesteps != info.frames:
+        raise SnnbenchError(f"{info.name} has {info.frames} frames per sample, so its models run "
+                            f"T = {info.frames} time steps, not {timesteps}; drop --timesteps or "
+                            f"pass {info.frames}")
     return ModelSpec(defense, arch, info.name, timesteps, config.track, settings)
 
 
@@ -82,7 +86,7 @@ def build(spec: ModelSpec) -> SpikingModel:
                                 in_channels=info.channels, num_classes=info.num_classes,
                                 image_size=info.image_size)
     return SpikingModel(body, spec.timesteps, info.mean, info.std,
-                        stochastic=defense.stochastic())
+                        stochastic=defense.stochastic(), events=info.frames > 0)
 
 
 def create_model(defense: str = "vanilla", *, arch: str = "tiny", dataset: str = "digits",

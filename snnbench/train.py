@@ -2,7 +2,8 @@
 
 defenses.md section 6: SGD (momentum 0.9), lr 0.1 with a per-epoch cosine schedule to 0,
 cross-entropy on time-averaged logits, the track's weight decay unless the defence sets another;
-random crop + flip on 32-px data; AMP (bf16 where supported) on CUDA, fp32 on the CPU.
+random crop + flip on 32-px data (none on event frames: our choice); AMP (bf16 where supported)
+on CUDA, fp32 on the CPU.
 
 Resume: after each epoch the weights, the optimiser's momentum and the history go to
 ``train-state.safetensors`` + ``train-state.json``. Each epoch's shuffling and random draws are
@@ -26,7 +27,7 @@ from torch import nn
 from snnbench.checkpoint import (CARD, default_home, load_card, read_weights_meta,
                                  save_checkpoint, save_weights, weights_meta)
 from snnbench.config import TRACK_WEIGHT_DECAY, ModelConfig, TrainConfig, model_name
-from snnbench.data import augment_batch, dataset_info, load_dataset
+from snnbench.data import augment_batch, dataset_info, input_card, load_dataset
 from snnbench.defenses import Composite, Defense, LossContext, create_defense
 from snnbench.errors import SnnbenchError
 from snnbench.files import atomic_write_json, stable_seed
@@ -200,7 +201,11 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
     everything = [optimizer, *(opt for _, opt in own)]
     folder.mkdir(parents=True, exist_ok=True)
     start, history = _load_state(folder, model, everything, spec, train)
-    augment = train.augment if train.augment is not None else info.image_size >= 28
+    augment = train.augment if train.augment is not None else \
+        info.image_size >= 28 and not info.frames
+    if augment and info.frames:
+        raise SnnbenchError(f"{spec.dataset} trains without augmentation (crop and flip are image "
+                            "augmentations, not event ones); set augment = false")
     for epoch in range(start, train.epochs):
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(train.lr, epoch, train.epochs)
@@ -222,8 +227,7 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
     card = save_checkpoint(folder, model, spec, {
         "name": name, "defense": spec.defense, "arch": spec.arch, "dataset": spec.dataset,
         "timesteps": spec.timesteps, "stochastic": defense.stochastic(),
-        "input": {"format": "image", "shape": [info.channels, info.image_size, info.image_size],
-                  "range": [0, 1]},
+        "input": input_card(info),
         "train": dataclasses.asdict(train), "weight_decay": decay, "recipe": recipe,
         "history": history, "clean_accuracy": {"split": "test", "n": len(x_test), "acc": clean},
         "device": dev.type})

@@ -3,7 +3,8 @@
 Direct encoding (defenses.md section 1): the normalised image is repeated over T steps and the
 first conv + BN of the body acts as the encoder; the body works on ``[T*B, ...]`` and ends in a
 non-spiking linear readout whose logits are averaged over T. Event frames ``[B, T, 2, H, W]``
-carry their own time axis instead of the repeat.
+(any 5-d input) carry their own time axis instead of the repeat (design.md, public API); their
+T and channels must be the model's.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+from snnbench.errors import SnnbenchError
 
 
 class Normalize(nn.Module):
@@ -44,16 +47,27 @@ class SpikingModel(nn.Module):
         self.events = events
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.events:   # [B, T, C, H, W] -> [T*B, C, H, W]
-            batch = x.shape[0]
-            frames = x.transpose(0, 1)
-            steps = self.normalize(frames.flatten(0, 1))
+        batch = x.shape[0]
+        if x.dim() == 5:   # event frames [B, T, C, H, W]: their time axis replaces the repeat
+            self._check_frames(x)
+            steps = self.normalize(x.transpose(0, 1).flatten(0, 1))
+        elif self.events:
+            raise SnnbenchError(f"this model takes event frames [B, {self.timesteps}, "
+                                f"{self.normalize.mean.shape[1]}, H, W], got shape "
+                                f"{tuple(x.shape)}; pass the data set's frames")
         else:
-            batch = x.shape[0]
             image = self.normalize(x)
             steps = image.unsqueeze(0).expand(self.timesteps, *image.shape).flatten(0, 1)
         logits = self.body(steps)
         return logits.view(self.timesteps, batch, -1).mean(0)
+
+    def _check_frames(self, x: torch.Tensor) -> None:
+        channels = self.normalize.mean.shape[1]
+        if x.shape[1] != self.timesteps or x.shape[2] != channels:
+            raise SnnbenchError(f"event frames must be [B, T={self.timesteps}, C={channels}, H, W] "
+                                f"for this model (T = its time steps), got shape "
+                                f"{tuple(x.shape)}; build the model with timesteps = the number "
+                                f"of frames")
 
 
 def init_weights(module: nn.Module) -> None:
