@@ -176,9 +176,9 @@ def load_dvs_cifar10(split: str, root: Path | None) -> tuple[Tensor, Tensor]:
     return frames.float().div_(255), label_tensor
 
 
+_SUMMARY = (f"CIFAR10-DVS events as {FRAMES} frames of 2x{FRAME_SIZE}x{FRAME_SIZE}, 9:1 split per "
+            f"class (needs tonic; frames cached)")
 DATASETS.add("dvs-cifar10", DatasetInfo(
-    "dvs-cifar10", 10, 2, FRAME_SIZE, (0.0, 0.0), (1.0, 1.0),
-    f"CIFAR10-DVS events as {FRAMES} frames of 2x{FRAME_SIZE}x{FRAME_SIZE}, 9:1 split per class "
-    f"(tonic, cached)", load_dvs_cifar10, frames=FRAMES, input=INPUT),
-    summary=f"CIFAR10-DVS events as {FRAMES} frames of 2x{FRAME_SIZE}x{FRAME_SIZE} (needs tonic)",
-    paper="Li et al. 2017, CIFAR10-DVS, Front. Neurosci. 11:309")
+    "dvs-cifar10", 10, 2, FRAME_SIZE, (0.0, 0.0), (1.0, 1.0), _SUMMARY, load_dvs_cifar10,
+    frames=FRAMES, input=INPUT),
+    summary=_SUMMARY, paper="Li et al. 2017, CIFAR10-DVS, Front. Neurosci. 11:309")
