@@ -20,7 +20,7 @@ from snnbench.neurons import parse_grad_mode
 from snnbench.checks import Outcome, Probe, Results, run_probe_checks, run_result_checks
 from snnbench.checkpoint import CARD, default_home, load, load_card, verify
 from snnbench.config import ModelConfig, TrainConfig, parse_eps
-from snnbench.data import dataset_info, load_dataset
+from snnbench.data import DATASETS, dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
 from snnbench.evaluate import ChunkCallback, EvalConfig, ModelInfo, run_attacks, select_samples
 from snnbench.gate import GateResult, compare, read_baseline
@@ -97,7 +97,8 @@ def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | 
     norm = norm or (recipe.norm if recipe else "Linf")
     if not names and (suite or not recipe):
         chosen = SUITES.get(suite or "quick")
-        plan = AttackPlan(chosen.attacks(eps, norm, stochastic, eot, steps),
+        events = dataset in DATASETS and dataset_info(dataset).frames > 0
+        plan = AttackPlan(chosen.attacks(eps, norm, stochastic, eot, steps, events),
                           chosen.drop_attacks(eps, norm, stochastic, eot, steps), chosen.cascade)
     else:
         k = (eot or (recipe.eot if recipe else 1)) if stochastic else 1

@@ -136,3 +136,16 @@ def test_a_read_only_root_caches_under_snnbench_cache(tmp_path, monkeypatch):
     assert not list(root.glob("*.safetensors"))
     (cached,) = (tmp_path / "cache").glob("*-cifar10dvs.T10.s48.test.safetensors")
     assert torch.equal(load_dataset("dvs-cifar10", "test", root)[0], x)
+
+
+def test_paper_tgo_adds_pgd30_and_pgd50_on_event_data_and_square_takes_frames():
+    from snnbench.attacks import create_attack
+    from snnbench.attacks.suites import SUITES
+    suite = SUITES.get("paper-tgo")
+    assert {"pgd30", "pgd50"} <= {a.id for a in suite.attacks(8 / 255, events=True)}
+    assert not {"pgd30", "pgd50"} & {a.id for a in suite.attacks(8 / 255)}
+    torch.manual_seed(0)
+    model = create_model("vanilla", arch="tiny", dataset="dvs-cifar10").eval()
+    x = torch.rand(2, 10, 2, 48, 48)
+    adv = create_attack("square", 8 / 255, steps=5).perturb(model, x, model(x).argmax(1))
+    assert adv.shape == x.shape and float((adv - x).abs().max()) <= 8 / 255 + 1e-6

@@ -59,7 +59,7 @@ class SpikingModel(nn.Module):
             image = self.normalize(x)
             steps = image.unsqueeze(0).expand(self.timesteps, *image.shape).flatten(0, 1)
         logits = self.body(steps)
-        return logits.view(self.timesteps, batch, -1).mean(0)
+        return logits.view(self.timesteps, batch, logits.shape[-1]).mean(0)   # also for B = 0
 
     def _check_frames(self, x: torch.Tensor) -> None:
         channels = self.normalize.mean.shape[1]

@@ -108,16 +108,21 @@ class Square(Attack):
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.eps == 0:
             return x.clone()
-        if x.dim() != 4:
-            raise SnnbenchError(f"attack {self.id} needs images [B, C, H, W], "
-                                f"got a {x.dim()}-d input")
+        if x.dim() not in (4, 5):
+            raise SnnbenchError(f"attack {self.id} needs images [B, C, H, W] or event frames "
+                                f"[B, T, C, H, W], got a {x.dim()}-d input")
         p = self.params
         predict = model if self.eot == 1 else LogitMeanEoT(model, self.eot)
+        shape = x.shape
+        if x.dim() == 5:     # event frames: Square sees one image of T*C channels
+            frames_model = predict
+            predict = lambda z: frames_model(z.view(-1, *shape[1:]))  # noqa: E731
+            x = x.flatten(1, 2)
         attack = SquareAttack(predict, norm=self.norm, n_queries=p["queries"], eps=self.eps,
                               p_init=p["p_init"], n_restarts=p["restarts"], seed=p["seed"],
                               verbose=False, targeted=False, loss=p["loss"],
                               resc_schedule=p["resc_schedule"], device=x.device)
-        return attack.perturb(x, y)
+        return attack.perturb(x, y).view(shape)
 
 
 class AutoAttackRun(Attack):

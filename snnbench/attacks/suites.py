@@ -32,15 +32,17 @@ class Suite:
     summary: str = ""
     cascade: bool = False
     drop_pairs: tuple[str, ...] = ()   # run with and without EoT on every sample: EoT Drop
+    event_members: tuple[str, ...] = ()   # added for models on event data (TGO Table 5)
 
     def attacks(self, eps: float, norm: str = "Linf", stochastic: bool = False,
-                eot: int | None = None, steps: int | None = None) -> list[Attack]:
-        """The suite's attacks for one model; ``eot`` (``--eot``) replaces the suite's K and
-        ``steps`` (``--steps``) every member's steps."""
+                eot: int | None = None, steps: int | None = None,
+                events: bool = False) -> list[Attack]:
+        """The suite's attacks for one model; ``eot`` (``--eot``) replaces the suite's K,
+        ``steps`` (``--steps``) every member's steps; ``events``: also the event members."""
         variants = (1,) if not stochastic else \
             tuple(sorted({1 if k == 1 else (eot or k) for k in self.eot_variants}))
         attacks, keys = [], set()
-        for member in self.members:
+        for member in self.members + (self.event_members if events else ()):
             for k in variants:
                 attack = build_member(member, eps, norm, k if stochastic else 1, steps)
                 if attack.key() not in keys:
@@ -95,8 +97,8 @@ _add(Suite("quick", ("fgsm", "pgd10", "apgd-ce:25", "square:300", "noise-uniform
 _add(Suite("paper-tgo", ("fgsm", "rfgsm", "rfgsm-ta32", "pgd7", "pgd10", "pgd20", "pgd40",
                          "apgd7", "apgd10", "apgd20", "apgd40", "mtpgd7", "mtpgd10", "mtpgd20",
                          "mtpgd40"), (1, 10),
-           "TGO Tables 1-4: FGSM, RFGSM, PGD 7-40, APGD 7-40, MTPGD 7-40; stochastic models "
-           "without and with EoT K=10"))
+           "TGO Tables 1-5: FGSM, RFGSM, PGD 7-40 (+30/50 on event data), APGD 7-40, MTPGD "
+           "7-40; stochastic models without and with EoT K=10", event_members=("pgd30", "pgd50")))
 _add(Suite("paper-randhet", ("fgsm", "pgd10-rh", "apgd10-rh", "mifgsm", "autoattack-standard",
                              "pgd50-eot10", "apgd50-eot10"), (1,),
            "RandHet Tables 1-4: FGSM, PGD-10, APGD-10, MIFGSM, AutoAttack, PGD/APGD-50 with EoT 10; "
