@@ -296,36 +296,9 @@ def report(home: str | Path | None = None, out: str | Path = "leaderboards",
 
 def site(home: str | Path | None = None, out: str | Path = "site", name: str | None = None,
          plots: bool = True) -> tuple[Leaderboard, list[Path]]:
-    """``report --format html``: the static site (snnbench/website.py) in ``out``: an index,
-    a board per data set and threat model, a card page per model, a page per paper layout
-    that the recipe names or the store can fill, and the sweep plots when there are any."""
-    from snnbench.layouts import LAYOUTS
-    from snnbench.website import threat_boards, write_site
-    board = leaderboard(home, name)
-    if not board.rows:
-        raise SnnbenchError(f"no finished attack results in {home_path(home) / STORE}; run "
-                            "`snnbench attack` first")
-    with open_store(home) as store:
-        cards, checks, diagnostics = store.cards(), store.checks(), store.diagnostics()
-        recipe_name = store.get_meta("recipe")
-    boards = threat_boards(cards, board.name, checks, diagnostics)
-    for item in boards:
-        _join_model_cards(item.board, home)
-    present = set(home_models(home))
-    model_cards = {row["model"]: card for row in board.rows if row["model"] in present
-                   and (card := load_card(row["model"], home_path(home)))["weights_sha256"] == row["sha256"]}
-    recipe = _recipe_of({"recipe": recipe_name}) if recipe_name else None
-    named = set(recipe.layouts) if recipe else set()
-    tables = []
-    for layout_name in LAYOUTS.names():
-        if layout_name == "leaderboard":
-            continue
-        table = render_layout(get_layout(layout_name), board.rows)
-        if layout_name in named or any(r["model"] for r in table.records):
-            tables.append(table)
-    figures = plot_sweeps(cards, Path(out), board.name) if plots else []
-    return board, figures + write_site(Path(out), board.name, boards, board, model_cards, checks,
-                                       tables, figures)
+    """``report --format html``: the static site of the home's results (website.py)."""
+    from snnbench.website import site_from_home
+    return site_from_home(home, Path(out), name, plots)
 
 
 def sweep_attacks(sweep: Sweep, eps: float, norm: str, stochastic: bool, eot: int) -> list[Attack]:

@@ -214,3 +214,35 @@ def write_site(out: Path, name: str, boards: list[Board], overall: Leaderboard,
         atomic_write_text(out / file, text)
         written.append(out / file)
     return written
+
+
+def site_from_home(home: str | Path | None, out: Path, name: str | None,
+                   plots: bool) -> tuple[Leaderboard, list[Path]]:
+    """The site of a home: boards, the model cards whose weights the results are of, a page per
+    paper layout that the recipe names or the store can fill, and the sweep plots, if any."""
+    from snnbench import api
+    from snnbench.checkpoint import load_card
+    from snnbench.errors import SnnbenchError
+    from snnbench.layouts import LAYOUTS, get_layout, render_layout
+    from snnbench.plots import plot_sweeps
+    board = api.leaderboard(home, name)
+    if not board.rows:
+        raise SnnbenchError(f"no finished attack results in {api.home_path(home) / api.STORE}; run "
+                            "`snnbench attack` first")
+    with api.open_store(home) as store:
+        cards, checks, diagnostics = store.cards(), store.checks(), store.diagnostics()
+        recipe_name = store.get_meta("recipe")
+    boards = threat_boards(cards, board.name, checks, diagnostics)
+    for item in boards:
+        api._join_model_cards(item.board, home)
+    present = set(api.home_models(home))
+    model_cards = {row["model"]: card for row in board.rows if row["model"] in present
+                   and (card := load_card(row["model"], api.home_path(home)))["weights_sha256"] == row["sha256"]}
+    recipe = api._recipe_of({"recipe": recipe_name}) if recipe_name else None
+    named = set(recipe.layouts) if recipe else set()
+    tables = [table for layout in LAYOUTS.names() if layout != "leaderboard"
+              for table in [render_layout(get_layout(layout), board.rows)]
+              if layout in named or any(r["model"] for r in table.records)]
+    figures = plot_sweeps(cards, out, board.name) if plots else []
+    return board, figures + write_site(out, board.name, boards, board, model_cards, checks,
+                                       tables, figures)
