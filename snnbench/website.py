@@ -174,6 +174,19 @@ def layout_grid(table: LayoutTable) -> Grid:
     return Grid(headers, rows)
 
 
+def _recipe_summary(card: dict | None) -> dict[str, str] | None:
+    """What the model's recipe (zoo/*.toml) says about how it was evaluated, if it is found."""
+    from snnbench import api
+    recipe = api._recipe_of(card) if card else None
+    if recipe is None:
+        return None
+    return {"name": recipe.name, "description": recipe.description,
+            "dataset": recipe.dataset, "budget": f"{recipe.norm} eps = {format_eps(recipe.eps)}",
+            "attacks": ", ".join(recipe.attacks), "n": str(recipe.n or "whole test split"),
+            "EoT / evaluation draws": f"{recipe.eot} / {recipe.k_eval}",
+            "layouts": ", ".join(recipe.layouts)}
+
+
 def _environment() -> Any:
     import jinja2
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -192,7 +205,8 @@ def write_site(out: Path, name: str, boards: list[Board], overall: Leaderboard,
     images = [f.name for f in figures if f.suffix == ".svg"] or [f.name for f in figures]
     pages = {"index.html": env.get_template("index.html").render(
         name=name, description=describe(overall), boards=boards, models=overall.rows,
-        layouts=[(f"layout-{t.layout.name}.html", t) for t in layouts], images=images)}
+        layouts=[(f"layout-{t.layout.name}.html", t) for t in layouts], images=images,
+        mras={b.slug: {r["model"]: r["mra"] for r in b.board.rows} for b in boards})}
     for item in boards:
         pages[f"board-{item.slug}.html"] = env.get_template("board.html").render(
             name=name, item=item, description=describe(item.board), grid=board_grid(item.board),
@@ -205,6 +219,7 @@ def write_site(out: Path, name: str, boards: list[Board], overall: Leaderboard,
         pages[model_page(row["model"])] = env.get_template("model.html").render(
             name=name, row=row, card=model_cards.get(row["model"]), results=results[row["model"]],
             checks=checks.get(row["sha256"], []), images=images,
+            recipe=_recipe_summary(model_cards.get(row["model"])),
             interval=interval_cell)
     for table in layouts:
         pages[f"layout-{table.layout.name}.html"] = env.get_template("layout.html").render(

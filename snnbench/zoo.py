@@ -91,6 +91,9 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):       # an inline table; TOML has no null, so None is left out
+        return "{ " + ", ".join(f"{_quote(k)} = {_toml_value(v)}" for k, v in sorted(value.items())
+                                if v is not None) + " }"
     return _quote(str(value))
 
 
@@ -374,7 +377,9 @@ def add(path: str | Path, url: str, *, manifest: str | Path | None = None,
                      int(spec.get("timesteps") or 0), (url,), sha256_file(archive),
                      archive.stat().st_size, card["weights_sha256"], licence,
                      paper or _paper_of(spec["defense"]), card.get("recipe") or "",
-                     round(clean, 4) if isinstance(clean, float) else None)
+                     round(clean, 4) if isinstance(clean, float) else None,
+                     {"track": spec.get("track", ""), "settings": spec.get("settings") or {},
+                      "train": card.get("train") or {}})
     write_entry(entry, manifest)
     return entry, archive
 
