@@ -14,9 +14,7 @@ checksum is deleted. Nothing is fetched for an entry without a sha256, nothing i
 
 URLs: ``http(s)://...`` through ``urllib`` (standard library), a local path or ``file://``, or
 ``hf://owner/repo/path/in/repo`` through ``huggingface_hub`` (``pip install snnbench[hub]``).
-
-Unlike RobustBench's ``load_model`` (Google-Drive download, no checksum, ``torch.load``), a zoo
-model is refused unless its bytes match the manifest and its weights match its card.
+Unlike RobustBench's ``load_model`` (no checksum, ``torch.load``), bytes and weights are checked.
 """
 from __future__ import annotations
 
@@ -115,10 +113,7 @@ def read_manifest(manifest: str | Path | None = None) -> dict[str, ZooEntry]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SnnbenchError(f"{path} is not valid TOML ({exc})") from None
-    entries = {}
-    for name, raw in (data.get("models") or {}).items():
-        entries[name] = _entry(name, raw, path)
-    return entries
+    return {name: _entry(name, raw, path) for name, raw in (data.get("models") or {}).items()}
 
 
 def _entry(name: str, raw: Any, path: Path) -> ZooEntry:
@@ -140,9 +135,9 @@ def _entry(name: str, raw: Any, path: Path) -> ZooEntry:
 
 
 def get_entry(name: str, manifest: str | Path | None = None) -> ZooEntry:
+    import difflib
     entries = read_manifest(manifest)
     if name not in entries:
-        import difflib
         close = difflib.get_close_matches(name, list(entries), n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise SnnbenchError(f"no zoo model {name!r} in {manifest_path(manifest)}{hint} "
@@ -242,6 +237,8 @@ def _transfer(url: str, part: Path, size: int, on_progress: Progress | None) -> 
                     received += len(block)
                     if on_progress:
                         on_progress(offset + received, size)
+                    if size and offset + received > size:
+                        return True       # longer than the manifest says: the check refuses it
             except (OSError, ValueError, http.client.HTTPException):
                 return False
     return expected is None or received >= expected
@@ -269,8 +266,7 @@ def _fetch_hub(url: str, part: Path, home: Path) -> None:
 # --- archives --------------------------------------------------------------------------------
 
 def _safe_members(archive: tarfile.TarFile, source: Path) -> dict[str, tarfile.TarInfo]:
-    """The archive's two files; anything else (links, folders, absolute or ``..`` paths,
-    other names) is refused."""
+    """The archive's two files; links, folders, absolute or ``..`` paths, other names: refused."""
     members: dict[str, tarfile.TarInfo] = {}
     for member in archive.getmembers():
         name = member.name
@@ -347,8 +343,7 @@ def pull(name: str, home: str | Path | None = None, manifest: str | Path | None 
     return target, "pulled"
 
 
-def ensure(name: str, home: Path | None = None) -> Path:
-    """``snnbench.load("zoo:NAME")``: the installed model's folder, pulled on first use."""
+def ensure(name: str, home: Path | None = None) -> Path:   # snnbench.load("zoo:NAME")
     return pull(name, home)[0]
 
 
