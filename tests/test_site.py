@@ -227,3 +227,11 @@ def test_sorting_and_links_in_headless_chromium(site, tmp_path):
     shot = tmp_path / "board.png"          # for a person to look at: pytest keeps tmp_path
     headless(binary, f"--screenshot={shot}", "--window-size=1200,800", board.resolve().as_uri())
     assert shot.is_file() and shot.stat().st_size > 1000
+
+
+def test_page_names_are_safe_and_distinct():
+    from snnbench.website import key_of, slug
+    names = ["randhet*+rat", "randhet-star+rat", "tgo+rat", "tgo_rat", "../x"]
+    slugs = [slug(n) for n in names]
+    assert len(set(slugs)) == len(names) and all(re.fullmatch(r"[A-Za-z0-9._-]+", s) for s in slugs)
+    assert "/" not in slug("../x") and key_of("worst case") == "worst-case"
