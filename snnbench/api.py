@@ -278,6 +278,8 @@ def report(home: str | Path | None = None, out: str | Path = "leaderboards",
            layout: str | None = None, plots: bool = False) -> tuple[Leaderboard, list[Path]]:
     """Write the leaderboard, or with ``layout`` a paper table (``<name>-<layout>.*``); with
     ``plots`` also the sweep curves (``<name>-eps.png`` ...), linked from the Markdown."""
+    if "html" in formats:
+        return site(home, out, name, plots)
     table = get_layout(layout) if layout and layout != "leaderboard" else None
     board = leaderboard(home, name)
     if not board.rows:
@@ -291,6 +293,13 @@ def report(home: str | Path | None = None, out: str | Path = "leaderboards",
         return board, figures + write_layout(render_layout(table, board.rows), Path(out),
                                              board.name, tuple(formats), figures)
     return board, figures + write_report(board, Path(out), tuple(formats), figures)
+
+
+def site(home: str | Path | None = None, out: str | Path = "site", name: str | None = None,
+         plots: bool = True) -> tuple[Leaderboard, list[Path]]:
+    """``report --format html``: the static site of the home's results (website.py)."""
+    from snnbench.website import site_from_home
+    return site_from_home(home, Path(out), name, plots)
 
 
 def sweep_attacks(sweep: Sweep, eps: float, norm: str, stochastic: bool, eot: int) -> list[Attack]:

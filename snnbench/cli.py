@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from snnbench import api, runtime
+from snnbench.cli_zoo import zoo_app
 from snnbench.config import ModelConfig, TrainConfig, format_eps, parse_assignment
 from snnbench.errors import SnnbenchError
 from snnbench.report import attack_label
@@ -290,17 +291,23 @@ def _print_checks(results: dict[str, list]) -> list[str]:
 
 @app.command()
 @command
-def report(format: Annotated[str, typer.Option("--format", help="md, csv, json or all.")] = "all",
-           out_dir: OutOpt = Path("leaderboards"),
+def report(format: Annotated[str, typer.Option("--format", help="md, csv, json, all (the three) or html (a static site).")] = "all",
+           out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the files (default: leaderboards/; html: site/).")] = None,
            name: Annotated[Optional[str], typer.Option(help="File name (default: the recipe's).")] = None,
            layout: Annotated[str, typer.Option(help="Table shape: leaderboard, or a paper table (see `snnbench list layouts`).")] = "leaderboard",
            plots: Annotated[bool, typer.Option("--plots", help="Also draw accuracy vs eps / steps / EoT (PNG and SVG) from the sweep runs.")] = False,
            home: HomeOpt = None, debug: DebugOpt = False) -> None:
     """Write the leaderboard (or a paper's table) from the stored result cards."""
     formats = ("md", "csv", "json") if format == "all" else (format,)
-    if any(f not in ("md", "csv", "json") for f in formats):
-        raise SnnbenchError(f"unknown format {format!r}; choose md, csv, json or all")
-    board, written = api.report(home, out_dir, formats, name, layout, plots)
+    if any(f not in ("md", "csv", "json", "html") for f in formats):
+        raise SnnbenchError(f"unknown format {format!r}; choose md, csv, json, all or html")
+    if format == "html" and layout != "leaderboard":
+        raise SnnbenchError("--format html writes every layout the store can fill; drop --layout")
+    out_dir = out_dir or Path("site" if format == "html" else "leaderboards")
+    board, written = api.report(home, out_dir, formats, name, layout, plots or format == "html")
+    if format == "html":
+        out.print(f"site: {out_dir / 'index.html'} ({len(written)} files)", highlight=False)
+        return
     for path in written:
         out.print(f"wrote {path}", highlight=False)
 
@@ -351,6 +358,12 @@ def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo
     _print_cards(outcome.cards)
     for path in outcome.written:
         out.print(f"leaderboard: {path}", highlight=False)
+
+
+# `snnbench zoo list|pull|add` (cli_zoo.py), with this module's error mapping
+for _info in zoo_app.registered_commands:
+    _info.callback = command(_info.callback)
+app.add_typer(zoo_app, name="zoo")
 
 
 def main() -> None:
