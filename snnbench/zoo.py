@@ -66,6 +66,8 @@ class ZooEntry:
     recipe: str = ""
     clean_accuracy: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # the manifest's folder: a relative local path in ``urls`` is relative to it (not written)
+    base: Path | None = field(default=None, compare=False)
 
     def to_toml(self) -> str:
         lines = [f"[models.{_quote(self.name)}]"]
@@ -129,7 +131,8 @@ def _entry(name: str, raw: Any, path: Path) -> ZooEntry:
                         str(raw.get("sha256", "")).lower(), int(raw.get("size", 0)),
                         str(raw.get("weights_sha256", "")), str(raw.get("licence", "unspecified")),
                         str(raw.get("paper", "")), str(raw.get("recipe", "")),
-                        raw.get("clean_accuracy"), {k: v for k, v in raw.items() if k not in known})
+                        raw.get("clean_accuracy"), {k: v for k, v in raw.items() if k not in known},
+                        path.resolve().parent)
     except (TypeError, ValueError) as exc:
         raise SnnbenchError(f"{path}: models.{name} has a bad value ({exc})") from None
 
@@ -194,6 +197,8 @@ def _fetch(url: str, part: Path, entry: ZooEntry, home: Path, on_progress: Progr
                                 f"{entry.size} bytes kept in {part}); rerun to resume")
     else:
         source = Path(url[len("file://"):] if url.startswith("file://") else url)
+        if not source.is_absolute() and entry.base is not None:
+            source = entry.base / source      # pinned files shipped beside the manifest
         if not source.is_file():
             raise SnnbenchError(f"zoo file {source} not found")
         shutil.copyfile(source, part)

@@ -266,3 +266,22 @@ def test_the_packaged_manifest_is_complete(name):
     entry = entries[name]
     assert len(entry.sha256) == 64 and entry.size > 0 and entry.urls and entry.weights_sha256
     assert entry.defense and entry.arch and entry.dataset and entry.timesteps and entry.licence
+
+
+@pytest.mark.parametrize("name", [n for n, e in sorted(zoo.read_manifest(zoo.MANIFEST).items())
+                                  if e.urls and "://" not in e.urls[0]])
+def test_a_pinned_model_pulls_by_name_and_keeps_its_clean_accuracy(name, tmp_path):
+    """The models shipped beside the manifest (zoo/pinned/) pull offline, verify, and score
+    the clean accuracy their card recorded on the digits test split."""
+    from snnbench.data import dataset_info
+
+    entry = zoo.read_manifest(zoo.MANIFEST)[name]
+    folder, _ = zoo.pull(name, home=tmp_path / "home", manifest=zoo.MANIFEST)
+    model = snnbench.load(str(folder), device="cpu")
+    stochastic = getattr(model, "stochastic", False)
+    x, y = dataset_info(entry.dataset).loader("test", None)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        acc = (model(x).argmax(1) == y).float().mean().item()
+    tolerance = 0.03 if stochastic else 1e-4    # a fresh noise draw for tgo; 4 digits kept
+    assert abs(acc - entry.clean_accuracy) <= tolerance, (name, acc, entry.clean_accuracy)
