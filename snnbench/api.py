@@ -5,6 +5,7 @@ in ``models/<name>/`` and the results store ``results.sqlite``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from snnbench.attacks.suites import SUITES
 from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack, bind_source
 from snnbench.neurons import parse_grad_mode
 from snnbench.checks import Outcome, Probe, Results, run_probe_checks, run_result_checks
-from snnbench.checkpoint import CARD, default_home, load, load_card, verify
+from snnbench.checkpoint import CARD, default_home, load, load_card, model_dir, verify
 from snnbench.config import ModelConfig, TrainConfig, parse_eps
 from snnbench.data import dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
@@ -123,10 +124,14 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
            track: str | None = None, seed: int = 0, chunk_size: int = 500,
            device: str = "auto", data_root: str | Path | None = None,
            on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
-           checks: bool | None = None) -> list[dict]:
+           checks: bool | None = None, executor: str = "local",
+           ray_address: str | None = None) -> list[dict]:
     """Attack the named models of the home (all when none), storing every chunk; the result cards.
 
     ``checks`` runs the sanity checks afterwards (default: with the ``full`` suite).
+    ``executor="ray"`` sends the tasks to the Ray cluster at ``ray_address`` (None: a local
+    one); same seeds, same results. Chunks that fail there are reported after everything else
+    is stored (a ``SnnbenchError``); a rerun computes them.
 
     A cascade suite (``full``) runs each attack on the samples that survived the earlier ones;
     ``per_attack_full`` also gives each attack its own column on every clean-correct sample.
@@ -142,38 +147,85 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
     k_eval = k_eval or track_k
     if k_eval < 1:
         raise SnnbenchError(f"evaluation draws must be at least 1, got {k_eval}")
-    dev = resolve_device(device)
-    cards: list[dict] = []
+    _check_executor(executor)
+    dev = resolve_device(device) if executor == "local" else None
     plans = []
     for name in names:       # check every model and attack before the first long run
         card = verify(name, home_path(home))
         plan = attacks_for(card, attacks, eps_value, norm, steps, suite, eot, surrogate)
         plans.append((name, card, dataclasses.replace(
             plan, attacks=[_bind_source(a, home, dev) for a in plan.attacks])))
-    with open_store(home) as store:
-        for name, card, plan in plans:
-            model = load(name, home_path(home), device=dev)
-            x, y = load_dataset(card["spec"]["dataset"], "test", data_root)
-            config = EvalConfig(n=n or track_n, k_eval=k_eval, seed=seed, chunk_size=chunk_size)
-            info = ModelInfo.from_card(card)
-            cards += run_attacks(model, info, plan.attacks, x, y, store, config, dev, on_chunk,
-                                 max_chunks, cascade=plan.cascade,
-                                 per_attack_full=per_attack_full or not plan.cascade,
-                                 paired=plan.paired)
+    config = EvalConfig(n=n or track_n, k_eval=k_eval, seed=seed, chunk_size=chunk_size)
+    cards = _matrix([(name, card, plan.attacks, plan.cascade, plan.paired)
+                     for name, card, plan in plans], home=home, config=config, device=device,
+                    data_root=data_root, on_chunk=on_chunk, max_chunks=max_chunks,
+                    per_attack_full=per_attack_full, executor=executor, ray_address=ray_address)
     if (suite == "full" if checks is None else checks) and max_chunks is None:
         # the adaptive suite ends with the sanity checks
         check(names, home=home, eps=eps, eot=eot, seed=seed, device=device, data_root=data_root)
     return cards
 
 
+EXECUTORS = ("local", "ray")
+
+
+def _check_executor(executor: str) -> None:
+    if executor not in EXECUTORS:
+        raise SnnbenchError(f"unknown executor {executor!r}; choose local or ray")
+
+
+MatrixItem = tuple[str, dict[str, Any], list[Attack], bool, list[Attack]]
+
+
+def _matrix(items: Sequence[MatrixItem], *, home: str | Path | None, config: EvalConfig,
+            device: str, data_root: str | Path | None, on_chunk: ChunkCallback | None,
+            max_chunks: int | None, per_attack_full: bool, executor: str,
+            ray_address: str | None) -> list[dict]:
+    """Each model's ``(name, card, attacks, cascade, paired)`` run by the chosen executor."""
+    cards: list[dict] = []
+    if executor == "local":
+        dev = resolve_device(device)
+        with open_store(home) as store:
+            for name, card, attacks, cascade, paired in items:
+                model = load(name, home_path(home), device=dev)
+                x, y = load_dataset(card["spec"]["dataset"], "test", data_root)
+                cards += run_attacks(model, ModelInfo.from_card(card), attacks, x, y, store,
+                                     config, dev, on_chunk, max_chunks, cascade=cascade,
+                                     per_attack_full=per_attack_full or not cascade,
+                                     paired=paired)
+        return cards
+    from snnbench import cluster
+    failures: list[str] = []
+    with cluster.connect(ray_address) as ray, open_store(home) as store:
+        for name, card, attacks, cascade, paired in items:
+            job = cluster.Job(str(model_dir(name, home_path(home)).resolve()),
+                              ModelInfo.from_card(card), config, device,
+                              str(data_root) if data_root is not None else None,
+                              str(home_path(home).resolve()))
+            done, failed = cluster.run_attacks(ray, job, attacks, store, on_chunk, max_chunks,
+                                               cascade=cascade,
+                                               per_attack_full=per_attack_full or not cascade,
+                                               paired=paired)
+            cards += done
+            failures += failed
+    if failures:
+        raise SnnbenchError(f"{len(failures)} chunk(s) failed on the Ray cluster and were not "
+                            f"stored: {'; '.join(failures)}; everything else is stored, rerun "
+                            "the same command to finish them")
+    return cards
+
+
 def _bind_source(attack: Attack, home: str | Path | None, device: Any) -> Attack:
-    """Load the source model of a ``transfer-model:NAME-...`` attack from the home."""
+    """Load the source model of a ``transfer-model:NAME-...`` attack from the home (with no
+    ``device``, only check that it is there: a Ray worker loads it)."""
     if not isinstance(attack, TransferAttack) or not attack.source.startswith(MODEL_SOURCE):
         return attack
     name = attack.source[len(MODEL_SOURCE):]
     if name not in home_models(home):
         raise SnnbenchError(f"transfer source model {name!r} is not in {home_path(home) / 'models'}; "
                             f"train it first or choose one of: {', '.join(home_models(home)) or 'none'}")
+    if device is None:
+        return attack
     card = load_card(name, home_path(home))
     return bind_source(attack, load(name, home_path(home), device=device), card["weights_sha256"])
 
@@ -306,23 +358,22 @@ def sweep_attacks(sweep: Sweep, eps: float, norm: str, stochastic: bool, eot: in
 
 def sweep(models: Sequence[str], recipe: Recipe, *, home: str | Path | None = None,
           device: str = "auto", data_root: str | Path | None = None,
-          on_chunk: ChunkCallback | None = None) -> list[dict]:
+          on_chunk: ChunkCallback | None = None, executor: str = "local",
+          ray_address: str | None = None) -> list[dict]:
     """Run the recipe's ``[sweep]`` on the models (resumable like any attack run)."""
     if recipe.sweep is None:
         return []
-    dev = resolve_device(device)
-    cards: list[dict] = []
-    with open_store(home) as store:
-        for name in models:
-            card = verify(name, home_path(home))
-            attacks = sweep_attacks(recipe.sweep, recipe.eps, recipe.norm,
-                                    bool(card.get("stochastic")), recipe.eot)
-            model = load(name, home_path(home), device=dev)
-            x, y = load_dataset(card["spec"]["dataset"], "test", data_root)
-            config = EvalConfig(n=recipe.sweep.n or recipe.n, k_eval=recipe.k_eval, seed=recipe.seed)
-            cards += run_attacks(model, ModelInfo.from_card(card), attacks, x, y, store, config,
-                                 dev, on_chunk)
-    return cards
+    _check_executor(executor)
+    items: list[MatrixItem] = []
+    for name in models:
+        card = verify(name, home_path(home))
+        items.append((name, card, sweep_attacks(recipe.sweep, recipe.eps, recipe.norm,
+                                                bool(card.get("stochastic")), recipe.eot),
+                      False, []))
+    config = EvalConfig(n=recipe.sweep.n or recipe.n, k_eval=recipe.k_eval, seed=recipe.seed)
+    return _matrix(items, home=home, config=config, device=device, data_root=data_root,
+                   on_chunk=on_chunk, max_chunks=None, per_attack_full=True, executor=executor,
+                   ray_address=ray_address)
 
 
 def gate(baseline: str | Path, home: str | Path | None = None, tolerance: float = 2.0) -> GateResult:
@@ -343,23 +394,36 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
         out: str | Path = "leaderboards", device: str = "auto",
         data_root: str | Path | None = None, on_epoch: EpochCallback | None = None,
         on_chunk: ChunkCallback | None = None,
-        on_model: Any = None) -> RunOutcome:
-    """``snnbench run``: train the recipe's models, attack them, write the leaderboard."""
+        on_model: Any = None, executor: str = "local",
+        ray_address: str | None = None) -> RunOutcome:
+    """``snnbench run``: train the recipe's models, attack them, write the leaderboard.
+
+    ``executor="ray"``: the training jobs, then the attack tasks, run on the Ray cluster at
+    ``ray_address`` (None: a local one); per-epoch progress is not reported from there."""
     spec = load_recipe(recipe)
+    _check_executor(executor)
     outcome = RunOutcome(spec)
-    for model_config, train_config in spec.models:
-        if on_model:
-            on_model(model_config)
-        outcome.trained.append(train_model(model_config, train_config, home=home_path(home),
-                                           data_root=data_root, device=device,
-                                           recipe=spec.name, on_epoch=on_epoch))
-    with open_store(home) as store:
-        store.set_meta("recipe", spec.name)
-    outcome.cards = attack([t.name for t in outcome.trained], home=home, n=spec.n,
-                           k_eval=spec.k_eval, seed=spec.seed, device=device,
-                           data_root=data_root, on_chunk=on_chunk)
-    outcome.cards += sweep([t.name for t in outcome.trained], spec, home=home, device=device,
-                           data_root=data_root, on_chunk=on_chunk)
+    with contextlib.ExitStack() as stack:
+        if executor == "ray":
+            from snnbench import cluster
+            ray = stack.enter_context(cluster.connect(ray_address))
+            outcome.trained = cluster.train_models(ray, spec.models, home=home_path(home),
+                                                   data_root=data_root, device=device,
+                                                   recipe=spec.name)
+        for model_config, train_config in spec.models if executor == "local" else []:
+            if on_model:
+                on_model(model_config)
+            outcome.trained.append(train_model(model_config, train_config, home=home_path(home),
+                                               data_root=data_root, device=device,
+                                               recipe=spec.name, on_epoch=on_epoch))
+        with open_store(home) as store:
+            store.set_meta("recipe", spec.name)
+        names = [t.name for t in outcome.trained]
+        outcome.cards = attack(names, home=home, n=spec.n, k_eval=spec.k_eval, seed=spec.seed,
+                               device=device, data_root=data_root, on_chunk=on_chunk,
+                               executor=executor, ray_address=ray_address)
+        outcome.cards += sweep(names, spec, home=home, device=device, data_root=data_root,
+                               on_chunk=on_chunk, executor=executor, ray_address=ray_address)
     outcome.board, outcome.written = report(home, out, name=spec.name, plots=spec.sweep is not None)
     for layout in spec.layouts:
         if layout != "leaderboard":
