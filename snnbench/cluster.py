@@ -34,7 +34,7 @@ from snnbench.store import Chunk, ResultStore
 from snnbench.train import TrainOutcome, train_model
 
 MAX_RETRIES = 3          # attempts after a worker dies (Ray retries system failures only)
-FAULT_ENV = "SNNBENCH_RAY_FAULT"   # tests: "CHUNK:MARKER": first attempt at CHUNK exits
+FAULT_ENV = "SNNBENCH_RAY_FAULT"   # tests: a file holding a chunk index kills its worker
 
 
 def ray_module() -> Any:
@@ -94,12 +94,16 @@ def _chunk_data(job: Job, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tens
 
 
 def _inject_fault(index: int) -> None:
-    """Tests kill a worker mid-task: the first attempt at chunk ``CHUNK`` exits at once."""
-    spec = os.environ.get(FAULT_ENV, "")
-    chunk, _, marker = spec.partition(":")
-    if spec and int(chunk) == index and not Path(marker).exists():
-        Path(marker).write_text("crashed once\n")
-        os._exit(1)
+    """Tests kill a worker mid-task: when the file named by ``SNNBENCH_RAY_FAULT`` exists and
+    holds this chunk's index, the first worker to remove it exits at once (once per arming)."""
+    armed = os.environ.get(FAULT_ENV)
+    if not armed or not Path(armed).is_file() or Path(armed).read_text().strip() != str(index):
+        return
+    try:
+        Path(armed).unlink()
+    except FileNotFoundError:
+        return
+    os._exit(1)
 
 
 def clean_worker(job: Job, index: int, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
