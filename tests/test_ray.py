@@ -121,3 +121,27 @@ def test_missing_ray_is_one_clear_error(monkeypatch):
         cluster.ray_module()
     with pytest.raises(SnnbenchError, match="unknown executor"):
         api.attack(["x"], executor="dask")
+
+
+RECIPE = """
+name = "tiny-ray"
+dataset = "digits"
+eps = "32/255"
+attacks = ["fgsm"]
+n = 40
+[train]
+epochs = 1
+[[models]]
+defense = "randhet"
+"""
+
+
+def test_run_trains_and_attacks_on_ray_like_local(tmp_path):
+    (tmp_path / "tiny-ray.toml").write_text(RECIPE)
+    runs = {kind: api.run(str(tmp_path / "tiny-ray.toml"), home=tmp_path / kind,
+                          out=tmp_path / f"{kind}-boards", device="cpu", executor=kind)
+            for kind in ("local", "ray")}
+    assert [t.card["weights_sha256"] for t in runs["ray"].trained] == \
+        [t.card["weights_sha256"] for t in runs["local"].trained]
+    assert comparable(runs["ray"].cards) == comparable(runs["local"].cards)
+    assert (tmp_path / "ray-boards" / "tiny-ray.md").is_file()
