@@ -8,7 +8,8 @@ then attacks them side by side in two fresh copies of that home:
 
 1. ``api.attack(executor="local")``: in this process;
 2. ``api.attack(executor="ray")`` on a local Ray started beforehand (its start-up is timed
-   apart), with ``--cpus`` CPUs: every task loads its checkpoint and data set in a worker.
+   apart), with ``--cpus`` CPUs: every task loads its checkpoint and data set in a worker;
+3. the same again in a third copy, on the same Ray: its worker processes already run.
 
 It prints both wall times, the Ray start-up, and the ratio Ray / local (start-up excluded), and
 checks that both give the same per-sample results. Seconds depend on the machine; the ratio,
@@ -49,7 +50,7 @@ def main() -> None:
         for defense in ("vanilla", "randhet"):
             train_model(ModelConfig(defense, "tiny", "digits", 4), TrainConfig(epochs=args.epochs),
                         home=base, device="cpu")
-        homes = {kind: Path(tmp) / kind for kind in ("local", "ray")}
+        homes = {kind: Path(tmp) / kind for kind in ("local", "ray", "warm")}
         for home in homes.values():
             shutil.copytree(base, home)
 
@@ -64,16 +65,21 @@ def main() -> None:
         start = time.perf_counter()
         remote = api.attack(home=homes["ray"], executor="ray", **kwargs)
         ray_s = time.perf_counter() - start
+        start = time.perf_counter()       # again, in a fresh home: workers already started
+        warm = api.attack(home=homes["warm"], executor="ray", **kwargs)
+        warm_s = time.perf_counter() - start
         ray.shutdown()
 
-    same = [c["per_sample"] for c in local] == [c["per_sample"] for c in remote]
+    same = [c["per_sample"] for c in local] == [c["per_sample"] for c in remote] == \
+        [c["per_sample"] for c in warm]
     tasks = len(local) * -(-args.n // args.chunk_size)
     print(f"workload: 2 models x {len(kwargs['attacks'])} attacks x {args.n} samples in chunks "
           f"of {args.chunk_size} ({tasks} attack tasks), {args.threads} torch thread(s)")
     print(f"local executor:          {local_s:7.2f} s")
     print(f"ray executor ({args.cpus} CPUs):   {ray_s:7.2f} s   (+ {startup_s:.2f} s to start Ray)")
+    print(f"ray, workers warm:       {warm_s:7.2f} s")
     print(f"ray / local:             {ray_s / local_s:7.2f}x  (start-up excluded); "
-          f"{(ray_s + startup_s) / local_s:.2f}x with it")
+          f"{(ray_s + startup_s) / local_s:.2f}x with it; {warm_s / local_s:.2f}x warm")
     print(f"same per-sample results: {same}")
 
 

@@ -89,7 +89,7 @@ class Job:
 
 def _chunk_data(job: Job, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = load_dataset(job.info.dataset, job.config.split, job.data_root)
-    picked = torch.as_tensor(indices)
+    picked = torch.as_tensor(np.array(indices))       # Ray hands over a read-only view
     return x[picked], y[picked]
 
 
