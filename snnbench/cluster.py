@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from snnbench.attacks import Attack
+from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack
 from snnbench.checkpoint import load
 from snnbench.config import ModelConfig, TrainConfig
 from snnbench.data import balanced_subset, dataset_info, load_dataset
@@ -125,7 +126,8 @@ def attack_worker(job: Job, task: Task, indices: np.ndarray,
     attack = task.attack
     if own is None:
         x, y = _chunk_data(job, indices)
-        from snnbench.api import _bind_source       # a transfer attack's source model
+    if own is None and isinstance(attack, TransferAttack) and attack.source.startswith(MODEL_SOURCE):
+        from snnbench.api import _bind_source       # the source model, from the shared home
         attack = _bind_source(attack, job.home, device)
     chunk, _ = compute_task(Task(attack, task.key, task.index, task.earlier, task.own),
                             lambda: load(job.folder, device=device), x, y, info=job.info,
