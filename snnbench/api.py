@@ -19,11 +19,12 @@ from snnbench.attacks.suites import SUITES
 from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack, bind_source
 from snnbench.neurons import parse_grad_mode
 from snnbench.checks import Outcome, Probe, Results, run_probe_checks, run_result_checks
-from snnbench.checkpoint import CARD, default_home, load, load_card, model_dir, verify
+from snnbench.checkpoint import CARD, default_home, load, load_card, verify
 from snnbench.config import ModelConfig, TrainConfig, parse_eps
 from snnbench.data import dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
 from snnbench.evaluate import ChunkCallback, EvalConfig, ModelInfo, run_attacks, select_samples
+from snnbench.executors import ModelRun, check_executor, run_models
 from snnbench.gate import GateResult, compare, read_baseline
 from snnbench.importer import import_checkpoint  # noqa: F401  (the API of `snnbench import`)
 from snnbench.layouts import get_layout, render_layout, write_layout
@@ -147,7 +148,7 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
     k_eval = k_eval or track_k
     if k_eval < 1:
         raise SnnbenchError(f"evaluation draws must be at least 1, got {k_eval}")
-    _check_executor(executor)
+    check_executor(executor)
     dev = resolve_device(device) if executor == "local" else None
     plans = []
     for name in names:       # check every model and attack before the first long run
@@ -156,62 +157,14 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
         plans.append((name, card, dataclasses.replace(
             plan, attacks=[_bind_source(a, home, dev) for a in plan.attacks])))
     config = EvalConfig(n=n or track_n, k_eval=k_eval, seed=seed, chunk_size=chunk_size)
-    cards = _matrix([(name, card, plan.attacks, plan.cascade, plan.paired)
-                     for name, card, plan in plans], home=home, config=config, device=device,
-                    data_root=data_root, on_chunk=on_chunk, max_chunks=max_chunks,
-                    per_attack_full=per_attack_full, executor=executor, ray_address=ray_address)
+    cards = run_models([ModelRun(name, card, plan.attacks, plan.cascade, plan.paired)
+                        for name, card, plan in plans], home=home_path(home), store=STORE,
+                       config=config, device=device, data_root=data_root, on_chunk=on_chunk,
+                       max_chunks=max_chunks, per_attack_full=per_attack_full,
+                       executor=executor, ray_address=ray_address)
     if (suite == "full" if checks is None else checks) and max_chunks is None:
         # the adaptive suite ends with the sanity checks
         check(names, home=home, eps=eps, eot=eot, seed=seed, device=device, data_root=data_root)
-    return cards
-
-
-EXECUTORS = ("local", "ray")
-
-
-def _check_executor(executor: str) -> None:
-    if executor not in EXECUTORS:
-        raise SnnbenchError(f"unknown executor {executor!r}; choose local or ray")
-
-
-MatrixItem = tuple[str, dict[str, Any], list[Attack], bool, list[Attack]]
-
-
-def _matrix(items: Sequence[MatrixItem], *, home: str | Path | None, config: EvalConfig,
-            device: str, data_root: str | Path | None, on_chunk: ChunkCallback | None,
-            max_chunks: int | None, per_attack_full: bool, executor: str,
-            ray_address: str | None) -> list[dict]:
-    """Each model's ``(name, card, attacks, cascade, paired)`` run by the chosen executor."""
-    cards: list[dict] = []
-    if executor == "local":
-        dev = resolve_device(device)
-        with open_store(home) as store:
-            for name, card, attacks, cascade, paired in items:
-                model = load(name, home_path(home), device=dev)
-                x, y = load_dataset(card["spec"]["dataset"], "test", data_root)
-                cards += run_attacks(model, ModelInfo.from_card(card), attacks, x, y, store,
-                                     config, dev, on_chunk, max_chunks, cascade=cascade,
-                                     per_attack_full=per_attack_full or not cascade,
-                                     paired=paired)
-        return cards
-    from snnbench import cluster
-    failures: list[str] = []
-    with cluster.connect(ray_address) as ray, open_store(home) as store:
-        for name, card, attacks, cascade, paired in items:
-            job = cluster.Job(str(model_dir(name, home_path(home)).resolve()),
-                              ModelInfo.from_card(card), config, device,
-                              str(data_root) if data_root is not None else None,
-                              str(home_path(home).resolve()))
-            done, failed = cluster.run_attacks(ray, job, attacks, store, on_chunk, max_chunks,
-                                               cascade=cascade,
-                                               per_attack_full=per_attack_full or not cascade,
-                                               paired=paired)
-            cards += done
-            failures += failed
-    if failures:
-        raise SnnbenchError(f"{len(failures)} chunk(s) failed on the Ray cluster and were not "
-                            f"stored: {'; '.join(failures)}; everything else is stored, rerun "
-                            "the same command to finish them")
     return cards
 
 
@@ -363,17 +316,16 @@ def sweep(models: Sequence[str], recipe: Recipe, *, home: str | Path | None = No
     """Run the recipe's ``[sweep]`` on the models (resumable like any attack run)."""
     if recipe.sweep is None:
         return []
-    _check_executor(executor)
-    items: list[MatrixItem] = []
+    check_executor(executor)
+    runs = []
     for name in models:
         card = verify(name, home_path(home))
-        items.append((name, card, sweep_attacks(recipe.sweep, recipe.eps, recipe.norm,
-                                                bool(card.get("stochastic")), recipe.eot),
-                      False, []))
+        runs.append(ModelRun(name, card, sweep_attacks(recipe.sweep, recipe.eps, recipe.norm,
+                                                       bool(card.get("stochastic")), recipe.eot)))
     config = EvalConfig(n=recipe.sweep.n or recipe.n, k_eval=recipe.k_eval, seed=recipe.seed)
-    return _matrix(items, home=home, config=config, device=device, data_root=data_root,
-                   on_chunk=on_chunk, max_chunks=None, per_attack_full=True, executor=executor,
-                   ray_address=ray_address)
+    return run_models(runs, home=home_path(home), store=STORE, config=config, device=device,
+                      data_root=data_root, on_chunk=on_chunk, executor=executor,
+                      ray_address=ray_address)
 
 
 def gate(baseline: str | Path, home: str | Path | None = None, tolerance: float = 2.0) -> GateResult:
@@ -401,13 +353,13 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
     ``executor="ray"``: the training jobs, then the attack tasks, run on the Ray cluster at
     ``ray_address`` (None: a local one); per-epoch progress is not reported from there."""
     spec = load_recipe(recipe)
-    _check_executor(executor)
+    check_executor(executor)
     outcome = RunOutcome(spec)
     with contextlib.ExitStack() as stack:
         if executor == "ray":
-            from snnbench import cluster
-            ray = stack.enter_context(cluster.connect(ray_address))
-            outcome.trained = cluster.train_models(ray, spec.models, home=home_path(home),
+            from snnbench import executors
+            ray = stack.enter_context(executors.connect(ray_address))
+            outcome.trained = executors.train_models(ray, spec.models, home=home_path(home),
                                                    data_root=data_root, device=device,
                                                    recipe=spec.name)
         for model_config, train_config in spec.models if executor == "local" else []:

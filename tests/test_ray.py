@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 ray = pytest.importorskip("ray")
 
 import snnbench  # noqa: E402
-from snnbench import api, cluster  # noqa: E402
+from snnbench import api, executors  # noqa: E402
 from snnbench.cli import app  # noqa: E402
 from snnbench.errors import SnnbenchError  # noqa: E402
 
@@ -33,7 +33,7 @@ def armed(tmp_path_factory):
 @pytest.fixture(scope="module", autouse=True)
 def local_ray(armed):
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": {cluster.FAULT_ENV: str(armed), "SNNBENCH_THREADS": "1"}})
+             runtime_env={"env_vars": {executors.FAULT_ENV: str(armed), "SNNBENCH_THREADS": "1"}})
     yield
     ray.shutdown()
 
@@ -87,9 +87,9 @@ def test_cascade_chains_chunks_on_ray_like_local(home, tmp_path):
     with api.open_store(local_home) as store:
         local = run_attacks(load(MODELS[0], home), info, attacks, x, y, store, config,
                             torch.device("cpu"), cascade=True, per_attack_full=False)
-    job = cluster.Job(str(home / "models" / MODELS[0]), info, config, "cpu", None, str(home))
+    job = executors.Job(str(home / "models" / MODELS[0]), info, config, "cpu", None, str(home))
     with api.open_store(home) as store:
-        remote, failed = cluster.run_attacks(ray, job, attacks, store, cascade=True,
+        remote, failed = executors.run_ray(ray, job, attacks, store, cascade=True,
                                              per_attack_full=False)
     assert failed == [] and [c["eval"]["cascade"]["position"] for c in remote] == [1, 2]
     assert comparable(remote) == comparable(local)
@@ -118,7 +118,7 @@ def test_attack_cli_with_the_ray_executor(home):
 def test_missing_ray_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(SnnbenchError, match=r"pip install 'snnbench\[ray\]'"):
-        cluster.ray_module()
+        executors.ray_module()
     with pytest.raises(SnnbenchError, match="unknown executor"):
         api.attack(["x"], executor="dask")
 

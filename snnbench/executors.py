@@ -1,6 +1,8 @@
-"""The Ray executor: the attack matrix's tasks and a recipe's training jobs on a Ray cluster.
+"""Where the attack matrix runs: ``local`` (this process, in order) or ``ray`` (a Ray cluster).
 
-design.md 'Execution'. Workers get paths and configs, never pickled models: the checkpoint
+design.md 'Execution'. :func:`run_models` runs each model's attacks with either executor; the
+local one is :func:`snnbench.evaluate.run_attacks`. On Ray, the attack tasks and a recipe's
+training jobs become Ray tasks. Workers get paths and configs, never pickled models: the checkpoint
 folder (safetensors + card, verified on load), the chunk's sample indices, the attack, the
 cached clean draws and the cascade's earlier chunk (its still-robust counts). They run
 :func:`snnbench.evaluate.compute_task`, the local executor's own per-chunk function, and return
@@ -15,27 +17,82 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from snnbench.attacks import Attack
 from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack
-from snnbench.checkpoint import load
+from snnbench.checkpoint import load, model_dir
 from snnbench.config import ModelConfig, TrainConfig
 from snnbench.data import balanced_subset, dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
 from snnbench.evaluate import (ChunkCallback, EvalConfig, ModelInfo, Plan, Task, cached_clean,
-                               clean_draws, compute_task, finish_plan, plan_attacks, stored_chunk)
+                               clean_draws, compute_task, finish_plan, plan_attacks, run_attacks,
+                               stored_chunk)
 from snnbench.runtime import resolve_device
 from snnbench.store import Chunk, ResultStore
 from snnbench.train import TrainOutcome, train_model
 
+EXECUTORS = ("local", "ray")
 MAX_RETRIES = 3          # attempts after a worker dies (Ray retries system failures only)
 FAULT_ENV = "SNNBENCH_RAY_FAULT"   # tests: a file holding a chunk index kills its worker
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One model's share of the matrix: its attacks (a cascade when ``cascade``) and Drop pairs."""
+
+    name: str
+    card: dict[str, Any]
+    attacks: list[Attack]
+    cascade: bool = False
+    paired: list[Attack] = field(default_factory=list)
+
+
+def check_executor(executor: str) -> None:
+    if executor not in EXECUTORS:
+        raise SnnbenchError(f"unknown executor {executor!r}; choose local or ray")
+
+
+def run_models(runs: Sequence[ModelRun], *, home: Path, store: str, config: EvalConfig,
+               device: str, data_root: str | Path | None, on_chunk: ChunkCallback | None = None,
+               max_chunks: int | None = None, per_attack_full: bool = True,
+               executor: str = "local", ray_address: str | None = None) -> list[dict]:
+    """Each model's attacks by the chosen executor into ``home / store``; the finished cards.
+    On Ray, chunks that failed are reported after every other chunk is stored."""
+    check_executor(executor)
+    cards: list[dict] = []
+    full = lambda run: per_attack_full or not run.cascade  # noqa: E731
+    if executor == "local":
+        dev = resolve_device(device)
+        with ResultStore(home / store) as results:
+            for run in runs:
+                x, y = load_dataset(run.card["spec"]["dataset"], "test", data_root)
+                cards += run_attacks(load(run.name, home, device=dev), ModelInfo.from_card(run.card),
+                                     run.attacks, x, y, results, config, dev, on_chunk, max_chunks,
+                                     cascade=run.cascade, per_attack_full=full(run),
+                                     paired=run.paired)
+        return cards
+    failures: list[str] = []
+    with connect(ray_address) as ray, ResultStore(home / store) as results:
+        for run in runs:
+            job = Job(str(model_dir(run.name, home).resolve()), ModelInfo.from_card(run.card),
+                      config, device, str(data_root) if data_root is not None else None,
+                      str(home.resolve()))
+            done, failed = run_ray(ray, job, run.attacks, results, on_chunk, max_chunks,
+                                   cascade=run.cascade, per_attack_full=full(run),
+                                   paired=run.paired)
+            cards += done
+            failures += failed
+    if failures:
+        raise SnnbenchError(f"{len(failures)} chunk(s) failed on the Ray cluster and were not "
+                            f"stored: {'; '.join(failures)}; everything else is stored, rerun "
+                            "the same command to finish them")
+    return cards
 
 
 def ray_module() -> Any:
@@ -144,7 +201,7 @@ def sample_indices(dataset: str, split: str, n: int | None, data_root: str | Non
     return np.asarray(balanced_subset(y, n, dataset_info(dataset).num_classes))
 
 
-def run_attacks(ray: Any, job: Job, attacks: list[Attack], store: ResultStore,
+def run_ray(ray: Any, job: Job, attacks: list[Attack], store: ResultStore,
                 on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
                 cascade: bool = False, per_attack_full: bool = True,
                 paired: list[Attack] | None = None) -> tuple[list[dict], list[str]]:
