@@ -71,9 +71,10 @@ def run_models(runs: Sequence[ModelRun], *, home: Path, store: str, config: Eval
         dev = resolve_device(device)
         with ResultStore(home / store) as results:
             for run in runs:
+                model = load(run.name, home, device=dev)
                 x, y = load_dataset(run.card["spec"]["dataset"], "test", data_root)
-                cards += run_attacks(load(run.name, home, device=dev), ModelInfo.from_card(run.card),
-                                     run.attacks, x, y, results, config, dev, on_chunk, max_chunks,
+                cards += run_attacks(model, ModelInfo.from_card(run.card), run.attacks, x, y,
+                                     results, config, dev, on_chunk, max_chunks,
                                      cascade=run.cascade, per_attack_full=full(run),
                                      paired=run.paired)
         return cards
@@ -179,13 +180,12 @@ def attack_worker(job: Job, task: Task, indices: np.ndarray,
     if own is None:
         _inject_fault(task.index)
     device = resolve_device(job.device)
-    x = y = torch.empty(0)
-    attack = task.attack
+    attack, x, y = task.attack, torch.empty(0), torch.empty(0)    # a derived task needs no data
     if own is None:
         x, y = _chunk_data(job, indices)
-    if own is None and isinstance(attack, TransferAttack) and attack.source.startswith(MODEL_SOURCE):
-        from snnbench.api import _bind_source       # the source model, from the shared home
-        attack = _bind_source(attack, job.home, device)
+        if isinstance(attack, TransferAttack) and attack.source.startswith(MODEL_SOURCE):
+            from snnbench.api import _bind_source   # the source model, from the shared home
+            attack = _bind_source(attack, job.home, device)
     chunk, _ = compute_task(Task(attack, task.key, task.index, task.earlier, task.own),
                             lambda: load(job.folder, device=device), x, y, info=job.info,
                             config=job.config, device=device, clean=clean, previous=previous,
@@ -202,9 +202,9 @@ def sample_indices(dataset: str, split: str, n: int | None, data_root: str | Non
 
 
 def run_ray(ray: Any, job: Job, attacks: list[Attack], store: ResultStore,
-                on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
-                cascade: bool = False, per_attack_full: bool = True,
-                paired: list[Attack] | None = None) -> tuple[list[dict], list[str]]:
+            on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
+            cascade: bool = False, per_attack_full: bool = True,
+            paired: list[Attack] | None = None) -> tuple[list[dict], list[str]]:
     """:func:`snnbench.evaluate.run_attacks` on Ray: ``(finished cards, failed chunks)``.
 
     The tasks and their order are the local executor's; ``max_chunks`` caps the tasks sent.

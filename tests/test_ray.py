@@ -72,7 +72,8 @@ def test_ray_matches_local_for_the_same_seed(both, tmp_path):
     assert api.attack(home=both, executor="ray", **ARGS) == remote     # all stored: nothing runs
 
 
-def test_cascade_chains_chunks_on_ray_like_local(home, tmp_path):
+@pytest.mark.parametrize("per_attack_full", [False, True], ids=["chained", "derived"])
+def test_cascade_chains_chunks_on_ray_like_local(home, tmp_path, per_attack_full):
     from snnbench.attacks import create_attack
     from snnbench.checkpoint import load, load_card
     from snnbench.data import load_dataset
@@ -86,12 +87,13 @@ def test_cascade_chains_chunks_on_ray_like_local(home, tmp_path):
     x, y = load_dataset("digits", "test")
     with api.open_store(local_home) as store:
         local = run_attacks(load(MODELS[0], home), info, attacks, x, y, store, config,
-                            torch.device("cpu"), cascade=True, per_attack_full=False)
+                            torch.device("cpu"), cascade=True, per_attack_full=per_attack_full)
     job = executors.Job(str(home / "models" / MODELS[0]), info, config, "cpu", None, str(home))
     with api.open_store(home) as store:
         remote, failed = executors.run_ray(ray, job, attacks, store, cascade=True,
-                                             per_attack_full=False)
-    assert failed == [] and [c["eval"]["cascade"]["position"] for c in remote] == [1, 2]
+                                           per_attack_full=per_attack_full)
+    cascade = [c["eval"]["cascade"]["position"] for c in remote if "cascade" in c["eval"]]
+    assert failed == [] and cascade == [1, 2] and len(remote) == 2 + 2 * per_attack_full
     assert comparable(remote) == comparable(local)
 
 
@@ -145,3 +147,15 @@ def test_run_trains_and_attacks_on_ray_like_local(tmp_path):
         [t.card["weights_sha256"] for t in runs["local"].trained]
     assert comparable(runs["ray"].cards) == comparable(runs["local"].cards)
     assert (tmp_path / "ray-boards" / "tiny-ray.md").is_file()
+
+
+def test_a_chunk_that_keeps_failing_is_reported_and_the_rerun_finishes_it(home, armed,
+                                                                          monkeypatch):
+    monkeypatch.setattr(executors, "MAX_RETRIES", 0)     # the first death is final
+    args = {**ARGS, "attacks": ["fgsm"]}
+    armed.write_text("2")
+    with pytest.raises(SnnbenchError, match=r"1 chunk\(s\) failed .* fgsm chunk 2 .* rerun"):
+        api.attack(home=home, executor="ray", **args)
+    assert sorted(r[2] for r in stored(home)) == [0, 1]
+    (card,) = api.attack(home=home, executor="ray", **args)
+    assert card["eval"]["n"] == 60 and sorted(r[2] for r in stored(home)) == [0, 1, 2]
