@@ -5,6 +5,7 @@ in ``models/<name>/`` and the results store ``results.sqlite``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from snnbench.config import ModelConfig, TrainConfig, parse_eps
 from snnbench.data import DATASETS, dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
 from snnbench.evaluate import ChunkCallback, EvalConfig, ModelInfo, run_attacks, select_samples
+from snnbench.executors import ModelRun, check_executor, run_models
 from snnbench.gate import GateResult, compare, read_baseline
 from snnbench.importer import import_checkpoint  # noqa: F401  (the API of `snnbench import`)
 from snnbench.layouts import get_layout, render_layout, write_layout
@@ -124,10 +126,14 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
            track: str | None = None, seed: int = 0, chunk_size: int = 500,
            device: str = "auto", data_root: str | Path | None = None,
            on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
-           checks: bool | None = None) -> list[dict]:
+           checks: bool | None = None, executor: str = "local",
+           ray_address: str | None = None) -> list[dict]:
     """Attack the named models of the home (all when none), storing every chunk; the result cards.
 
     ``checks`` runs the sanity checks afterwards (default: with the ``full`` suite).
+    ``executor="ray"`` sends the tasks to the Ray cluster at ``ray_address`` (None: a local
+    one); same seeds, same results. Chunks that fail there are reported after everything else
+    is stored (a ``SnnbenchError``); a rerun computes them.
 
     A cascade suite (``full``) runs each attack on the samples that survived the earlier ones;
     ``per_attack_full`` also gives each attack its own column on every clean-correct sample.
@@ -143,24 +149,20 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
     k_eval = k_eval or track_k
     if k_eval < 1:
         raise SnnbenchError(f"evaluation draws must be at least 1, got {k_eval}")
-    dev = resolve_device(device)
-    cards: list[dict] = []
+    check_executor(executor)
+    dev = resolve_device(device) if executor == "local" else None
     plans = []
     for name in names:       # check every model and attack before the first long run
         card = verify(name, home_path(home))
         plan = attacks_for(card, attacks, eps_value, norm, steps, suite, eot, surrogate)
         plans.append((name, card, dataclasses.replace(
             plan, attacks=[_bind_source(a, home, dev) for a in plan.attacks])))
-    with open_store(home) as store:
-        for name, card, plan in plans:
-            model = load(name, home_path(home), device=dev)
-            x, y = load_dataset(card["spec"]["dataset"], "test", data_root)
-            config = EvalConfig(n=n or track_n, k_eval=k_eval, seed=seed, chunk_size=chunk_size)
-            info = ModelInfo.from_card(card)
-            cards += run_attacks(model, info, plan.attacks, x, y, store, config, dev, on_chunk,
-                                 max_chunks, cascade=plan.cascade,
-                                 per_attack_full=per_attack_full or not plan.cascade,
-                                 paired=plan.paired)
+    config = EvalConfig(n=n or track_n, k_eval=k_eval, seed=seed, chunk_size=chunk_size)
+    cards = run_models([ModelRun(name, card, plan.attacks, plan.cascade, plan.paired)
+                        for name, card, plan in plans], home=home_path(home), store=STORE,
+                       config=config, device=device, data_root=data_root, on_chunk=on_chunk,
+                       max_chunks=max_chunks, per_attack_full=per_attack_full,
+                       executor=executor, ray_address=ray_address)
     if (suite == "full" if checks is None else checks) and max_chunks is None:
         # the adaptive suite ends with the sanity checks
         check(names, home=home, eps=eps, eot=eot, seed=seed, device=device, data_root=data_root)
@@ -168,13 +170,16 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
 
 
 def _bind_source(attack: Attack, home: str | Path | None, device: Any) -> Attack:
-    """Load the source model of a ``transfer-model:NAME-...`` attack from the home."""
+    """Load the source model of a ``transfer-model:NAME-...`` attack from the home (with no
+    ``device``, only check that it is there: a Ray worker loads it)."""
     if not isinstance(attack, TransferAttack) or not attack.source.startswith(MODEL_SOURCE):
         return attack
     name = attack.source[len(MODEL_SOURCE):]
     if name not in home_models(home):
         raise SnnbenchError(f"transfer source model {name!r} is not in {home_path(home) / 'models'}; "
                             f"train it first or choose one of: {', '.join(home_models(home)) or 'none'}")
+    if device is None:
+        return attack
     card = load_card(name, home_path(home))
     return bind_source(attack, load(name, home_path(home), device=device), card["weights_sha256"])
 
@@ -316,23 +321,21 @@ def sweep_attacks(sweep: Sweep, eps: float, norm: str, stochastic: bool, eot: in
 
 def sweep(models: Sequence[str], recipe: Recipe, *, home: str | Path | None = None,
           device: str = "auto", data_root: str | Path | None = None,
-          on_chunk: ChunkCallback | None = None) -> list[dict]:
+          on_chunk: ChunkCallback | None = None, executor: str = "local",
+          ray_address: str | None = None) -> list[dict]:
     """Run the recipe's ``[sweep]`` on the models (resumable like any attack run)."""
     if recipe.sweep is None:
         return []
-    dev = resolve_device(device)
-    cards: list[dict] = []
-    with open_store(home) as store:
-        for name in models:
-            card = verify(name, home_path(home))
-            attacks = sweep_attacks(recipe.sweep, recipe.eps, recipe.norm,
-                                    bool(card.get("stochastic")), recipe.eot)
-            model = load(name, home_path(home), device=dev)
-            x, y = load_dataset(card["spec"]["dataset"], "test", data_root)
-            config = EvalConfig(n=recipe.sweep.n or recipe.n, k_eval=recipe.k_eval, seed=recipe.seed)
-            cards += run_attacks(model, ModelInfo.from_card(card), attacks, x, y, store, config,
-                                 dev, on_chunk)
-    return cards
+    check_executor(executor)
+    runs = []
+    for name in models:
+        card = verify(name, home_path(home))
+        runs.append(ModelRun(name, card, sweep_attacks(recipe.sweep, recipe.eps, recipe.norm,
+                                                       bool(card.get("stochastic")), recipe.eot)))
+    config = EvalConfig(n=recipe.sweep.n or recipe.n, k_eval=recipe.k_eval, seed=recipe.seed)
+    return run_models(runs, home=home_path(home), store=STORE, config=config, device=device,
+                      data_root=data_root, on_chunk=on_chunk, executor=executor,
+                      ray_address=ray_address)
 
 
 def gate(baseline: str | Path, home: str | Path | None = None, tolerance: float = 2.0) -> GateResult:
@@ -353,23 +356,36 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
         out: str | Path = "leaderboards", device: str = "auto",
         data_root: str | Path | None = None, on_epoch: EpochCallback | None = None,
         on_chunk: ChunkCallback | None = None,
-        on_model: Any = None) -> RunOutcome:
-    """``snnbench run``: train the recipe's models, attack them, write the leaderboard."""
+        on_model: Any = None, executor: str = "local",
+        ray_address: str | None = None) -> RunOutcome:
+    """``snnbench run``: train the recipe's models, attack them, write the leaderboard.
+
+    ``executor="ray"``: the training jobs, then the attack tasks, run on the Ray cluster at
+    ``ray_address`` (None: a local one); per-epoch progress is not reported from there."""
     spec = load_recipe(recipe)
+    check_executor(executor)
     outcome = RunOutcome(spec)
-    for model_config, train_config in spec.models:
-        if on_model:
-            on_model(model_config)
-        outcome.trained.append(train_model(model_config, train_config, home=home_path(home),
-                                           data_root=data_root, device=device,
-                                           recipe=spec.name, on_epoch=on_epoch))
-    with open_store(home) as store:
-        store.set_meta("recipe", spec.name)
-    outcome.cards = attack([t.name for t in outcome.trained], home=home, n=spec.n,
-                           k_eval=spec.k_eval, seed=spec.seed, device=device,
-                           data_root=data_root, on_chunk=on_chunk)
-    outcome.cards += sweep([t.name for t in outcome.trained], spec, home=home, device=device,
-                           data_root=data_root, on_chunk=on_chunk)
+    with contextlib.ExitStack() as stack:
+        if executor == "ray":
+            from snnbench import executors
+            ray = stack.enter_context(executors.connect(ray_address))
+            outcome.trained = executors.train_models(ray, spec.models, home=home_path(home),
+                                                   data_root=data_root, device=device,
+                                                   recipe=spec.name)
+        for model_config, train_config in spec.models if executor == "local" else []:
+            if on_model:
+                on_model(model_config)
+            outcome.trained.append(train_model(model_config, train_config, home=home_path(home),
+                                               data_root=data_root, device=device,
+                                               recipe=spec.name, on_epoch=on_epoch))
+        with open_store(home) as store:
+            store.set_meta("recipe", spec.name)
+        names = [t.name for t in outcome.trained]
+        outcome.cards = attack(names, home=home, n=spec.n, k_eval=spec.k_eval, seed=spec.seed,
+                               device=device, data_root=data_root, on_chunk=on_chunk,
+                               executor=executor, ray_address=ray_address)
+        outcome.cards += sweep(names, spec, home=home, device=device, data_root=data_root,
+                               on_chunk=on_chunk, executor=executor, ray_address=ray_address)
     outcome.board, outcome.written = report(home, out, name=spec.name, plots=spec.sweep is not None)
     for layout in spec.layouts:
         if layout != "leaderboard":

@@ -34,6 +34,8 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the leaderboard files.")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (this process) or ray (tasks on a Ray cluster; needs the ray extra: docs/scaling.md).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to use with --executor ray, e.g. auto or HOST:6379 (default: start a local one).")]
 
 
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -198,6 +200,7 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
            n: Annotated[Optional[int], typer.Option(help="Samples (class-balanced) (default: whole test split).")] = None,
            track: Annotated[Optional[str], typer.Option(help="ci, dev or paper (sets n and draws).")] = None,
            chunk_size: Annotated[int, typer.Option(help="Samples per stored chunk.")] = 500,
+           executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None,
            seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
            device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Run the attack matrix on the home's models; stored chunks are skipped, so reruns resume."""
@@ -206,8 +209,9 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
         cards = api.attack(models, home=home, attacks=names, eps=eps, norm=norm, steps=steps, n=n,
                            suite=suite, eot=eot, surrogate=surrogate,
                            per_attack_full=per_attack_full, track=track, seed=seed,
-                           chunk_size=chunk_size, device=device,
-                           data_root=data_root, on_chunk=_Bars(progress).on_chunk)
+                           chunk_size=chunk_size, device=device, data_root=data_root,
+                           on_chunk=_Bars(progress).on_chunk, executor=executor,
+                           ray_address=ray_address)
     _print_cards(cards)
     if suite == "full":
         flagged = {r["model"]: r["unreliable"] for r in api.leaderboard(home).rows if r["unreliable"]}
@@ -339,7 +343,8 @@ def gate(baseline: Annotated[Path, typer.Option(help="Baseline leaderboard json.
 @app.command()
 @command
 def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo name (default: digits).")] = None,
-        out_dir: OutOpt = Path("leaderboards"), home: HomeOpt = None, data_root: DataRootOpt = None,
+        out_dir: OutOpt = Path("leaderboards"), executor: ExecutorOpt = "local",
+        ray_address: RayAddressOpt = None, home: HomeOpt = None, data_root: DataRootOpt = None,
         device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Train the recipe's models, attack them and write the leaderboard."""
     with _progress(quiet) as progress:
@@ -351,7 +356,8 @@ def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo
 
         outcome = api.run(recipe, home=home, out=out_dir, device=device, data_root=data_root,
                           on_epoch=lambda d, t, s: bars.on_epoch(current.get("name", ""))(d, t, s),
-                          on_chunk=bars.on_chunk, on_model=on_model)
+                          on_chunk=bars.on_chunk, on_model=on_model, executor=executor,
+                          ray_address=ray_address)
     for trained in outcome.trained:
         out.print(f"model {trained.name} ({trained.status}): {trained.folder}", highlight=False)
     out.print(f"results: {api.home_path(home) / api.STORE}", highlight=False)

@@ -224,12 +224,114 @@ def cascade_key(key: str, earlier: list[str]) -> str:
     return f"{key}|cascade={len(earlier)}:{digest}"
 
 
+@dataclass(frozen=True)
+class Task:
+    """One (attack, chunk) of a run. A cascade member names the chunks it builds on:
+    ``earlier``, the previous member's key (its chunk is the pool of still-robust samples), and
+    ``own``, the per-attack run of the same attack, from which it is derived without an attack."""
+
+    attack: Attack
+    key: str
+    index: int
+    earlier: str | None = None
+    own: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every task of one model's run in the local executor's order, and the keys whose cards
+    are built once all their chunks are stored (with the cards' extra ``eval`` fields)."""
+
+    tasks: list[Task]
+    finishes: list[tuple[Attack, str, dict[str, Any] | None]]
+    n: int
+    count: int
+    clean_key: str
+
+    def part(self, index: int, chunk_size: int) -> slice:
+        return slice(index * chunk_size, min((index + 1) * chunk_size, self.n))
+
+
+def plan_attacks(info: ModelInfo, attacks: list[Attack], config: EvalConfig, n: int,
+                 cascade: bool = False, per_attack_full: bool = True,
+                 paired: list[Attack] | None = None) -> Plan:
+    """The tasks of :func:`run_attacks`: per-attack runs (``paired`` first), then the cascade."""
+    count = (n + config.chunk_size - 1) // config.chunk_size
+    keys = [attack_key(a, info, config, n) for a in attacks]
+    singles = {attack_key(a, info, config, n): a for a in
+               [*(paired or []), *(attacks if not cascade or per_attack_full else [])]}
+    tasks = [Task(attack, key, index) for key, attack in singles.items() for index in range(count)]
+    finishes: list[tuple[Attack, str, dict[str, Any] | None]] = [
+        (attack, key, None) for key, attack in singles.items()]
+    for position, (attack, key) in enumerate(zip(attacks, keys) if cascade else []):
+        own_key = cascade_key(key, keys[:position])
+        earlier = cascade_key(keys[position - 1], keys[:position - 1]) if position else None
+        tasks += [Task(attack, own_key, index, earlier, key if per_attack_full else None)
+                  for index in range(count)]
+        finishes.append((attack, own_key, {"cascade": {
+            "position": position + 1, "of": len(attacks), "member": attack.label or attack.id,
+            "after": [a.label or a.id for a in attacks[:position]]}}))
+    return Plan(tasks, finishes, n, count, data_key(info, config, n))
+
+
+def compute_task(task: Task, model: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, *,
+                 info: ModelInfo, config: EvalConfig, device: torch.device,
+                 clean: tuple[np.ndarray, np.ndarray] | None, previous: Chunk | None,
+                 own: Chunk | None) -> tuple[Chunk, tuple[np.ndarray, np.ndarray] | None]:
+    """The work of one task, the same in every executor: ``(chunk, clean draws)``.
+
+    ``x, y`` are the chunk's samples; ``model()`` gives the model (called only when an attack
+    runs); ``clean`` the cached clean draws (computed when None); ``previous`` the earlier
+    cascade member's chunk and ``own`` this attack's per-attack chunk, if any: a cascade member
+    with ``own`` is derived from it (per-sample minimum with the pool), no attack runs.
+    """
+    pool = previous.adv if previous is not None else None
+    if own is not None:
+        pool = own.adv if pool is None else pool
+        return dataclasses.replace(own, adv=np.minimum(own.adv, pool), seconds=0.0, grad_evals=0,
+                                   env={**(own.env or {}), "attacked": 0,
+                                        "derived_from": "per-attack run"}), clean
+    net = model()
+    if clean is None:
+        clean = clean_draws(net, x, y, index=task.index, info=info, config=config, device=device)
+    return run_chunk(net, task.attack, x, y, index=task.index, key=task.key, info=info,
+                     config=config, device=device, clean=clean, pool=pool), clean
+
+
+def stored_chunk(store: ResultStore, sha: str, key: str | None, index: int) -> Chunk | None:
+    found = store.chunks(sha, key, index) if key is not None else []
+    return found[0] if found else None
+
+
+def cached_clean(store: ResultStore, sha: str, plan: Plan, index: int,
+                 chunk_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    cached = store.clean_draws(sha, plan.clean_key, index)
+    part = plan.part(index, chunk_size)
+    return cached if cached is not None and len(cached[0]) == part.stop - part.start else None
+
+
+def finish_plan(plan: Plan, store: ResultStore, info: ModelInfo, config: EvalConfig) -> list[dict]:
+    """The result cards of every key whose chunks are all stored (built and stored once)."""
+    cards: list[dict] = []
+    for attack, key, extra in plan.finishes:
+        card = store.card(info.sha256, key)
+        chunks = store.chunks(info.sha256, key)
+        if card is None and len(chunks) == plan.count:
+            device = str((chunks[0].env or {}).get("device", "cpu"))
+            card = result_card(info, attack, key, config, chunks, device, extra)
+            store.put_card(info.sha256, key, card)
+        if card is not None:
+            cards.append(card)
+    return cards
+
+
 def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: torch.Tensor,
                 y: torch.Tensor, store: ResultStore, config: EvalConfig, device: torch.device,
                 on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
                 cascade: bool = False, per_attack_full: bool = True,
                 paired: list[Attack] | None = None) -> list[dict]:
-    """Run every attack on ``model`` over the chunks not yet stored; returns the finished cards.
+    """Run every attack on ``model`` over the chunks not yet stored (the local executor, in
+    order, in this process); returns the finished cards.
 
     Per-attack runs attack every clean-correct sample. With ``cascade``, the attacks also run
     in order as a cascade (evaluation.md section 6): each on the samples that survived all the
@@ -241,79 +343,36 @@ def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: tor
     """
     x, y = select_samples(x, y, config.n, dataset_info(info.dataset).num_classes)
     model.eval()
-    count = (len(y) + config.chunk_size - 1) // config.chunk_size
-    clean_key = data_key(info, config, len(y))
-    budget = [max_chunks]
-    cards: list[dict] = []
-
-    def compute(index: int, attack: Attack, key: str, pool: np.ndarray | None,
-                derived: Chunk | None) -> bool:
-        """Run (or derive) one chunk unless stored or claimed; False once the budget is spent."""
-        if budget[0] is not None and budget[0] <= 0:
-            return False
-        if not store.claim(info.sha256, key, index):
-            return True
-        part = slice(index * config.chunk_size, (index + 1) * config.chunk_size)
+    plan = plan_attacks(info, attacks, config, len(y), cascade, per_attack_full, paired)
+    budget = max_chunks
+    done: dict[str, set[int]] = {}
+    for task in plan.tasks:
+        if task.key not in done:
+            done[task.key] = store.stored_chunks(info.sha256, task.key)
+        if task.index in done[task.key]:
+            continue
+        previous = stored_chunk(store, info.sha256, task.earlier, task.index)
+        if task.earlier is not None and previous is None:
+            continue                  # another process still works on the earlier member
+        own = stored_chunk(store, info.sha256, task.own, task.index)
+        if budget is not None and budget <= 0:
+            break
+        if not store.claim(info.sha256, task.key, task.index):
+            continue
+        part = plan.part(task.index, config.chunk_size)
         try:
-            clean = clean_draws(model, x[part], y[part], index=index, info=info, config=config,
-                                device=device, store=store, key=clean_key)
-            if derived is not None:    # the per-attack run already holds this attack's counts
-                chunk = dataclasses.replace(derived, adv=np.minimum(derived.adv, pool),
-                                            seconds=0.0, grad_evals=0,
-                                            env={**(derived.env or {}), "attacked": 0,
-                                                 "derived_from": "per-attack run"})
-            else:
-                chunk = run_chunk(model, attack, x[part], y[part], index=index, key=key,
-                                  info=info, config=config, device=device, clean=clean, pool=pool)
+            cached = cached_clean(store, info.sha256, plan, task.index, config.chunk_size)
+            chunk, clean = compute_task(task, lambda: model, x[part], y[part], info=info,
+                                        config=config, device=device, clean=cached,
+                                        previous=previous, own=own)
+            if cached is None and clean is not None:
+                store.put_clean_draws(info.sha256, plan.clean_key, task.index, chunk.k_eval, *clean)
         except BaseException:
-            store.release(info.sha256, key, index)
+            store.release(info.sha256, task.key, task.index)
             raise
-        store.put_chunk(info.sha256, key, chunk)
-        if budget[0] is not None:
-            budget[0] -= 1
+        store.put_chunk(info.sha256, task.key, chunk)
+        if budget is not None:
+            budget -= 1
         if on_chunk:
-            on_chunk(info.name, attack.id, index + 1, count)
-        return True
-
-    def finish(attack: Attack, key: str, extra: dict[str, Any] | None = None) -> None:
-        card = store.card(info.sha256, key)
-        chunks = store.chunks(info.sha256, key)
-        if card is None and len(chunks) == count:
-            card = result_card(info, attack, key, config, chunks, device.type, extra)
-            store.put_card(info.sha256, key, card)
-        if card is not None:
-            cards.append(card)
-
-    keys = [attack_key(a, info, config, len(y)) for a in attacks]
-    singles = {attack_key(a, info, config, len(y)): a for a in
-               [*(paired or []), *(attacks if not cascade or per_attack_full else [])]}
-    for key, attack in singles.items():     # one run per key, whichever list named it
-        done = store.stored_chunks(info.sha256, key)
-        for index in range(count):
-            if index not in done and not compute(index, attack, key, None, None):
-                return cards
-        finish(attack, key)
-    if cascade:
-        for position, (attack, key) in enumerate(zip(attacks, keys)):
-            own_key = cascade_key(key, keys[:position])
-            earlier = cascade_key(keys[position - 1], keys[:position - 1]) if position else None
-            done = store.stored_chunks(info.sha256, own_key)
-            for index in range(count):
-                if index in done:
-                    continue
-                pool = None
-                if earlier is not None:
-                    previous = store.chunks(info.sha256, earlier, index)
-                    if not previous:      # another process still works on the earlier member
-                        continue
-                    pool = previous[0].adv
-                own = store.chunks(info.sha256, key, index) if per_attack_full else []
-                derived = own[0] if own else None
-                if derived is not None and pool is None:
-                    pool = derived.adv
-                if not compute(index, attack, own_key, pool, derived):
-                    return cards
-            finish(attack, own_key, {"cascade": {
-                "position": position + 1, "of": len(attacks), "member": attack.label or attack.id,
-                "after": [a.label or a.id for a in attacks[:position]]}})
-    return cards
+            on_chunk(info.name, task.attack.id, task.index + 1, plan.count)
+    return finish_plan(plan, store, info, config)
