@@ -20,6 +20,7 @@ compare (``(x >= 0).to(dtype)``), never a boolean mask with ``where``: ~20x chea
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -40,8 +41,31 @@ class Spec:
     escape: bool = False             # noise is added to the fired-on potential only (Noisy-LIF)
 
 
-def _heaviside(x: torch.Tensor, ge: bool) -> torch.Tensor:
-    return (x >= 0).to(x.dtype) if ge else (x > 0).to(x.dtype)
+def _fire(x: torch.Tensor, theta: float, ge: bool, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``H(x - theta)`` as floats: ``x >= theta`` (or ``>``) equals ``x - theta >= 0`` exactly.
+
+    A comparison written into a float ``out`` costs one pass; a boolean result converted by
+    ``.to(dtype)`` costs ~10x that on the CPU.
+    """
+    out = torch.empty_like(x) if out is None else out
+    return torch.ge(x, theta, out=out) if ge else torch.gt(x, theta, out=out)
+
+
+def _silent(x: torch.Tensor, theta: float, ge: bool) -> torch.Tensor:
+    """``1 - H(x - theta)`` as floats, one pass."""
+    out = torch.empty_like(x)
+    return torch.lt(x, theta, out=out) if ge else torch.le(x, theta, out=out)
+
+
+def _surrogate_grad_(arg: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
+    """``surrogate.grad(arg)``, in place on ``arg`` for the common shapes (equal to 1e-7)."""
+    w = surrogate.width
+    if surrogate.kind == "triangle":
+        return arg.abs_().sub_(w).clamp_(max=0).mul_(-1 / w**2)
+    if surrogate.kind == "atan":
+        arg.mul_(math.pi * w / 2)
+        return arg.mul_(arg).add_(1).reciprocal_().mul_(w / 2)
+    return surrogate.grad(arg)
 
 
 def _decay_at(decay, t: int, spec: Spec):
@@ -50,23 +74,31 @@ def _decay_at(decay, t: int, spec: Spec):
 
 def run_forward(x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.Tensor | None,
                 spec: Spec, potentials: torch.Tensor | None = None) -> torch.Tensor:
-    """Spikes ``[T, B, ...]`` of inputs ``x`` ``[T, B, ...]``; ``potentials`` receives u_t."""
+    """Spikes ``[T, B, ...]`` of inputs ``x`` ``[T, B, ...]``; ``potentials`` receives u_t.
+
+    The same operations as the naive loop in the same order, written into preallocated
+    buffers: ``k v + drive``, the compare, and ``v = u (1 - s)`` as ``u - u s`` (equal: the
+    product is exact, s being 0 or 1).
+    """
     spikes = torch.empty_like(x)
+    steps = x.shape[0]
     v = None
-    for t in range(x.shape[0]):
+    for t in range(steps):
         current = x[t] if gain is None else gain[t] * x[t]
         k = _decay_at(decay, t, spec)
         drive = (1 - k) * current if spec.convex else current
-        u = drive if v is None else k * v + drive
+        out = None if potentials is None else potentials[t]
+        if v is None:
+            u = drive if out is None else out.copy_(drive)
+        else:
+            u = torch.mul(k, v, out=out) if isinstance(k, torch.Tensor) else torch.mul(v, k, out=out)
+            u.add_(drive)
         if noise is not None and not spec.escape:
-            u = u + noise[t]
+            u = u.add_(noise[t]) if v is not None or out is not None else u + noise[t]
         fired_on = u + noise[t] if spec.escape else u
-        s = _heaviside(fired_on - spec.theta, spec.ge)
-        spikes[t] = s
-        if potentials is not None:
-            potentials[t] = u
-        if t + 1 < x.shape[0]:
-            v = u * (1 - s)
+        s = _fire(fired_on, spec.theta, spec.ge, spikes[t])
+        if t + 1 < steps:
+            v = torch.addcmul(u, u, s, value=-1)
     return spikes
 
 
@@ -95,51 +127,57 @@ class FusedLIF(torch.autograd.Function):
             decay = ctx.float_decay
         want_x, want_k, want_p = ctx.needs_input_grad[:3]
         steps = potentials.shape[0]
+        # grad_u is written straight into grad_x[t] when dI_t = du_t (tet form, no gain).
+        direct = want_x and not spec.convex and gain is None
         grad_x = torch.empty_like(potentials) if want_x else None
         grad_k = None
         grad_p = torch.empty_like(gain) if want_p else None
         grad_v = None
-        s_prev = None
+        cached = None
         for t in reversed(range(steps)):
             u = potentials[t]
-            arg = (u + noise[t] if spec.escape else u) - spec.theta
-            s = _heaviside(arg, spec.ge) if s_prev is None else s_prev
+            arg, silent = cached if cached is not None else _arg_silent(potentials, noise, t, spec)
+            sg = _surrogate_grad_(arg, spec.surrogate)
             g = grad_spikes[t]
+            out = grad_x[t] if direct else None
             if grad_v is None:
-                grad_u = g * spec.surrogate.grad(arg)
+                grad_u = torch.mul(g, sg, out=out)
             else:
-                spike_grad = g if spec.detach_reset else g - grad_v * u
-                grad_u = grad_v * (1 - s) + spike_grad * spec.surrogate.grad(arg)
+                if spec.detach_reset:
+                    grad_u = torch.mul(g, sg, out=out)
+                else:
+                    grad_u = torch.addcmul(g, grad_v, u, value=-1, out=out).mul_(sg)
+                grad_u.addcmul_(grad_v, silent)
             k = _decay_at(decay, t, spec)
-            if want_x or want_p:
-                scale = (1 - k) if spec.convex else None
-                if want_x:
-                    gx = grad_u if scale is None else grad_u * scale
-                    if gain is not None:
-                        gx = gx * gain[t]
-                    grad_x[t] = gx
-                if want_p:
-                    gp = grad_u * x[t] if scale is None else grad_u * scale * x[t]
-                    grad_p[t] = gp.sum()
-            s_prev = None
-            if t > 0:
-                u_prev = potentials[t - 1]
-                arg_prev = (u_prev + noise[t - 1] if spec.escape else u_prev) - spec.theta
-                s_prev = _heaviside(arg_prev, spec.ge)
-                if want_k:
-                    v_prev = u_prev * (1 - s_prev)
-                    gk = grad_u * v_prev
-                    if spec.convex:
-                        current = x[t] if gain is None else gain[t] * x[t]
-                        gk = gk - grad_u * current
+            if want_x and not direct:
+                gx = grad_u * (1 - k) if spec.convex else grad_u
+                grad_x[t] = gx if gain is None else gx * gain[t]
+            if want_p:
+                gp = grad_u * x[t] if not spec.convex else grad_u * (1 - k) * x[t]
+                grad_p[t] = gp.sum()
+            cached = None
+            if want_k:
+                gk = None
+                if t > 0:
+                    cached = _arg_silent(potentials, noise, t - 1, spec)
+                    gk = grad_u * (potentials[t - 1] * cached[1])
+                if spec.convex:
+                    current = x[t] if gain is None else gain[t] * x[t]
+                    gk = -(grad_u * current) if gk is None else gk.sub_(grad_u * current)
+                if gk is not None:
                     grad_k = _accumulate(grad_k, gk, t, decay, spec)
+            if t > 0:
                 grad_v = grad_u * k
-            elif want_k and spec.convex:
-                current = x[t] if gain is None else gain[t] * x[t]
-                grad_k = _accumulate(grad_k, -(grad_u * current), t, decay, spec)
         if want_k and grad_k is None:
             grad_k = torch.zeros_like(decay)
         return grad_x, grad_k, grad_p, None, None
+
+
+def _arg_silent(potentials: torch.Tensor, noise: torch.Tensor | None, t: int, spec: Spec):
+    """``z_t - theta`` (a fresh tensor) and ``1 - s_t``, recomputed from the saved u_t."""
+    u = potentials[t]
+    fired_on = u + noise[t] if spec.escape else u
+    return fired_on - spec.theta, _silent(fired_on, spec.theta, spec.ge)
 
 
 def _accumulate(total, grad, t: int, decay: torch.Tensor, spec: Spec):
