@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from snnbench.neurons.surrogate import Surrogate
 
@@ -120,6 +121,7 @@ class FusedLIF(torch.autograd.Function):
         return spikes
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_spikes):  # type: ignore[override]
         potentials, decay, gain, noise, x = ctx.saved_tensors
         spec: Spec = ctx.spec
