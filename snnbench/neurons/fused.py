@@ -58,15 +58,36 @@ def _silent(x: torch.Tensor, theta: float, ge: bool) -> torch.Tensor:
     return torch.lt(x, theta, out=out) if ge else torch.le(x, theta, out=out)
 
 
-def _surrogate_grad_(arg: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
-    """``surrogate.grad(arg)``, in place on ``arg`` for the common shapes (equal to 1e-7)."""
+def _surrogate_factor_(arg: torch.Tensor, surrogate: Surrogate) -> tuple[torch.Tensor, bool, float]:
+    """``(q, divide, c)`` with ``surrogate.grad(arg) = c q`` (or ``c / q`` if ``divide``).
+
+    Works in place on ``arg`` for the common shapes, so that the constant ``c`` folds into the
+    one ``addcmul``/``addcdiv`` pass that uses the surrogate (equal to the shape's formula up to
+    rounding). triangle: ``max(0, w - |x|) / w^2 = -(min(0, |x| - w)) / w^2``; atan:
+    ``(a/2) / (1 + (pi a x / 2)^2) = c / (x^2 + b)`` with ``b = (2 / (pi a))^2``, ``c = a b / 2``.
+    """
     w = surrogate.width
     if surrogate.kind == "triangle":
-        return arg.abs_().sub_(w).clamp_(max=0).mul_(-1 / w**2)
+        return arg.abs_().sub_(w).clamp_(max=0), False, -1 / w**2
     if surrogate.kind == "atan":
-        arg.mul_(math.pi * w / 2)
-        return arg.mul_(arg).add_(1).reciprocal_().mul_(w / 2)
-    return surrogate.grad(arg)
+        b = (2 / (math.pi * w)) ** 2
+        return arg.mul_(arg).add_(b), True, w * b / 2
+    return surrogate.grad(arg), False, 1.0
+
+
+def _times_surrogate(a: torch.Tensor, factor: tuple[torch.Tensor, bool, float],
+                     out: torch.Tensor | None) -> torch.Tensor:
+    """``a * g`` for the surrogate derivative ``g`` given by ``factor``."""
+    q, divide, c = factor
+    result = torch.div(a, q, out=out) if divide else torch.mul(a, q, out=out)
+    return result if c == 1 else result.mul_(c)
+
+
+def _add_times_surrogate_(base: torch.Tensor, a: torch.Tensor,
+                          factor: tuple[torch.Tensor, bool, float]) -> torch.Tensor:
+    """``base += a * g`` in one pass."""
+    q, divide, c = factor
+    return base.addcdiv_(a, q, value=c) if divide else base.addcmul_(a, q, value=c)
 
 
 def _decay_at(decay, t: int, spec: Spec):
@@ -139,17 +160,16 @@ class FusedLIF(torch.autograd.Function):
         for t in reversed(range(steps)):
             u = potentials[t]
             arg, silent = cached if cached is not None else _arg_silent(potentials, noise, t, spec)
-            sg = _surrogate_grad_(arg, spec.surrogate)
+            factor = _surrogate_factor_(arg, spec.surrogate)
             g = grad_spikes[t]
             out = grad_x[t] if direct else None
             if grad_v is None:
-                grad_u = torch.mul(g, sg, out=out)
+                grad_u = _times_surrogate(g, factor, out)
             else:
-                if spec.detach_reset:
-                    grad_u = torch.mul(g, sg, out=out)
-                else:
-                    grad_u = torch.addcmul(g, grad_v, u, value=-1, out=out).mul_(sg)
-                grad_u.addcmul_(grad_v, silent)
+                # du = dv (1 - s) + (ds - dv u) g(z - theta); dv u dropped by detach_reset
+                grad_u = torch.mul(grad_v, silent, out=out)
+                spike_grad = g if spec.detach_reset else torch.addcmul(g, grad_v, u, value=-1)
+                _add_times_surrogate_(grad_u, spike_grad, factor)
             k = _decay_at(decay, t, spec)
             if want_x and not direct:
                 gx = grad_u * (1 - k) if spec.convex else grad_u
