@@ -1,7 +1,7 @@
 """How fast our spiking neurons are: fused loop vs naive loop vs SpikingJelly, side by side.
 
     python benchmarks/neurons.py [--timesteps 4,8] [--batch 32] [--repeats 7] [--threads N]
-        [--skip-allocator]
+        [--allocator-batch 32,128] [--skip-allocator]
 
 Needs SpikingJelly (``pip install -e .[bench]``). Three parts, each on the CPU:
 
@@ -16,8 +16,10 @@ Needs SpikingJelly (``pip install -e .[bench]``). Three parts, each on the CPU:
    (forward, cross-entropy, backward, SGD step) and one inference forward (eval, no_grad), with
    our neurons (fused, naive) and with every neuron swapped for SpikingJelly's LIFNode (same
    weights, same spikes).
-3. **Allocator**: the fused training step (largest T) in two fresh subprocesses, without and
-   with ``runtime.tune_allocator()`` (glibc mallopt; it cannot be undone inside one process).
+3. **Allocator**: the fused training step (smallest T) in fresh subprocesses, without and with
+   ``runtime.tune_allocator()`` (glibc mallopt; it cannot be undone inside one process), at
+   ``--allocator-batch`` sizes: glibc's dynamic mmap threshold stops at 32 MiB, so the setting
+   matters once activations outgrow it (B = 128 here), hardly below.
 
 Every timing is the median of ``--repeats`` runs after one warm-up; the repeats go round-robin
 over the variants, so a change in the machine's load hits all alike. Ratios (``N.NNx``) compare
@@ -55,6 +57,7 @@ from snnbench.neurons import LIF  # noqa: E402
 from snnbench.neurons.lif import use_neuron_impl  # noqa: E402
 
 MIB = 2 ** 20
+ROUNDS = 2
 CONFIG = NeuronConfig(surrogate="atan", surrogate_width=2.0)      # tgo track, atan surrogate
 SETTINGS = {"surrogate.kind": "atan", "surrogate.width": 2.0}
 
@@ -249,18 +252,24 @@ def child_train(timesteps: int, batch: int, repeats: int, tune: bool) -> None:
 
 
 def allocator_part(args: argparse.Namespace, timesteps: int) -> None:
-    results = {}
-    for tune in (False, True):
-        command = [sys.executable, str(Path(__file__).resolve()), "--child-train",
-                   "--timesteps", str(timesteps), "--batch", str(args.batch),
-                   "--repeats", str(args.repeats), "--threads", str(args.threads),
-                   *(["--tune"] if tune else [])]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        results[tune] = json.loads(done.stdout.strip().splitlines()[-1])
-    before, after = results[False]["seconds"], results[True]["seconds"]
-    print(f"\n[allocator] fused train step, tiny arch, T={timesteps}, B={args.batch}, one fresh "
-          f"process each: default glibc {1000 * before:.1f} ms, tune_allocator() "
-          f"{1000 * after:.1f} ms (set: {results[True]['tuned']}): {ratio(before, after)} faster")
+    print(f"\n[allocator] fused train step, tiny arch, T={timesteps}, one fresh process per "
+          f"measurement, {ROUNDS} rounds alternating (best median of each kept)")
+    for batch in args.allocator_batch:
+        results: dict[bool, list[dict]] = {False: [], True: []}
+        for _ in range(ROUNDS):
+            for tune in (False, True):
+                command = [sys.executable, str(Path(__file__).resolve()), "--child-train",
+                           "--timesteps", str(timesteps), "--batch", str(batch),
+                           "--repeats", str(args.repeats), "--threads", str(args.threads),
+                           *(["--tune"] if tune else [])]
+                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                results[tune].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        before = min(r["seconds"] for r in results[False])
+        after = min(r["seconds"] for r in results[True])
+        biggest = timesteps * batch * 16 * 32 * 32 * 4 / MIB     # first conv's output
+        print(f"  B={batch:<4} (largest activation {biggest:.0f} MiB): default glibc "
+              f"{1000 * before:.1f} ms, tune_allocator() {1000 * after:.1f} ms (set: "
+              f"{results[True][0]['tuned']}): {ratio(before, after)} faster")
 
 
 def main() -> None:
@@ -270,12 +279,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: one per idle core)")
+    parser.add_argument("--allocator-batch", default="32,128",
+                        help="comma-separated batch sizes for part 3")
     parser.add_argument("--skip-allocator", action="store_true",
                         help="leave out part 3 (the two subprocesses)")
     parser.add_argument("--child-train", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tune", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     steps = [int(t) for t in args.timesteps.split(",")]
+    args.allocator_batch = [int(b) for b in args.allocator_batch.split(",")]
     if args.child_train:
         torch.set_num_threads(args.threads)
         child_train(steps[0], args.batch, args.repeats, args.tune)
@@ -298,7 +310,7 @@ def main() -> None:
     for timesteps in steps:
         network_part(timesteps, args.batch, args.repeats)
     if not args.skip_allocator:
-        allocator_part(args, max(steps))
+        allocator_part(args, min(steps))
 
 
 if __name__ == "__main__":
