@@ -61,6 +61,7 @@ def _setup(threads: Annotated[Optional[int], typer.Option(
         "--threads", envvar="SNNBENCH_THREADS",
         help="CPU threads for torch (default: one per idle core).")] = None) -> None:
     """Benchmark the adversarial robustness of spiking neural networks."""
+    runtime.tune_allocator()
     try:
         runtime.configure_threads(threads)
     except SnnbenchError as exc:

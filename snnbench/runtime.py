@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
+import sys
 import time
 from typing import Callable, Iterator, TypeVar
 
@@ -71,6 +74,37 @@ def configure_threads(requested: int | None = None) -> int:
     threads = cpu_threads(requested)
     torch.set_num_threads(threads)
     return threads
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3     # glibc's mallopt parameters (malloc.h)
+KEEP_BYTES = 1 << 30
+_allocator_tuned = False
+
+
+def tune_allocator(keep_bytes: int = KEEP_BYTES) -> bool:
+    """Keep freed CPU tensors of up to ``keep_bytes`` in the process (glibc only; else no-op).
+
+    glibc serves blocks above its mmap threshold (dynamic, at most 32 MiB) with fresh ``mmap``
+    and unmaps them on free, and trims the heap top above ``M_TRIM_THRESHOLD``: a training step
+    that frees and reallocates its activations every batch then spends about half its time in
+    page faults zeroing new pages. Raising both thresholds keeps the pages for reuse. Called
+    once at start-up (the CLI's callback, the benchmarks); it cannot be undone, and a second
+    call does nothing. True when the thresholds were set.
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False                     # musl or another libc without mallopt
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    value = min(int(keep_bytes), 2**31 - 1)
+    _allocator_tuned = bool(mallopt(M_MMAP_THRESHOLD, value)) & bool(mallopt(M_TRIM_THRESHOLD, value))
+    return _allocator_tuned
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:

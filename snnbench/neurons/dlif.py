@@ -19,7 +19,7 @@ from torch import nn
 
 from snnbench.config import NeuronConfig
 from snnbench.errors import SnnbenchError
-from snnbench.neurons.lif import LIF
+from snnbench.neurons.lif import LIF, FusedInputs
 
 
 class DLIF(LIF):
@@ -35,6 +35,9 @@ class DLIF(LIF):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, dlif_decay={self.decay}"
+
+    def fused_inputs(self, steps: torch.Tensor) -> FusedInputs:
+        return FusedInputs(decay=self.decay, gain=self.input_gain.to(steps.dtype))
 
     def charge(self, v: torch.Tensor, current: torch.Tensor, t: int) -> torch.Tensor:
         k = self.decay

@@ -22,7 +22,7 @@ from torch import nn
 
 from snnbench.config import NeuronConfig
 from snnbench.errors import SnnbenchError
-from snnbench.neurons.lif import LIF
+from snnbench.neurons.lif import LIF, FusedInputs
 
 GRANULARITIES = ("neuron", "channel", "layer")
 
@@ -60,6 +60,9 @@ class HetLIF(LIF):
     def decay(self) -> torch.Tensor:
         """The current decays ``k = sigmoid(w)``, each in (0, 1)."""
         return torch.sigmoid(self.decay_logit)
+
+    def fused_inputs(self, steps: torch.Tensor) -> FusedInputs:
+        return FusedInputs(decay=self.decay.to(steps.dtype))
 
     def charge(self, v: torch.Tensor, current: torch.Tensor, t: int) -> torch.Tensor:
         k = self.decay.to(current.dtype)

@@ -9,14 +9,69 @@ batch so that the stateless layers around the neuron run once for all steps.
     s_t = H(u_t - theta)      v_t = u_t (1 - s_t)    (hard reset to 0; s_t detached if asked)
 
 ``v_0 = 0`` at every call, so no state leaks between forward passes.
+
+Two implementations of the same loop (style.md 5: an explicit setting, tested for parity):
+``fused`` (default, ``snnbench.neurons.fused``: one autograd node saving u_t only) and
+``naive`` (one small op per charge/fire/reset, autograd through each). ``SNNBENCH_NEURON_IMPL=
+naive|fused`` or :func:`use_neuron_impl` force one for every neuron; ``neuron.fused = False`` for
+one. The naive loop runs whenever a loss or diagnostic records potentials or currents (they need
+the graph through u_t) and for a subclass that overrides charge, fire or reset without also
+overriding :meth:`LIF.fused_inputs` (so a new neuron is correct before it is fast).
 """
 from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 from snnbench.config import NeuronConfig
+from snnbench.errors import SnnbenchError
+from snnbench.neurons.fused import Spec, fused_lif
 from snnbench.neurons.surrogate import Surrogate, spike
+
+IMPLS = ("fused", "naive")
+IMPL_ENV = "SNNBENCH_NEURON_IMPL"
+_forced_impl: str | None = None
+
+
+def neuron_impl() -> str:
+    """The neuron implementation in force: :func:`use_neuron_impl`, else the env var, else fused."""
+    choice = _forced_impl or os.environ.get(IMPL_ENV, "").strip().lower() or "fused"
+    if choice not in IMPLS:
+        raise SnnbenchError(f"{IMPL_ENV} must be 'fused' or 'naive', got {choice!r}")
+    return choice
+
+
+@contextlib.contextmanager
+def use_neuron_impl(impl: str) -> Iterator[None]:
+    """Run every neuron with ``impl`` (``fused`` or ``naive``) inside the block."""
+    global _forced_impl
+    if impl not in IMPLS:
+        raise SnnbenchError(f"neuron implementation must be 'fused' or 'naive', got {impl!r}")
+    previous, _forced_impl = _forced_impl, impl
+    try:
+        yield
+    finally:
+        _forced_impl = previous
+
+
+@dataclass
+class FusedInputs:
+    """What a neuron adds to the fused loop: decays, DLIF's gains, the noise drawn this call."""
+
+    decay: Any                       # float, or a tensor broadcasting to [B, ...] (or [T, B, ...])
+    gain: torch.Tensor | None = None
+    noise: torch.Tensor | None = None
+    decay_per_step: bool = False
+    escape: bool = False
+
+
+def _owner(cls: type, name: str) -> type:
+    return next(c for c in cls.__mro__ if name in c.__dict__)
 
 
 class LIF(nn.Module):
@@ -39,6 +94,7 @@ class LIF(nn.Module):
         # Input currents I_t, kept only while a loss asks for them (DLIF's penalty).
         self.record_currents = False
         self.currents: list[torch.Tensor] = []
+        self.fused = True              # the fused loop where it applies (module docstring)
 
     def extra_repr(self) -> str:
         c = self.config
@@ -75,8 +131,39 @@ class LIF(nn.Module):
         mask = fired.to(x.dtype).expand(self.timesteps, *fired.shape).reshape(x.shape)
         return spikes + (x - x.detach()) * mask
 
+    def fusable(self) -> bool:
+        """Whether this call may take the fused loop (module docstring)."""
+        if not self.fused or self.record_potentials or self.record_currents:
+            return False
+        cls = type(self)
+        inputs = _owner(cls, "fused_inputs")
+        if not all(issubclass(inputs, _owner(cls, name)) for name in ("charge", "fire", "reset")):
+            return False
+        return neuron_impl() == "fused"
+
+    def fused_inputs(self, steps: torch.Tensor) -> FusedInputs:
+        """The decays, gains and noise of this call for the fused loop; ``steps`` is ``[T, B, ...]``.
+
+        A subclass that overrides ``charge``/``fire``/``reset`` overrides this too, drawing its
+        random numbers in the order the naive loop draws them, so both paths agree bit for bit.
+        """
+        return FusedInputs(decay=self.config.decay)
+
     def simulate(self, x: torch.Tensor) -> torch.Tensor:
         """The T-step charge/fire/reset loop; spikes ``[T*B, ...]``."""
+        if not self.fusable():
+            return self.simulate_naive(x)
+        steps = x.view(self.timesteps, -1, *x.shape[1:])
+        self.potentials, self.currents = [], []
+        extra = self.fused_inputs(steps)
+        c = self.config
+        spec = Spec(convex=c.form == "convex", theta=c.theta, ge=c.spike_ge,
+                    detach_reset=c.detach_reset, surrogate=self.attack_surrogate or self.surrogate,
+                    decay_per_step=extra.decay_per_step, escape=extra.escape)
+        return fused_lif(steps, extra.decay, extra.gain, extra.noise, spec).flatten(0, 1)
+
+    def simulate_naive(self, x: torch.Tensor) -> torch.Tensor:
+        """The T-step charge/fire/reset loop, one op at a time; spikes ``[T*B, ...]``."""
         steps = x.view(self.timesteps, -1, *x.shape[1:])
         v = torch.zeros_like(steps[0])
         self.potentials, self.currents = [], []

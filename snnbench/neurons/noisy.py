@@ -26,7 +26,7 @@ import torch
 
 from snnbench.config import NeuronConfig
 from snnbench.errors import SnnbenchError
-from snnbench.neurons.lif import LIF
+from snnbench.neurons.lif import LIF, FusedInputs
 from snnbench.neurons.surrogate import spike
 
 MODES = ("escape", "diffusive")
@@ -65,6 +65,13 @@ class NoisyLIF(LIF):
         if self.mode == "diffusive" and self.noise_on():
             u = u + self.noise_std * torch.randn_like(u)
         return u
+
+    def fused_inputs(self, steps: torch.Tensor) -> FusedInputs:
+        """The track's decay and this call's noise, drawn per step as the naive loop draws it."""
+        if not self.noise_on():
+            return FusedInputs(decay=self.config.decay)
+        noise = torch.stack([self.noise_std * torch.randn_like(step) for step in steps])
+        return FusedInputs(decay=self.config.decay, noise=noise, escape=self.mode == "escape")
 
     def fire(self, u: torch.Tensor, t: int) -> torch.Tensor:
         if self.mode != "escape" or not self.noise_on():

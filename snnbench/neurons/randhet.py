@@ -27,7 +27,7 @@ import torch
 
 from snnbench.config import NeuronConfig
 from snnbench.errors import SnnbenchError
-from snnbench.neurons.lif import LIF
+from snnbench.neurons.lif import LIF, FusedInputs
 
 
 class RandHetLIF(LIF):
@@ -66,6 +66,17 @@ class RandHetLIF(LIF):
             return super().forward(x)
         finally:
             self._held = None      # nothing survives the call
+
+    def fused_inputs(self, steps: torch.Tensor) -> FusedInputs:
+        """This call's decays: held over the steps (RandHet*) or drawn per step, in order."""
+        if self._held is not None:
+            if self.record_decays:
+                self.decays = [self._held] * self.timesteps
+            return FusedInputs(decay=self._held)
+        decays = [self.draw(step) for step in steps]
+        if self.record_decays:
+            self.decays = decays
+        return FusedInputs(decay=torch.stack(decays), decay_per_step=True)
 
     def charge(self, v: torch.Tensor, current: torch.Tensor, t: int) -> torch.Tensor:
         k = self.draw(current) if self._held is None else self._held

@@ -1,0 +1,182 @@
+"""Parity of the fused and naive neuron loops, for every registered neuron (lif.py docstring)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from snnbench.config import TRACKS, NeuronConfig
+from snnbench.errors import SnnbenchError
+from snnbench.neurons import NEURONS, LIF, Surrogate, grad_mode, neuron_factory
+from snnbench.neurons.lif import neuron_impl, use_neuron_impl
+from snnbench.neurons.stog import gated_factory
+
+SHAPE = (3, 4, 4)
+BATCH = 5
+# Options worth covering per neuron; a neuron missing here runs with its defaults.
+VARIANTS: dict[str, list[dict]] = {
+    "noisy": [{"mode": "escape"}, {"mode": "diffusive"}],
+    "het": [{"granularity": "neuron"}, {"granularity": "channel"}, {"granularity": "layer"}],
+    "randhet": [{"per_step": True}, {"per_step": False}],
+    "dlif": [{}, {"decay": 0.9}],
+}
+CASES = [(name, options) for name in NEURONS.names() for options in VARIANTS.get(name, [{}])]
+CONFIGS = {"tet": TRACKS["tgo"], "convex": TRACKS["randhet"],
+           "convex-attached": NeuronConfig(form="convex", decay=0.7, theta=0.5, spike_ge=False,
+                                           surrogate="sigmoid", surrogate_width=1.0)}
+
+
+def build(name: str, options: dict, config: NeuronConfig, timesteps: int) -> LIF:
+    torch.manual_seed(1)
+    config = dataclasses.replace(config, kind=name)
+    neuron = neuron_factory(config, timesteps, **options)(SHAPE).double()
+    assert type(neuron) is NEURONS.get(name)
+    with torch.no_grad():        # parameters away from their init, so their gradients matter
+        for param in neuron.parameters():
+            param.add_(0.5 * torch.randn_like(param))
+    return neuron
+
+
+def run(neuron: torch.nn.Module, x: torch.Tensor, impl: str, seed: int = 7):
+    params = [p for p in neuron.parameters() if p.requires_grad]
+    x = x.clone().requires_grad_()
+    with use_neuron_impl(impl):
+        torch.manual_seed(seed)
+        y = neuron(x)
+    weights = torch.linspace(-1, 2, y.numel(), dtype=y.dtype).view_as(y)
+    grads = torch.autograd.grad((y * weights).sum(), [x, *params], allow_unused=True)
+    return y.detach(), grads
+
+
+def inputs(timesteps: int, dtype=torch.float64) -> torch.Tensor:
+    torch.manual_seed(3)
+    return (0.8 * torch.randn(timesteps * BATCH, *SHAPE) + 0.4).to(dtype)
+
+
+@pytest.mark.parametrize("attack", [None, "atan:2"])
+@pytest.mark.parametrize("timesteps", [1, 4, 8])
+@pytest.mark.parametrize("form", list(CONFIGS))
+@pytest.mark.parametrize("name,options", CASES, ids=[f"{n}{o}" for n, o in CASES])
+def test_fused_matches_naive(name, options, form, timesteps, attack):
+    neuron = build(name, options, CONFIGS[form], timesteps)
+    assert neuron.fusable()
+    if attack:
+        grad_mode(neuron, attack)
+    x = inputs(timesteps)
+    y_naive, g_naive = run(neuron, x, "naive")
+    y_fused, g_fused = run(neuron, x, "fused")
+    assert torch.equal(y_naive, y_fused)
+    assert y_fused.mean() < 1
+    for a, b in zip(g_naive, g_fused):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
+    assert g_fused[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("name,options", CASES, ids=[f"{n}{o}" for n, o in CASES])
+def test_fused_float32_forward_is_exact_and_draws_alike(name, options):
+    neuron = build(name, options, TRACKS["tgo"], 4).float()
+    x = inputs(4, torch.float32)
+    for mode in ("train", "eval"):
+        neuron.train(mode == "train")
+        outs = []
+        for impl in ("naive", "fused"):
+            torch.manual_seed(11)
+            with use_neuron_impl(impl), torch.no_grad():
+                outs.append(neuron(x))
+            outs.append(torch.rand(3))             # the RNG stream continues alike
+        assert torch.equal(outs[0], outs[2]) and torch.equal(outs[1], outs[3])
+
+
+def test_stochastic_neurons_differ_between_seeds_in_both_paths():
+    neuron = build("noisy", {}, TRACKS["tgo"], 4)
+    x = inputs(4)
+    for impl in ("naive", "fused"):
+        with use_neuron_impl(impl):
+            torch.manual_seed(0)
+            a = neuron(x)
+            b = neuron(x)
+        assert not torch.equal(a, b)
+
+
+def test_stog_gated_neuron_matches():
+    make = gated_factory(neuron_factory(TRACKS["tgo"], 4), 4)
+    torch.manual_seed(0)
+    layer = make(SHAPE).double()
+    with torch.no_grad():
+        layer.gate.rho.fill_(0.6)
+    x = inputs(4)
+    y0, g0 = run(layer, x, "naive")
+    y1, g1 = run(layer, x, "fused")
+    assert torch.equal(y0, y1)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
+
+
+def test_bptr_and_no_grad_take_the_fused_forward():
+    neuron = build("lif", {}, TRACKS["tgo"], 4)
+    x = inputs(4)
+    grad_mode(neuron, "bptr")
+    y0, g0 = run(neuron, x, "naive")
+    y1, g1 = run(neuron, x, "fused")
+    assert torch.equal(y0, y1) and torch.equal(g0[0], g1[0])
+
+
+def test_recording_takes_the_naive_path():
+    neuron = build("lif", {}, TRACKS["tgo"], 4)
+    neuron.record_potentials = True
+    assert not neuron.fusable()
+    x = inputs(4).requires_grad_()
+    neuron(x)
+    assert len(neuron.potentials) == 4 and neuron.potentials[0].requires_grad
+
+
+def test_subclass_overriding_charge_only_stays_naive():
+    class Leaky(LIF):
+        def charge(self, v, current, t):
+            return 0.9 * v + current
+
+    assert not Leaky(TRACKS["tgo"], 4).fusable()
+
+
+def test_fused_saves_less():
+    neuron = build("lif", {}, TRACKS["tgo"], 8)
+    x = inputs(8).requires_grad_()
+    sizes = {}
+    for impl in ("naive", "fused"):
+        saved: dict[int, int] = {}
+
+        def pack(t):
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with use_neuron_impl(impl), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            neuron(x)
+        sizes[impl] = sum(saved.values())
+    assert sizes["fused"] <= x.numel() * x.element_size() < sizes["naive"] / 2
+
+
+def test_impl_setting(monkeypatch):
+    assert neuron_impl() == "fused"
+    monkeypatch.setenv("SNNBENCH_NEURON_IMPL", "naive")
+    assert neuron_impl() == "naive"
+    assert not build("lif", {}, TRACKS["tgo"], 2).fusable()
+    with use_neuron_impl("fused"):
+        assert neuron_impl() == "fused"
+    monkeypatch.setenv("SNNBENCH_NEURON_IMPL", "fast")
+    with pytest.raises(SnnbenchError):
+        neuron_impl()
+    with pytest.raises(SnnbenchError):
+        with use_neuron_impl("fast"):
+            pass
+
+
+def test_attack_surrogate_is_used_by_fused_backward():
+    neuron = build("lif", {}, TRACKS["tgo"], 4)
+    x = inputs(4)
+    _, own = run(neuron, x, "fused")
+    neuron.attack_surrogate = Surrogate("atan", 2.0)
+    _, other = run(neuron, x, "fused")
+    assert not torch.allclose(own[0], other[0])
