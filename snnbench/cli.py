@@ -226,7 +226,8 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
 
 def _print_cards(cards: list[dict]) -> None:
     table = Table(title="robust accuracy (%)")
-    for column in ("model", "attack", "eps", "clean", "robust", "95% CI", "n", "seconds"):
+    for column in ("model", "attack", "eps", "clean", "robust", "95% CI", "n", "seconds",
+                   "images/s"):
         table.add_column(column, overflow="fold")
     for card in cards:
         r = card["result"]
@@ -236,8 +237,14 @@ def _print_cards(cards: list[dict]) -> None:
         table.add_row(card["model"]["name"], label, format_eps(card["attack"]["eps"]),
                       f"{100 * r['clean_acc']:.2f}", f"{100 * r['robust_acc']:.2f}",
                       f"{100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f}", str(card["eval"]["n"]),
-                      f"{card['timing']['seconds']:.1f}")
+                      f"{card['timing']['seconds']:.1f}",
+                      str(card["timing"].get("images_per_s") or "-"))
     out.print(table)
+    seconds = sum(card["timing"]["seconds"] for card in cards)
+    attacked = sum(card["eval"].get("attacked", 0) for card in cards)
+    if cards and seconds > 0:
+        out.print(f"attack throughput: {attacked} images attacked in {seconds:.1f} s "
+                  f"({attacked / seconds:.1f} images/s)")
 
 
 @app.command()

@@ -189,6 +189,8 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
     clean_acc, clean_ci, _ = accuracy_interval(clean, k_eval)
     robust, ci, method = accuracy_interval(adv, k_eval)
     majority = float((adv > k_eval // 2).mean()) if len(adv) else 0.0
+    seconds = sum(c.seconds for c in chunks)
+    attacked = int(sum((c.env or {}).get("attacked", 0) for c in chunks))
     data = dataset_info(info.dataset) if info.dataset in DATASETS else None
     if data is not None and data.frames:   # eps is in frame-value units, not pixels
         extra_eval = {"input": data.input, **(extra_eval or {})}
@@ -202,7 +204,7 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
                    "eot_note": "model is deterministic: EoT not needed" if not info.stochastic else ""},
         "eval": {"split": config.split, "n": int(len(adv)), "k_eval": k_eval, "rule": "expected",
                  "subset": "balanced", "chunk_size": config.chunk_size,
-                 "attacked": int(sum((c.env or {}).get("attacked", 0) for c in chunks)),
+                 "attacked": attacked,
                  **(extra_eval or {})},
         "seed": config.seed,
         "env": {**library_versions(), "device": device},
@@ -211,9 +213,11 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
                    "asr": 1 - robust / clean_acc if clean_acc > 0 else 0.0},
         "per_sample": {"encoding": "base64 uint8 correct-draw counts",
                        "clean": encode_counts(clean), "adv": encode_counts(adv)},
-        "timing": {"seconds": round(sum(c.seconds for c in chunks), 3),
+        "timing": {"seconds": round(seconds, 3),
                    "grad_evals": int(sum(c.grad_evals for c in chunks)),
-                   "batch_size": min(c.batch_size for c in chunks)},
+                   "batch_size": min(c.batch_size for c in chunks),
+                   # throughput: samples the attack ran on (a cascade member: the survivors)
+                   "images_per_s": round(attacked / seconds, 1) if seconds > 0 else None},
         "checks": {"C01": "pass"}, "flags": [], "created": now(),
     }
 

@@ -52,6 +52,9 @@ def test_quick_suite_and_eot_on_a_deterministic_model(home):
     assert {c["attack"]["id"] for c in cards} == {"fgsm", "pgd10", "apgd-ce", "square", "noise-uniform"}
     assert all(c["attack"]["eot"] == 1 and "deterministic" in c["attack"]["eot_note"] for c in cards)
     assert {c["attack"]["params"].get("steps") for c in cards if c["attack"]["id"] == "apgd-ce"} == {25}
+    # throughput: printed at the end and kept in each card (samples attacked per second)
+    assert "images/s" in result.output
+    assert all(c["timing"]["images_per_s"] > 0 for c in cards if c["eval"]["attacked"])
     assert fragment_in(invoke("attack", "--suite", "quik", "--home", home), "did you mean 'quick'")
     assert fragment_in(invoke("attack", "--eot", "0", "--attacks", "fgsm", "--home", home),
                        "--eot must be at least 1")
