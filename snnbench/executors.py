@@ -106,6 +106,16 @@ def ray_module() -> Any:
     return ray
 
 
+def runtime_env(env_vars: dict[str, str] | None = None) -> dict[str, Any]:
+    """Ray's runtime env for snnbench's workers: the driver's own snnbench package is shipped
+    to them (on a cluster, and when the driver's working directory holds another copy: Ray
+    puts that directory on the workers' path)."""
+    env: dict[str, Any] = {"py_modules": [str(Path(__file__).resolve().parent)]}
+    if env_vars:
+        env["env_vars"] = dict(env_vars)
+    return env
+
+
 @contextlib.contextmanager
 def connect(address: str | None = None) -> Iterator[Any]:
     """Ray, connected to ``address`` (``auto``: the running cluster; None: start a local one
@@ -115,7 +125,8 @@ def connect(address: str | None = None) -> Iterator[Any]:
         yield ray
         return
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                 runtime_env=runtime_env())
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise SnnbenchError(f"cannot connect to the Ray cluster at {address!r} ({exc}); start "
                             "one with `ray start --head` or drop --ray-address") from None

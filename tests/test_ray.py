@@ -33,7 +33,8 @@ def armed(tmp_path_factory):
 @pytest.fixture(scope="module", autouse=True)
 def local_ray(armed):
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": {executors.FAULT_ENV: str(armed), "SNNBENCH_THREADS": "1"}})
+             runtime_env=executors.runtime_env({executors.FAULT_ENV: str(armed),
+                                                "SNNBENCH_THREADS": "1"}))
     yield
     ray.shutdown()
 
@@ -56,9 +57,18 @@ def stored(home):
         return store._db.execute("SELECT model_sha, attack_key, chunk FROM chunks").fetchall()
 
 
-def test_workers_import_this_checkout():
-    where = ray.get(ray.remote(lambda: __import__("snnbench").__file__).remote())
-    assert where == snnbench.__file__
+def test_workers_import_the_drivers_snnbench():
+    """Workers run the driver's package, not another copy on their path (such as a source
+    checkout in the working directory of a driver that imports an installed snnbench)."""
+    def digest() -> str:
+        import hashlib
+        import importlib
+        from pathlib import Path
+
+        module = importlib.import_module("snnbench.evaluate")   # not the evaluate() function
+        return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()
+
+    assert ray.get(ray.remote(digest).remote()) == digest()
 
 
 def test_ray_matches_local_for_the_same_seed(both, tmp_path):
