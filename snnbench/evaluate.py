@@ -71,20 +71,32 @@ class ModelInfo:
                    int(getattr(model, "timesteps", 0)), bool(getattr(model, "stochastic", False)))
 
 
+def eval_draws(info: ModelInfo, config: EvalConfig) -> int:
+    """Evaluation draws per sample: ``k_eval`` for a stochastic model, one otherwise."""
+    return config.k_eval if info.stochastic else 1
+
+
 def attack_key(attack: Attack, info: ModelInfo, config: EvalConfig, n: int) -> str:
     """The attack's key plus every evaluation setting and library version."""
-    k_eval = config.k_eval if info.stochastic else 1
+    k_eval = eval_draws(info, config)
     v = library_versions()
     return (f"{attack.key()}|k_eval={k_eval}|data={info.dataset}:{config.split}:n={n}:balanced"
             f"|chunk={config.chunk_size}|seed={config.seed}|torch={v['torch']}"
             f"|torchattacks={v['torchattacks']}|pyautoattack={v['pyautoattack']}")
 
 
+def sample_indices(y: torch.Tensor, n: int | None, num_classes: int) -> np.ndarray:
+    """The indices of the class-balanced evaluation subset (first n/#classes per class)."""
+    if n is None or n >= len(y):
+        return np.arange(len(y))
+    return np.asarray(balanced_subset(y, n, num_classes))
+
+
 def select_samples(x: torch.Tensor, y: torch.Tensor, n: int | None, num_classes: int):
     """The class-balanced evaluation subset (first n/#classes samples per class)."""
     if n is None or n >= len(y):
         return x, y
-    idx = balanced_subset(y, n, num_classes)
+    idx = sample_indices(y, n, num_classes)
     return x[idx], y[idx]
 
 
@@ -107,7 +119,7 @@ def _draws(config: EvalConfig, tag: str, index: int, k: int) -> list[int]:
 
 def data_key(info: ModelInfo, config: EvalConfig, n: int) -> str:
     """What the clean draws of a chunk depend on besides the model: data, cut, draws, seed."""
-    k_eval = config.k_eval if info.stochastic else 1
+    k_eval = eval_draws(info, config)
     return (f"{info.dataset}:{config.split}:n={n}:balanced|chunk={config.chunk_size}"
             f"|k_eval={k_eval}|seed={config.seed}|torch={library_versions()['torch']}")
 
@@ -122,7 +134,7 @@ def clean_draws(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, index: in
     cached = store.clean_draws(info.sha256, key, index) if store is not None else None
     if cached is not None and len(cached[0]) == len(y):
         return cached
-    k_eval = config.k_eval if info.stochastic else 1
+    k_eval = eval_draws(info, config)
     select = count_correct(model, x, y, k_eval, _draws(config, "eval", index, k_eval), device,
                            config.batch_size)
     report = count_correct(model, x, y, k_eval, _draws(config, "eval-report", index, k_eval),
@@ -147,7 +159,7 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
     attacked, and the chunk stores the per-sample minimum with it.
     """
     start = time.perf_counter()
-    k_eval = config.k_eval if info.stochastic else 1
+    k_eval = eval_draws(info, config)
     task_seed = stable_seed(config.seed, info.sha256, key, index)
     count = lambda inputs, labels, tag: count_correct(  # noqa: E731
         model, inputs, labels, k_eval, _draws(config, tag, index, k_eval), device, config.batch_size)

@@ -28,11 +28,11 @@ from snnbench.attacks import Attack
 from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack
 from snnbench.checkpoint import load, model_dir
 from snnbench.config import ModelConfig, TrainConfig
-from snnbench.data import balanced_subset, dataset_info, load_dataset
+from snnbench.data import dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
 from snnbench.evaluate import (ChunkCallback, EvalConfig, ModelInfo, Plan, Task, cached_clean,
-                               clean_draws, compute_task, finish_plan, plan_attacks, run_attacks,
-                               stored_chunk)
+                               clean_draws, compute_task, eval_draws, finish_plan, plan_attacks,
+                               run_attacks, sample_indices, stored_chunk)
 from snnbench.runtime import resolve_device
 from snnbench.store import Chunk, ResultStore
 from snnbench.train import TrainOutcome, train_model
@@ -204,14 +204,6 @@ def attack_worker(job: Job, task: Task, indices: np.ndarray,
     return chunk
 
 
-def sample_indices(dataset: str, split: str, n: int | None, data_root: str | None) -> np.ndarray:
-    """The indices of :func:`snnbench.evaluate.select_samples` (labels only are needed)."""
-    _, y = load_dataset(dataset, split, data_root)
-    if n is None or n >= len(y):
-        return np.arange(len(y))
-    return np.asarray(balanced_subset(y, n, dataset_info(dataset).num_classes))
-
-
 def run_ray(ray: Any, job: Job, attacks: list[Attack], store: ResultStore,
             on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
             cascade: bool = False, per_attack_full: bool = True,
@@ -221,7 +213,8 @@ def run_ray(ray: Any, job: Job, attacks: list[Attack], store: ResultStore,
     The tasks and their order are the local executor's; ``max_chunks`` caps the tasks sent.
     """
     info, config = job.info, job.config
-    indices = sample_indices(info.dataset, config.split, config.n, job.data_root)
+    _, labels = load_dataset(info.dataset, config.split, job.data_root)
+    indices = sample_indices(labels, config.n, dataset_info(info.dataset).num_classes)
     plan = plan_attacks(info, attacks, config, len(indices), cascade, per_attack_full, paired)
     gpus = task_gpus(ray, job.device)
     job_ref = ray.put(job)
@@ -255,8 +248,8 @@ def run_ray(ray: Any, job: Job, attacks: list[Attack], store: ResultStore,
     for index, ref in cleans.items():
         with contextlib.suppress(ray.exceptions.RayError):
             selection, report = ray.get(ref)
-            k_eval = config.k_eval if info.stochastic else 1
-            store.put_clean_draws(info.sha256, plan.clean_key, index, k_eval, selection, report)
+            store.put_clean_draws(info.sha256, plan.clean_key, index, eval_draws(info, config),
+                                  selection, report)
     return finish_plan(plan, store, info, config), failures
 
 

@@ -23,7 +23,8 @@ from typing import Any
 from snnbench.config import format_eps
 from snnbench.files import atomic_write_text
 from snnbench.layouts import LayoutTable
-from snnbench.report import BANNER, Leaderboard, _drop_cell, build_leaderboard, describe
+from snnbench.report import (BANNER, Leaderboard, _cell, _drop_cell, build_leaderboard,
+                             describe)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -87,8 +88,7 @@ def interval_cell(acc: float | None, ci: list[float] | None) -> Cell:
         return Cell()
     if not ci:
         return Cell(_pct(acc), f"{acc:.6f}")
-    half = 100 * max(acc - ci[0], ci[1] - acc)
-    return Cell(f"{100 * acc:.2f} ± {half:.2f}", f"{acc:.6f}", title="95% interval",
+    return Cell(_cell(acc, ci), f"{acc:.6f}", title="95% interval",
                 note=f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]")
 
 

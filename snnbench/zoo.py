@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import tomli_w
+
 from snnbench.checkpoint import CARD, WEIGHTS, default_home, load_card, model_dir, verify
 from snnbench.errors import SnnbenchError
 from snnbench.files import atomic_write, atomic_write_text, sha256_file
@@ -69,32 +71,19 @@ class ZooEntry:
     # the manifest's folder: a relative local path in ``urls`` is relative to it (not written)
     base: Path | None = field(default=None, compare=False)
 
-    def to_toml(self) -> str:
-        lines = [f"[models.{_quote(self.name)}]"]
-        for key in ("defense", "arch", "dataset", "timesteps", "urls", "sha256", "size",
-                    "weights_sha256", "licence", "paper", "recipe", "clean_accuracy"):
-            value = getattr(self, key)
-            if value is not None and value != "":
-                lines.append(f"{key} = {_toml_value(value)}")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(self.extra.items())]
-        return "\n".join(lines) + "\n"
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest table of this entry (TOML has no null: empty values are left out)."""
+        table = {key: getattr(self, key) for key in (
+            "defense", "arch", "dataset", "timesteps", "urls", "sha256", "size",
+            "weights_sha256", "licence", "paper", "recipe", "clean_accuracy")}
+        table["urls"] = list(self.urls)
+        return _without_none({**table, **dict(sorted(self.extra.items()))})
 
 
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):       # an inline table; TOML has no null, so None is left out
-        return "{ " + ", ".join(f"{_quote(k)} = {_toml_value(v)}" for k, v in sorted(value.items())
-                                if v is not None) + " }"
-    return _quote(str(value))
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None and v != ""}
+    return value
 
 
 def manifest_path(manifest: str | Path | None = None) -> Path:
@@ -399,6 +388,6 @@ def write_entry(entry: ZooEntry, manifest: str | Path | None = None) -> Path:
     path = Path(manifest) if manifest is not None else Path("zoo") / "models.toml"
     entries = read_manifest(path) if path.is_file() else {}
     entries[entry.name] = entry
-    text = BANNER + "".join("\n" + entries[n].to_toml() for n in sorted(entries))
+    text = BANNER + "\n" + tomli_w.dumps({"models": {n: entries[n].to_dict() for n in sorted(entries)}})
     atomic_write_text(path, text)
     return path

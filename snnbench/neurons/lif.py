@@ -21,6 +21,7 @@ overriding :meth:`LIF.fused_inputs` (so a new neuron is correct before it is fas
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -72,6 +73,14 @@ class FusedInputs:
 
 def _owner(cls: type, name: str) -> type:
     return next(c for c in cls.__mro__ if name in c.__dict__)
+
+
+@functools.cache
+def _fuses(cls: type) -> bool:
+    """Whether ``cls`` overrides ``fused_inputs`` wherever it overrides charge, fire or reset
+    (once per class: ``simulate`` asks on every forward)."""
+    inputs = _owner(cls, "fused_inputs")
+    return all(issubclass(inputs, _owner(cls, name)) for name in ("charge", "fire", "reset"))
 
 
 class LIF(nn.Module):
@@ -135,11 +144,7 @@ class LIF(nn.Module):
         """Whether this call may take the fused loop (module docstring)."""
         if not self.fused or self.record_potentials or self.record_currents:
             return False
-        cls = type(self)
-        inputs = _owner(cls, "fused_inputs")
-        if not all(issubclass(inputs, _owner(cls, name)) for name in ("charge", "fire", "reset")):
-            return False
-        return neuron_impl() == "fused"
+        return _fuses(type(self)) and neuron_impl() == "fused"
 
     def fused_inputs(self, steps: torch.Tensor) -> FusedInputs:
         """The decays, gains and noise of this call for the fused loop; ``steps`` is ``[T, B, ...]``.
