@@ -12,10 +12,11 @@ Needs SpikingJelly (``pip install -e .[bench]``). Three parts, each on the CPU:
    decay_input=False, v_reset=0, surrogate ATan(alpha=2), step_mode='m')``, the same neuron:
    the run checks that both give the same spikes. Its CPU path (no Triton, no CUDA) is its own
    plain-PyTorch multi-step loop.
-2. **Network**: snnbench's ``tiny`` arch at CIFAR size (32x32x3, 10 classes): one training step
+2. **Network**: snnbench's ``tiny`` arch at CIFAR size (32x32x3, 10 classes), placed as
+   snnbench places it on the CPU (channels_last, ``runtime.place``): one training step
    (forward, cross-entropy, backward, SGD step) and one inference forward (eval, no_grad), with
    our neurons (fused, naive) and with every neuron swapped for SpikingJelly's LIFNode (same
-   weights, same spikes).
+   weights, same layout, same spikes); and the fused model in NCHW, for the layout's share.
 3. **Allocator**: the fused training step (smallest T) in fresh subprocesses, without and with
    ``runtime.tune_allocator()`` (glibc mallopt; it cannot be undone inside one process), at
    ``--allocator-batch`` sizes: glibc's dynamic mmap threshold stops at 32 MiB, so the setting
@@ -174,9 +175,10 @@ def neuron_part(timesteps: int, batch: int, repeats: int) -> None:
 
 
 def network(timesteps: int) -> nn.Module:
+    """The tiny arch as snnbench runs it on the CPU (``runtime.place``: channels_last)."""
     torch.manual_seed(0)
-    return create_model("vanilla", arch="tiny", dataset="cifar10", timesteps=timesteps,
-                        track="tgo", settings=SETTINGS)
+    return runtime.place(create_model("vanilla", arch="tiny", dataset="cifar10",
+                                      timesteps=timesteps, track="tgo", settings=SETTINGS), "cpu")
 
 
 def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Callable[[], object]:
@@ -209,37 +211,41 @@ def data(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def network_part(timesteps: int, batch: int, repeats: int) -> None:
     ours = network(timesteps)
-    theirs = sj_twin(ours, timesteps)
+    theirs = sj_twin(ours, timesteps)              # same weights and layout, SJ's neurons
     images, labels = data(batch)
     with torch.no_grad():
         same = torch.equal(ours.eval()(images), theirs.eval()(images))
+    nchw = copy.deepcopy(ours).to(memory_format=torch.contiguous_format)
     # Separate copies per variant: each trains its own weights (same start).
-    models = {"fused": ours, "naive": copy.deepcopy(ours), "sj": theirs}
-    train = {"fused": with_impl("fused", train_step(models["fused"], images, labels)),
-             "naive": with_impl("naive", train_step(models["naive"], images, labels)),
-             "sj": train_step(models["sj"], images, labels)}
-    infer = {"fused": with_impl("fused", inference(ours, images)),
-             "naive": with_impl("naive", inference(ours, images)),
-             "sj": inference(theirs, images)}
+    models = {"fused": ours, "naive": copy.deepcopy(ours), "sj": theirs, "fused-nchw": nchw}
+    impl = {"fused": "fused", "naive": "naive", "fused-nchw": "fused"}
+    train = {name: with_impl(impl[name], train_step(models[name], images, labels))
+             if name in impl else train_step(models[name], images, labels) for name in models}
+    infer = {name: with_impl(impl[name], inference(models[name], images))
+             if name in impl else inference(models[name], images) for name in models}
     memory = {}
     for name, model in models.items():
         model.train()
         forward = (lambda m=model: m(images))
-        run = with_impl(name, forward) if name != "sj" else forward
+        run = with_impl(impl[name], forward) if name in impl else forward
         memory[name] = saved_bytes(run, tuple(model.parameters()) + tuple(model.buffers()))
     train_s = medians(train, repeats)
     infer_s = medians(infer, repeats)
-    print(f"\n[network] tiny arch, CIFAR size 32x32x3, T={timesteps}, B={batch}; "
-          f"same logits with SJ neurons: {'yes' if same else 'NO'}")
-    print(f"  {'':8}{'train ms':>10}{'infer ms':>10}{'saved MiB':>11}")
+    print(f"\n[network] tiny arch, CIFAR size 32x32x3, T={timesteps}, B={batch}, channels_last "
+          f"(fused-nchw: the same in NCHW); same logits with SJ neurons: "
+          f"{'yes' if same else 'NO'}")
+    print(f"  {'':11}{'train ms':>10}{'infer ms':>10}{'saved MiB':>11}")
     for name in models:
-        print(f"  {name:8}{1000 * train_s[name]:10.1f}{1000 * infer_s[name]:10.1f}"
+        print(f"  {name:11}{1000 * train_s[name]:10.1f}{1000 * infer_s[name]:10.1f}"
               f"{memory[name] / MIB:11.1f}")
     print(f"  fused vs SJ: train {ratio(train_s['sj'], train_s['fused'])}, "
           f"infer {ratio(infer_s['sj'], infer_s['fused'])} faster, "
           f"{memory['fused'] / memory['sj']:.2f} of its saved memory")
     print(f"  fused vs naive: train {ratio(train_s['naive'], train_s['fused'])}, "
           f"infer {ratio(infer_s['naive'], infer_s['fused'])} faster")
+    print(f"  channels_last vs NCHW (fused): train "
+          f"{ratio(train_s['fused-nchw'], train_s['fused'])}, "
+          f"infer {ratio(infer_s['fused-nchw'], infer_s['fused'])} faster")
 
 
 def child_train(timesteps: int, batch: int, repeats: int, tune: bool) -> None:

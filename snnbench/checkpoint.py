@@ -22,6 +22,7 @@ from torch import nn
 from snnbench.errors import SnnbenchError
 from snnbench.files import atomic_write, atomic_write_json, sha256_file
 from snnbench.model import ModelSpec, build
+from snnbench.runtime import place
 
 CARD_SCHEMA = "snnbench.model"
 CARD_VERSION = 1
@@ -171,4 +172,4 @@ def load(ref: str | Path, home: Path | None = None, device: str | torch.device =
         first = str(exc).splitlines()[0] if str(exc) else "shape mismatch"
         raise SnnbenchError(f"the weights in {folder} do not fit arch {spec.arch!r} as its card "
                             f"describes it ({first})") from None
-    return model.to(device).eval()
+    return place(model, device).eval()

@@ -21,7 +21,7 @@ from snnbench.data import dataset_info, input_card, load_dataset
 from snnbench.errors import SnnbenchError
 from snnbench.files import sha256_file, stable_seed
 from snnbench.model import ModelSpec, build, resolve
-from snnbench.runtime import resolve_device
+from snnbench.runtime import place, resolve_device
 from snnbench.train import TrainOutcome, accuracy
 
 NESTED = ("state_dict", "model", "net")      # where training scripts commonly put the weights
@@ -113,7 +113,7 @@ def import_checkpoint(path: str | Path, config: ModelConfig, *, home: Path | Non
     dev = resolve_device(device)
     x_test, y_test = load_dataset(spec.dataset, "test", data_root)
     torch.manual_seed(stable_seed(file_sha, "import"))     # one draw for a stochastic model
-    model = model.to(dev)
+    model = place(model, dev)
     clean = accuracy(model, x_test, y_test, dev)
     info = dataset_info(spec.dataset)
     card = save_checkpoint(folder, model, spec, {

@@ -86,7 +86,8 @@ def build(spec: ModelSpec) -> SpikingModel:
                                 in_channels=info.channels, num_classes=info.num_classes,
                                 image_size=info.image_size)
     return SpikingModel(body, spec.timesteps, info.mean, info.std,
-                        stochastic=defense.stochastic(), events=info.frames > 0)
+                        stochastic=defense.stochastic(), events=info.frames > 0,
+                        channels_last_on=ARCHS.entry(spec.arch).extra.get("channels_last", ()))
 
 
 def create_model(defense: str = "vanilla", *, arch: str = "tiny", dataset: str = "digits",

@@ -107,6 +107,29 @@ def tune_allocator(keep_bytes: int = KEEP_BYTES) -> bool:
     return _allocator_tuned
 
 
+CHANNELS_LAST_ENV = "SNNBENCH_CHANNELS_LAST"
+
+
+def place(model: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+    """``model`` on ``device``, its conv weights channels_last where its arch runs faster so.
+
+    An arch declares the device types where channels_last pays (``channels_last=`` in its
+    registration; measured on the CPU in docs/performance.md). A conv with channels_last weights
+    gives channels_last outputs, and batch norm, pooling and our neurons keep the layout, so the
+    inputs need no change. Numbers are the same either way: the layout changes strides, not
+    values (the forward logits were bit-identical in every arch measured). ``SNNBENCH_CHANNELS_LAST``
+    = ``1`` or ``0`` forces it on or off.
+    """
+    device = torch.device(device)
+    model = model.to(device)
+    forced = os.environ.get(CHANNELS_LAST_ENV, "").strip().lower()
+    if forced not in ("", "auto", "0", "1"):
+        raise SnnbenchError(f"{CHANNELS_LAST_ENV} must be 0, 1 or auto, got {forced!r}")
+    wanted = device.type in getattr(model, "channels_last_on", ()) if forced in ("", "auto") \
+        else forced == "1"
+    return model.to(memory_format=torch.channels_last if wanted else torch.contiguous_format)
+
+
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA where supported; fp32 elsewhere (fp16 would need loss scaling)."""
     if device.type != "cuda" or not enabled or not torch.cuda.is_bf16_supported():

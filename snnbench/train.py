@@ -34,7 +34,7 @@ from snnbench.files import atomic_write_json, stable_seed
 from snnbench.model import ModelSpec, build, resolve
 from snnbench.neurons import spiking_neurons
 from snnbench.train_schedule import cosine_lr
-from snnbench.runtime import autocast, batches, is_oom, resolve_device
+from snnbench.runtime import autocast, batches, is_oom, place, resolve_device
 
 STATE = "train-state.safetensors"
 STATE_JSON = "train-state.json"
@@ -106,7 +106,7 @@ def _load_state(folder: Path, model: nn.Module, optimizers: list[torch.optim.Opt
     model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
     owned = [(opt, p) for opt in optimizers for g in opt.param_groups for p in g["params"]]
     for i, (opt, p) in enumerate(owned):   # the order _momentum_holder saved them in
-        opt.state[p]["momentum_buffer"] = state[f"momentum.{i}"].to(p.device)
+        opt.state[p]["momentum_buffer"] = torch.empty_like(p).copy_(state[f"momentum.{i}"])  # p's layout
     return int(meta["epochs_done"]), list(meta["history"])
 
 
@@ -192,7 +192,7 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
     x_test, y_test = load_dataset(spec.dataset, "test", data_root)
     info = dataset_info(spec.dataset)
     torch.manual_seed(stable_seed(train.seed, "init"))
-    model = build(spec).to(dev)
+    model = place(build(spec), dev)
     defense = create_defense(spec.defense, spec.settings, spec.track)
     defense.setup(model)
     decay = train.weight_decay if train.weight_decay is not None else \

@@ -35,16 +35,20 @@ class SpikingModel(nn.Module):
 
     ``stochastic`` declares whether the forward pass draws random numbers (noise, random decays,
     gates); it never depends on ``self.training``, so attacks in eval mode keep the randomness.
+    ``channels_last_on``: device types where the body runs faster with channels_last weights
+    (its arch's registration; ``runtime.place`` applies it).
     """
 
     def __init__(self, body: nn.Module, timesteps: int, mean: Sequence[float],
-                 std: Sequence[float], stochastic: bool = False, events: bool = False) -> None:
+                 std: Sequence[float], stochastic: bool = False, events: bool = False,
+                 channels_last_on: Sequence[str] = ()) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.body = body
         self.timesteps = timesteps
         self.stochastic = stochastic
         self.events = events
+        self.channels_last_on = tuple(channels_last_on)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]

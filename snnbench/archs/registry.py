@@ -1,6 +1,12 @@
 """The architecture registry. A builder takes a neuron factory and the data's shape and returns
 the body ``[T*B, C, H, W] -> [T*B, K]`` (normalisation and the time average are added by
-``SpikingModel``)."""
+``SpikingModel``).
+
+A registration's ``channels_last`` names the device types where the arch runs faster with
+channels_last weights (``runtime.place``). On the CPU it is measured per arch
+(docs/performance.md: the tiny arch gains, the deep ones lose in training); on CUDA it follows
+PyTorch's guidance for conv nets under mixed precision (tensor cores want NHWC), not yet
+measured here."""
 from __future__ import annotations
 
 from typing import Callable

@@ -14,7 +14,7 @@ from snnbench.neurons import NeuronFactory
 
 
 @ARCHS.register("tiny", summary="2 conv spiking layers + linear readout, for CPU tests (ours)",
-                paper="snnbench (RECONSTRUCTED)")
+                paper="snnbench (RECONSTRUCTED)", channels_last=("cpu", "cuda"))
 def tiny(neuron: NeuronFactory, *, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     size = image_size
     body = nn.Sequential(

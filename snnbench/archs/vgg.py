@@ -41,7 +41,8 @@ def _features(neuron: NeuronFactory, in_channels: int,
 
 
 @ARCHS.register("vgg11", summary="PKU VGG-11: 8 conv-BN-LIF, 3 avgpools, 2 x 4096 spiking FC",
-                paper="Ding et al. NeurIPS 2022 (SNN-RAT, PKU code); TGO arXiv 2602.20548")
+                paper="Ding et al. NeurIPS 2022 (SNN-RAT, PKU code); TGO arXiv 2602.20548",
+                channels_last=("cuda",))
 def vgg11(neuron: NeuronFactory, *, in_channels: int, num_classes: int,
           image_size: int) -> nn.Module:
     """The PKU VGG-11 body ``[T*B, C, H, W] -> [T*B, K]``; ``image_size`` must be at least 8."""

@@ -60,6 +60,15 @@ def use_neuron_impl(impl: str) -> Iterator[None]:
         _forced_impl = previous
 
 
+def normal_like(like: torch.Tensor) -> torch.Tensor:
+    """Standard normal draws shaped like ``like``, in row-major order whatever its layout.
+
+    ``torch.randn_like`` fills memory in storage order, so a channels_last tensor would get the
+    same numbers at other positions: the same seed would give other draws on another layout.
+    """
+    return torch.randn(like.shape, dtype=like.dtype, device=like.device)
+
+
 @dataclass
 class FusedInputs:
     """What a neuron adds to the fused loop: decays, DLIF's gains, the noise drawn this call."""

@@ -15,7 +15,7 @@ RECONSTRUCTED reading of the paper's "variance 0.4"), ``mode = "escape"`` (RECON
 the firing decision is noisy, recorded potentials stay noise-free), ``noise_at_eval = True``.
 ``noise_at_eval = False`` switches the noise off while ``self.training`` is False: the one
 documented exception to "randomness never depends on the mode". ``noise_var = 0`` draws nothing
-and is the track's LIF bit for bit. Noise comes from ``torch.randn_like`` (PyTorch's global
+and is the track's LIF bit for bit. Noise comes from ``normal_like`` (PyTorch's global
 generator), so ``torch.manual_seed`` reproduces a draw.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 
 from snnbench.config import NeuronConfig
 from snnbench.errors import SnnbenchError
-from snnbench.neurons.lif import LIF, FusedInputs
+from snnbench.neurons.lif import LIF, FusedInputs, normal_like
 from snnbench.neurons.surrogate import spike
 
 MODES = ("escape", "diffusive")
@@ -63,19 +63,19 @@ class NoisyLIF(LIF):
     def charge(self, v: torch.Tensor, current: torch.Tensor, t: int) -> torch.Tensor:
         u = super().charge(v, current, t)
         if self.mode == "diffusive" and self.noise_on():
-            u = u + self.noise_std * torch.randn_like(u)
+            u = u + self.noise_std * normal_like(u)
         return u
 
     def fused_inputs(self, steps: torch.Tensor) -> FusedInputs:
         """The track's decay and this call's noise, drawn per step as the naive loop draws it."""
         if not self.noise_on():
             return FusedInputs(decay=self.config.decay)
-        noise = torch.stack([self.noise_std * torch.randn_like(step) for step in steps])
+        noise = torch.stack([self.noise_std * normal_like(step) for step in steps])
         return FusedInputs(decay=self.config.decay, noise=noise, escape=self.mode == "escape")
 
     def fire(self, u: torch.Tensor, t: int) -> torch.Tensor:
         if self.mode != "escape" or not self.noise_on():
             return super().fire(u, t)
-        noisy = u + self.noise_std * torch.randn_like(u)   # xi has no grad: a constant
+        noisy = u + self.noise_std * normal_like(u)   # xi has no grad: a constant
         surrogate = self.attack_surrogate or self.surrogate
         return spike(noisy - self.config.theta, surrogate, self.config.spike_ge)

@@ -16,7 +16,7 @@ reports that learning it collapses it to 0), ``per_step = True``.
 Random in training, attack and evaluation alike (never keyed on ``self.training``); nothing is
 cached across forward calls. ``sigma = 0`` draws nothing and uses the same expression as LIF with
 ``k = sigmoid(0) = 0.5``, so it is the track's LIF (decay 0.5) bit for bit. Draws come from
-``torch.randn_like`` (PyTorch's global generator). ``record_decays`` keeps each step's k in
+``normal_like`` (PyTorch's global generator). ``record_decays`` keeps each step's k in
 ``decays`` (like ``record_potentials``), for tests and diagnostics.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 
 from snnbench.config import NeuronConfig
 from snnbench.errors import SnnbenchError
-from snnbench.neurons.lif import LIF, FusedInputs
+from snnbench.neurons.lif import LIF, FusedInputs, normal_like
 
 
 class RandHetLIF(LIF):
@@ -56,7 +56,7 @@ class RandHetLIF(LIF):
         """Decays ``sigmoid(sigma * eps)`` shaped like ``like``; eps = 0 when sigma = 0."""
         if self.sigma == 0:
             return torch.sigmoid(torch.zeros_like(like))
-        return torch.sigmoid(self.sigma * torch.randn_like(like))
+        return torch.sigmoid(self.sigma * normal_like(like))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.decays = []
