@@ -142,7 +142,7 @@ def _train_epoch(model: nn.Module, defense: Composite, optimizer: torch.optim.Op
         x_in = defense.training_inputs(model, xb, yb)
         model.train()
         with autocast(device, train.amp):
-            logits = (forward or model)(x_in)
+            logits = (model if forward is None else forward)(x_in)
             ctx = LossContext(model, xb, x_in, yb, logits, epoch, train.epochs)
             task = defense.task_loss(ctx)
             loss = F.cross_entropy(logits.float(), yb) if task is None else task
