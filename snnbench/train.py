@@ -8,7 +8,8 @@ CPU; ``compile`` runs the forward and backward through ``torch.compile`` (opt-in
 
 Resume: after each epoch the weights, the optimiser's momentum and the history go to
 ``train-state.safetensors`` + ``train-state.json``. Each epoch's shuffling and random draws are
-seeded from (seed, epoch), so a resumed run continues exactly where the killed one stopped.
+seeded from (seed, epoch), and each batch's crop and flip from (seed, epoch, batch), so a resumed
+run continues exactly where the killed one stopped, with any number of loader workers.
 """
 from __future__ import annotations
 

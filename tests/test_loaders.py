@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_cli import invoke, one_line_error
 
 from snnbench.config import ModelConfig, TrainConfig
 from snnbench.errors import SnnbenchError
@@ -68,3 +69,8 @@ def test_default_workers_and_bad_counts():
     with pytest.raises(SnnbenchError, match="--workers must be at least 0"):
         train_model(ModelConfig("vanilla", "tiny", "digits", 2), TrainConfig(epochs=1),
                     device="cpu", workers=-1)
+
+
+def test_cli_refuses_a_negative_worker_count(tmp_path):
+    result = invoke("train", "vanilla", "--workers", "-1", "--home", tmp_path)
+    assert result.exit_code == 2 and "--workers must be at least 0" in one_line_error(result)
