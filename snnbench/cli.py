@@ -35,7 +35,7 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on erro
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the leaderboard files.")]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (this process) or ray (tasks on a Ray cluster; needs the ray extra: docs/scaling.md).")]
-CompileOpt = Annotated[bool, typer.Option("--compile", help="Run the model through torch.compile (opt-in; same results, faster once compiled on a GPU).")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="Run the model through torch.compile (opt-in; the first batches pay for compiling).")]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Processes that build training batches (default: 0 on the CPU, up to 4 on CUDA).")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to use with --executor ray, e.g. auto or HOST:6379 (default: start a local one).")]
 

@@ -154,10 +154,12 @@ def compile_model(model: nn.Module) -> nn.Module:
 
     The weights stay those of ``model``: save and load it, never the wrapper, whose state_dict
     keys carry an ``_orig_mod.`` prefix. Compilation is lazy: wrap the calls in
-    :func:`compile_errors` to turn a failure at the first call into one line.
+    :func:`compile_errors` to turn a failure at the first call into one line. Random draws
+    (noisy and stochastic neurons) use torch's own generator, as in eager mode, rather than
+    inductor's: a stochastic model then draws the same noise compiled or not.
     """
     try:
-        return torch.compile(model)
+        return torch.compile(model, options={"fallback_random": True})
     except Exception as exc:          # e.g. a Python version dynamo does not support yet
         raise SnnbenchError(_compile_failed(exc)) from None
 

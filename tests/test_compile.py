@@ -26,7 +26,7 @@ def fresh_dynamo():
 def with_backend(monkeypatch, backend) -> None:
     """``torch.compile`` as snnbench calls it, with another backend (cheap, or broken)."""
     real = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda model: real(model, backend=backend))
+    monkeypatch.setattr(torch, "compile", lambda model, **_: real(model, backend=backend))
 
 
 def test_compiled_model_matches_eager_logits_and_input_gradients():
