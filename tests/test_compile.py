@@ -49,7 +49,7 @@ def test_compiled_model_matches_eager_logits_and_input_gradients():
 
 
 def test_trained_with_compile_saves_plain_weights_and_runtime_flag(tmp_path, monkeypatch):
-    with_backend(monkeypatch, "aot_eager")        # the wrapping, not inductor, is tested here
+    with_backend(monkeypatch, "eager")            # the wrapping, not inductor, is tested here
     train = TrainConfig(epochs=1, batch_size=479)   # 1,437 digits: three equal batches
     compiled = train_model(CONFIG, train, home=tmp_path, device="cpu", compile=True)
     model = snnbench.load(compiled.name, tmp_path)  # strict load into the plain module
@@ -60,7 +60,7 @@ def test_trained_with_compile_saves_plain_weights_and_runtime_flag(tmp_path, mon
 
 def test_attack_with_compile_matches_eager_and_says_so(home, monkeypatch):
     eager = api.attack(home=home, attacks=["fgsm"], n=60, device="cpu")
-    with_backend(monkeypatch, "aot_eager")
+    with_backend(monkeypatch, "eager")
     kwargs = dict(attacks=["fgsm"], n=60, device="cpu", compile=True, chunk_size=60)
     compiled = api.attack(home=home, **kwargs)
     assert compiled[0]["env"]["compiled"] is True and "compiled" not in eager[0]["env"]
