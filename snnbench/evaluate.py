@@ -118,8 +118,8 @@ def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: int
     """Per-sample number of correct predictions over ``draws`` forward passes."""
     counts = np.zeros(len(y), dtype=np.int64)
     for seed in list(seeds)[:draws]:
-        torch.manual_seed(seed)
-        preds, _ = map_batches(lambda s: model(x[s].to(device)).argmax(1).cpu(), len(y), batch_size)
+        preds, _ = map_batches(lambda s: model(x[s].to(device)).argmax(1).cpu(), len(y), batch_size,
+                               restart=lambda: torch.manual_seed(seed))
         if preds:
             counts += (torch.cat(preds) == y).numpy()
     return counts

@@ -172,7 +172,7 @@ def is_compiled(model: nn.Module) -> bool:
 def _compile_failed(exc: BaseException) -> str:
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     return (f"--compile failed ({type(exc).__name__}: {reason}); run the same command without "
-            "--compile (eager mode gives the same results)")
+            "--compile (it only changes the speed)")
 
 
 def _from_compiler(exc: BaseException | None) -> bool:
