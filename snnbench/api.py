@@ -127,13 +127,14 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
            device: str = "auto", data_root: str | Path | None = None,
            on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
            checks: bool | None = None, executor: str = "local",
-           ray_address: str | None = None) -> list[dict]:
+           ray_address: str | None = None, compile: bool = False) -> list[dict]:
     """Attack the named models of the home (all when none), storing every chunk; the result cards.
 
     ``checks`` runs the sanity checks afterwards (default: with the ``full`` suite).
     ``executor="ray"`` sends the tasks to the Ray cluster at ``ray_address`` (None: a local
     one); same seeds, same results. Chunks that fail there are reported after everything else
-    is stored (a ``SnnbenchError``); a rerun computes them.
+    is stored (a ``SnnbenchError``); a rerun computes them. ``compile`` runs the attacked
+    models through ``torch.compile`` (same results; the result cards note it).
 
     A cascade suite (``full``) runs each attack on the samples that survived the earlier ones;
     ``per_attack_full`` also gives each attack its own column on every clean-correct sample.
@@ -162,7 +163,7 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
                         for name, card, plan in plans], home=home_path(home), store=STORE,
                        config=config, device=device, data_root=data_root, on_chunk=on_chunk,
                        max_chunks=max_chunks, per_attack_full=per_attack_full,
-                       executor=executor, ray_address=ray_address)
+                       executor=executor, ray_address=ray_address, compile=compile)
     if (suite == "full" if checks is None else checks) and max_chunks is None:
         # the adaptive suite ends with the sanity checks
         check(names, home=home, eps=eps, eot=eot, seed=seed, device=device, data_root=data_root)
@@ -322,7 +323,7 @@ def sweep_attacks(sweep: Sweep, eps: float, norm: str, stochastic: bool, eot: in
 def sweep(models: Sequence[str], recipe: Recipe, *, home: str | Path | None = None,
           device: str = "auto", data_root: str | Path | None = None,
           on_chunk: ChunkCallback | None = None, executor: str = "local",
-          ray_address: str | None = None) -> list[dict]:
+          ray_address: str | None = None, compile: bool = False) -> list[dict]:
     """Run the recipe's ``[sweep]`` on the models (resumable like any attack run)."""
     if recipe.sweep is None:
         return []
@@ -335,7 +336,7 @@ def sweep(models: Sequence[str], recipe: Recipe, *, home: str | Path | None = No
     config = EvalConfig(n=recipe.sweep.n or recipe.n, k_eval=recipe.k_eval, seed=recipe.seed)
     return run_models(runs, home=home_path(home), store=STORE, config=config, device=device,
                       data_root=data_root, on_chunk=on_chunk, executor=executor,
-                      ray_address=ray_address)
+                      ray_address=ray_address, compile=compile)
 
 
 def gate(baseline: str | Path, home: str | Path | None = None, tolerance: float = 2.0) -> GateResult:
@@ -357,11 +358,14 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
         data_root: str | Path | None = None, on_epoch: EpochCallback | None = None,
         on_chunk: ChunkCallback | None = None,
         on_model: Any = None, executor: str = "local",
-        ray_address: str | None = None) -> RunOutcome:
+        ray_address: str | None = None, workers: int | None = None,
+        compile: bool = False) -> RunOutcome:
     """``snnbench run``: train the recipe's models, attack them, write the leaderboard.
 
     ``executor="ray"``: the training jobs, then the attack tasks, run on the Ray cluster at
-    ``ray_address`` (None: a local one); per-epoch progress is not reported from there."""
+    ``ray_address`` (None: a local one); per-epoch progress is not reported from there.
+    ``workers`` (training loader processes) and ``compile`` (``torch.compile``, for training
+    and attacks) change speed only; Ray training jobs use the default workers."""
     spec = load_recipe(recipe)
     check_executor(executor)
     outcome = RunOutcome(spec)
@@ -371,21 +375,23 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
             ray = stack.enter_context(executors.connect(ray_address))
             outcome.trained = executors.train_models(ray, spec.models, home=home_path(home),
                                                    data_root=data_root, device=device,
-                                                   recipe=spec.name)
+                                                   recipe=spec.name, compile=compile)
         for model_config, train_config in spec.models if executor == "local" else []:
             if on_model:
                 on_model(model_config)
             outcome.trained.append(train_model(model_config, train_config, home=home_path(home),
                                                data_root=data_root, device=device,
-                                               recipe=spec.name, on_epoch=on_epoch))
+                                               recipe=spec.name, on_epoch=on_epoch,
+                                               workers=workers, compile=compile))
         with open_store(home) as store:
             store.set_meta("recipe", spec.name)
         names = [t.name for t in outcome.trained]
         outcome.cards = attack(names, home=home, n=spec.n, k_eval=spec.k_eval, seed=spec.seed,
                                device=device, data_root=data_root, on_chunk=on_chunk,
-                               executor=executor, ray_address=ray_address)
+                               executor=executor, ray_address=ray_address, compile=compile)
         outcome.cards += sweep(names, spec, home=home, device=device, data_root=data_root,
-                               on_chunk=on_chunk, executor=executor, ray_address=ray_address)
+                               on_chunk=on_chunk, executor=executor, ray_address=ray_address,
+                               compile=compile)
     outcome.board, outcome.written = report(home, out, name=spec.name, plots=spec.sweep is not None)
     for layout in spec.layouts:
         if layout != "leaderboard":

@@ -35,6 +35,8 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on erro
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the leaderboard files.")]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (this process) or ray (tasks on a Ray cluster; needs the ray extra: docs/scaling.md).")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="Run the model through torch.compile (opt-in; the first batches pay for compiling).")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Processes that build training batches (default: 0 on the CPU, up to 4 on CUDA).")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to use with --executor ray, e.g. auto or HOST:6379 (default: start a local one).")]
 
 
@@ -147,7 +149,8 @@ def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or 
           track: Annotated[str, typer.Option(help="Neuron convention: tgo, pku or randhet.")] = "tgo",
           set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE setting; repeatable.")] = None,
           name: Annotated[Optional[str], typer.Option(help="Model name (default: DEFENSE-ARCH-DATA).")] = None,
-          seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
+          seed: SeedOpt = 0, workers: WorkersOpt = None, compile_: CompileOpt = False,
+          home: HomeOpt = None, data_root: DataRootOpt = None,
           device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Train a model (or resume an interrupted run) and save its checkpoint in the home."""
     config = ModelConfig(defense, arch, data, timesteps, track, _parse_settings(set_), name)
@@ -156,7 +159,8 @@ def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or 
         bars = _Bars(progress)
         outcome = api.train_model(config, train_config, home=api.home_path(home),
                                   data_root=data_root, device=device,
-                                  on_epoch=bars.on_epoch(name or defense))
+                                  on_epoch=bars.on_epoch(name or defense), workers=workers,
+                                  compile=compile_)
     card = outcome.card
     last = card["history"][-1] if card.get("history") else {}
     out.print(f"{outcome.status}: {outcome.name}  clean accuracy "
@@ -202,6 +206,7 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
            track: Annotated[Optional[str], typer.Option(help="ci, dev or paper (sets n and draws).")] = None,
            chunk_size: Annotated[int, typer.Option(help="Samples per stored chunk.")] = 500,
            executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None,
+           compile_: CompileOpt = False,
            seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
            device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Run the attack matrix on the home's models; stored chunks are skipped, so reruns resume."""
@@ -212,7 +217,7 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
                            per_attack_full=per_attack_full, track=track, seed=seed,
                            chunk_size=chunk_size, device=device, data_root=data_root,
                            on_chunk=_Bars(progress).on_chunk, executor=executor,
-                           ray_address=ray_address)
+                           ray_address=ray_address, compile=compile_)
     _print_cards(cards)
     if suite == "full":
         flagged = {r["model"]: r["unreliable"] for r in api.leaderboard(home).rows if r["unreliable"]}
@@ -352,7 +357,8 @@ def gate(baseline: Annotated[Path, typer.Option(help="Baseline leaderboard json.
 @command
 def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo name (default: digits).")] = None,
         out_dir: OutOpt = Path("leaderboards"), executor: ExecutorOpt = "local",
-        ray_address: RayAddressOpt = None, home: HomeOpt = None, data_root: DataRootOpt = None,
+        ray_address: RayAddressOpt = None, workers: WorkersOpt = None,
+        compile_: CompileOpt = False, home: HomeOpt = None, data_root: DataRootOpt = None,
         device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Train the recipe's models, attack them and write the leaderboard."""
     with _progress(quiet) as progress:
@@ -365,7 +371,7 @@ def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo
         outcome = api.run(recipe, home=home, out=out_dir, device=device, data_root=data_root,
                           on_epoch=lambda d, t, s: bars.on_epoch(current.get("name", ""))(d, t, s),
                           on_chunk=bars.on_chunk, on_model=on_model, executor=executor,
-                          ray_address=ray_address)
+                          ray_address=ray_address, workers=workers, compile=compile_)
     for trained in outcome.trained:
         out.print(f"model {trained.name} ({trained.status}): {trained.folder}", highlight=False)
     out.print(f"results: {api.home_path(home) / api.STORE}", highlight=False)

@@ -24,7 +24,7 @@ from snnbench.checkpoint import library_versions, now
 from snnbench.files import stable_seed
 from snnbench.data import DATASETS, balanced_subset, dataset_info
 from snnbench.metrics import accuracy_interval, encode_counts
-from snnbench.runtime import map_batches
+from snnbench.runtime import is_compiled, map_batches
 from snnbench.store import Chunk, ResultStore
 
 RESULT_SCHEMA = "snnbench.result/1"
@@ -39,8 +39,20 @@ class EvalConfig:
     k_eval: int = 3               # draws per sample for stochastic models (deterministic: 1)
     seed: int = 0
     chunk_size: int = 500
-    batch_size: int = 256
+    batch_size: int | None = None  # None: eval_batch (CUDA: the chunk; CPU: CPU_BATCH)
     split: str = "test"
+
+
+CPU_BATCH = 256       # the CPU's batch: no memory limit to find, and results do not depend on it
+
+
+def eval_batch(config: EvalConfig, device: torch.device) -> int:
+    """The first batch to try: ``config.batch_size``, else on CUDA the whole chunk (the largest
+    useful batch; :func:`snnbench.runtime.map_batches` halves it on out-of-memory), else
+    :data:`CPU_BATCH`."""
+    if config.batch_size is not None:
+        return config.batch_size
+    return config.chunk_size if device.type == "cuda" else CPU_BATCH
 
 
 @dataclass(frozen=True)
@@ -106,8 +118,8 @@ def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: int
     """Per-sample number of correct predictions over ``draws`` forward passes."""
     counts = np.zeros(len(y), dtype=np.int64)
     for seed in list(seeds)[:draws]:
-        torch.manual_seed(seed)
-        preds, _ = map_batches(lambda s: model(x[s].to(device)).argmax(1).cpu(), len(y), batch_size)
+        preds, _ = map_batches(lambda s: model(x[s].to(device)).argmax(1).cpu(), len(y), batch_size,
+                               restart=lambda: torch.manual_seed(seed))
         if preds:
             counts += (torch.cat(preds) == y).numpy()
     return counts
@@ -135,10 +147,11 @@ def clean_draws(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, index: in
     if cached is not None and len(cached[0]) == len(y):
         return cached
     k_eval = eval_draws(info, config)
+    batch = eval_batch(config, device)
     select = count_correct(model, x, y, k_eval, _draws(config, "eval", index, k_eval), device,
-                           config.batch_size)
+                           batch)
     report = count_correct(model, x, y, k_eval, _draws(config, "eval-report", index, k_eval),
-                           device, config.batch_size) if info.stochastic else select
+                           device, batch) if info.stochastic else select
     if store is not None:
         store.put_clean_draws(info.sha256, key, index, k_eval, select, report)
     return select, report
@@ -161,19 +174,18 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
     start = time.perf_counter()
     k_eval = eval_draws(info, config)
     task_seed = stable_seed(config.seed, info.sha256, key, index)
+    batch = eval_batch(config, device)
     count = lambda inputs, labels, tag: count_correct(  # noqa: E731
-        model, inputs, labels, k_eval, _draws(config, tag, index, k_eval), device, config.batch_size)
+        model, inputs, labels, k_eval, _draws(config, tag, index, k_eval), device, batch)
     select, clean = clean if clean is not None else clean_draws(
         model, x, y, index=index, info=info, config=config, device=device)
     adv = clean.copy()                 # z* = x until an attack does better
     alive = select > 0 if pool is None else (select > 0) & (pool > 0)
     target = np.flatnonzero(alive)
-    batch = config.batch_size
     if len(target):
         xt, yt = x[target], y[target]
-        torch.manual_seed(task_seed)
         parts, batch = map_batches(lambda s: attack(model, xt[s].to(device), yt[s].to(device)).cpu(),
-                                   len(target), config.batch_size)
+                                   len(target), batch, restart=lambda: torch.manual_seed(task_seed))
         x_adv = torch.cat(parts)
         hit = count(x_adv, yt, "eval-adv")
         worse = hit < select[target]
@@ -188,7 +200,8 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
         adv = np.minimum(adv, pool)
     return Chunk(index, clean.astype(np.uint8), adv.astype(np.uint8), k_eval,
                  time.perf_counter() - start, attack.grad_evals() * len(target),
-                 batch, task_seed, {"device": device.type, "attacked": int(len(target))})
+                 batch, task_seed, {"device": device.type, "attacked": int(len(target)),
+                                    **({"compiled": True} if is_compiled(model) else {})})
 
 
 def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
@@ -219,7 +232,8 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
                  "attacked": attacked,
                  **(extra_eval or {})},
         "seed": config.seed,
-        "env": {**library_versions(), "device": device},
+        "env": {**library_versions(), "device": device,
+                **({"compiled": True} if any((c.env or {}).get("compiled") for c in chunks) else {})},
         "result": {"clean_acc": clean_acc, "clean_ci95": list(clean_ci), "robust_acc": robust,
                    "ci95": list(ci), "ci": method, "majority_acc": majority,
                    "asr": 1 - robust / clean_acc if clean_acc > 0 else 0.0},
@@ -381,6 +395,8 @@ def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: tor
             chunk, clean = compute_task(task, lambda: model, x[part], y[part], info=info,
                                         config=config, device=device, clean=cached,
                                         previous=previous, own=own)
+            if own is None:        # the batch that fitted: where the next chunk starts
+                config = dataclasses.replace(config, batch_size=chunk.batch_size)
             if cached is None and clean is not None:
                 store.put_clean_draws(info.sha256, plan.clean_key, task.index, chunk.k_eval, *clean)
         except BaseException:

@@ -33,7 +33,7 @@ from snnbench.errors import SnnbenchError
 from snnbench.evaluate import (ChunkCallback, EvalConfig, ModelInfo, Plan, Task, cached_clean,
                                clean_draws, compute_task, eval_draws, finish_plan, plan_attacks,
                                run_attacks, sample_indices, stored_chunk)
-from snnbench.runtime import resolve_device
+from snnbench.runtime import compile_errors, compile_model, resolve_device
 from snnbench.store import Chunk, ResultStore
 from snnbench.train import TrainOutcome, train_model
 
@@ -61,9 +61,11 @@ def check_executor(executor: str) -> None:
 def run_models(runs: Sequence[ModelRun], *, home: Path, store: str, config: EvalConfig,
                device: str, data_root: str | Path | None, on_chunk: ChunkCallback | None = None,
                max_chunks: int | None = None, per_attack_full: bool = True,
-               executor: str = "local", ray_address: str | None = None) -> list[dict]:
+               executor: str = "local", ray_address: str | None = None,
+               compile: bool = False) -> list[dict]:
     """Each model's attacks by the chosen executor into ``home / store``; the finished cards.
-    On Ray, chunks that failed are reported after every other chunk is stored."""
+    On Ray, chunks that failed are reported after every other chunk is stored. ``compile``
+    attacks each model through ``torch.compile``."""
     check_executor(executor)
     cards: list[dict] = []
     full = lambda run: per_attack_full or not run.cascade  # noqa: E731
@@ -73,17 +75,19 @@ def run_models(runs: Sequence[ModelRun], *, home: Path, store: str, config: Eval
             for run in runs:
                 model = load(run.name, home, device=dev)
                 x, y = load_dataset(run.card["spec"]["dataset"], "test", data_root)
-                cards += run_attacks(model, ModelInfo.from_card(run.card), run.attacks, x, y,
-                                     results, config, dev, on_chunk, max_chunks,
-                                     cascade=run.cascade, per_attack_full=full(run),
-                                     paired=run.paired)
+                with compile_errors(compile):
+                    cards += run_attacks(compile_model(model) if compile else model,
+                                         ModelInfo.from_card(run.card), run.attacks, x, y,
+                                         results, config, dev, on_chunk, max_chunks,
+                                         cascade=run.cascade, per_attack_full=full(run),
+                                         paired=run.paired)
         return cards
     failures: list[str] = []
     with connect(ray_address) as ray, ResultStore(home / store) as results:
         for run in runs:
             job = Job(str(model_dir(run.name, home).resolve()), ModelInfo.from_card(run.card),
                       config, device, str(data_root) if data_root is not None else None,
-                      str(home.resolve()))
+                      str(home.resolve()), compile)
             done, failed = run_ray(ray, job, run.attacks, results, on_chunk, max_chunks,
                                    cascade=run.cascade, per_attack_full=full(run),
                                    paired=run.paired)
@@ -155,6 +159,7 @@ class Job:
     device: str
     data_root: str | None
     home: str | None
+    compile: bool = False
 
 
 def _chunk_data(job: Job, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,8 +185,14 @@ def clean_worker(job: Job, index: int, indices: np.ndarray) -> tuple[np.ndarray,
     """Remote: the clean draws of one chunk (shared by every attack on it)."""
     device = resolve_device(job.device)
     x, y = _chunk_data(job, indices)
-    return clean_draws(load(job.folder, device=device), x, y, index=index, info=job.info,
-                       config=job.config, device=device)
+    with compile_errors(job.compile):
+        return clean_draws(_load(job, device), x, y, index=index, info=job.info,
+                           config=job.config, device=device)
+
+
+def _load(job: Job, device: torch.device) -> torch.nn.Module:
+    model = load(job.folder, device=device)
+    return compile_model(model) if job.compile else model
 
 
 def attack_worker(job: Job, task: Task, indices: np.ndarray,
@@ -197,10 +208,11 @@ def attack_worker(job: Job, task: Task, indices: np.ndarray,
         if isinstance(attack, TransferAttack) and attack.source.startswith(MODEL_SOURCE):
             from snnbench.api import _bind_source   # the source model, from the shared home
             attack = _bind_source(attack, job.home, device)
-    chunk, _ = compute_task(Task(attack, task.key, task.index, task.earlier, task.own),
-                            lambda: load(job.folder, device=device), x, y, info=job.info,
-                            config=job.config, device=device, clean=clean, previous=previous,
-                            own=own)
+    with compile_errors(job.compile):
+        chunk, _ = compute_task(Task(attack, task.key, task.index, task.earlier, task.own),
+                                lambda: _load(job, device), x, y, info=job.info,
+                                config=job.config, device=device, clean=clean,
+                                previous=previous, own=own)
     return chunk
 
 
@@ -284,13 +296,14 @@ def _collect(ray: Any, sent: dict[Any, Task], store: ResultStore, info: ModelInf
 
 
 def train_models(ray: Any, models: list[tuple[ModelConfig, TrainConfig]], *, home: Path,
-                 data_root: str | Path | None, device: str, recipe: str) -> list[TrainOutcome]:
+                 data_root: str | Path | None, device: str, recipe: str,
+                 compile: bool = False) -> list[TrainOutcome]:
     """A recipe's training jobs as Ray tasks (one GPU each where present), in recipe order.
     Each job resumes from its last finished epoch, so a retried job loses at most one epoch."""
     remote = ray.remote(max_retries=MAX_RETRIES)(train_model).options(
         num_gpus=task_gpus(ray, device))
     refs = [remote.remote(m, t, home=Path(home).resolve(), data_root=data_root, device=device,
-                          recipe=recipe) for m, t in models]
+                          recipe=recipe, compile=compile) for m, t in models]
     outcomes, failed = [], []
     for (config, _), ref in zip(models, refs):
         try:

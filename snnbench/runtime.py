@@ -1,4 +1,5 @@
-"""Where the work runs: device choice, mixed precision, and batches that shrink on out-of-memory."""
+"""Where the work runs: device choice, mixed precision, opt-in compilation, and batches that
+shrink on out-of-memory."""
 from __future__ import annotations
 
 import contextlib
@@ -10,6 +11,7 @@ import time
 from typing import Callable, Iterator, TypeVar
 
 import torch
+from torch import nn
 
 from snnbench.errors import SnnbenchError
 
@@ -146,13 +148,18 @@ def batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
-def map_batches(fn: Callable[[slice], R], n: int, batch_size: int) -> tuple[list[R], int]:
+def map_batches(fn: Callable[[slice], R], n: int, batch_size: int,
+                restart: Callable[[], None] | None = None) -> tuple[list[R], int]:
     """Apply ``fn`` to consecutive slices of ``range(n)``, halving the batch on out-of-memory.
 
     Returns the results and the batch size that worked. Results must not depend on it.
+    ``restart`` runs before every attempt (e.g. re-seeding), so that a retry starts afresh
+    rather than from a random stream the failed attempt half used.
     """
     size = max(1, batch_size)
     while True:
+        if restart is not None:
+            restart()
         try:
             return [fn(part) for part in batches(n, size)], size
         except RuntimeError as exc:
@@ -162,4 +169,54 @@ def map_batches(fn: Callable[[slice], R], n: int, batch_size: int) -> tuple[list
                 raise SnnbenchError("out of memory even with a batch of 1 image; free the GPU "
                                     "(other processes) or run with --device cpu") from None
             torch.cuda.empty_cache()
-            size //= 2
+            size = max(1, min(size, n) // 2)     # a batch above n was one batch of n
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """``torch.compile`` (default mode) of ``model``, for the compute only.
+
+    The weights stay those of ``model``: save and load it, never the wrapper, whose state_dict
+    keys carry an ``_orig_mod.`` prefix. Compilation is lazy: wrap the calls in
+    :func:`compile_errors` to turn a failure at the first call into one line. Random draws
+    (noisy and stochastic neurons) use torch's own generator, as in eager mode, rather than
+    inductor's: a stochastic model then draws the same noise compiled or not.
+    """
+    try:
+        return torch.compile(model, options={"fallback_random": True})
+    except Exception as exc:          # e.g. a Python version dynamo does not support yet
+        raise SnnbenchError(_compile_failed(exc)) from None
+
+
+def is_compiled(model: nn.Module) -> bool:
+    """Whether ``model`` is a :func:`compile_model` wrapper (without importing dynamo)."""
+    return isinstance(getattr(model, "_orig_mod", None), nn.Module)
+
+
+def _compile_failed(exc: BaseException) -> str:
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return (f"--compile failed ({type(exc).__name__}: {reason}); run the same command without "
+            "--compile (it only changes the speed)")
+
+
+def _from_compiler(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) comes from dynamo, AOTAutograd or inductor."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if type(exc).__module__.startswith(("torch._dynamo", "torch._inductor", "torch._functorch")):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+@contextlib.contextmanager
+def compile_errors(active: bool = True) -> Iterator[None]:
+    """Inside, a failure of ``torch.compile`` (raised at the first forward or backward: no C++
+    compiler, an unsupported operation) becomes a :class:`SnnbenchError` that says what to do."""
+    try:
+        yield
+    except SnnbenchError:
+        raise
+    except Exception as exc:
+        if not active or not _from_compiler(exc):
+            raise
+        raise SnnbenchError(_compile_failed(exc)) from None

@@ -2,12 +2,14 @@
 
 defenses.md section 6: SGD (momentum 0.9), lr 0.1 with a per-epoch cosine schedule to 0,
 cross-entropy on time-averaged logits, the track's weight decay unless the defence sets another;
-random crop + flip on 32-px data (none on event frames: our choice); AMP (bf16 where supported)
-on CUDA, fp32 on the CPU.
+random crop + flip on 32-px data (none on event frames: our choice), seeded per batch and built
+by ``loaders.py`` (worker processes on CUDA); AMP (bf16 where supported) on CUDA, fp32 on the
+CPU; ``compile`` runs the forward and backward through ``torch.compile`` (opt-in).
 
 Resume: after each epoch the weights, the optimiser's momentum and the history go to
 ``train-state.safetensors`` + ``train-state.json``. Each epoch's shuffling and random draws are
-seeded from (seed, epoch), so a resumed run continues exactly where the killed one stopped.
+seeded from (seed, epoch), and each batch's crop and flip from (seed, epoch, batch), so a resumed
+run continues exactly where the killed one stopped, with any number of loader workers.
 """
 from __future__ import annotations
 
@@ -27,14 +29,16 @@ from torch import nn
 from snnbench.checkpoint import (CARD, default_home, load_card, read_weights_meta,
                                  save_checkpoint, save_weights, weights_meta)
 from snnbench.config import TRACK_WEIGHT_DECAY, ModelConfig, TrainConfig, model_name
-from snnbench.data import augment_batch, dataset_info, input_card, load_dataset
+from snnbench.data import dataset_info, input_card, load_dataset
 from snnbench.defenses import Composite, Defense, LossContext, create_defense
 from snnbench.errors import SnnbenchError
 from snnbench.files import atomic_write_json, stable_seed
+from snnbench.loaders import EpochBatches, check_workers, epoch_loader
 from snnbench.model import ModelSpec, build, resolve
 from snnbench.neurons import spiking_neurons
 from snnbench.train_schedule import cosine_lr
-from snnbench.runtime import autocast, batches, is_oom, place, resolve_device
+from snnbench.runtime import (autocast, batches, compile_errors, compile_model, is_oom, place,
+                              resolve_device)
 
 STATE = "train-state.safetensors"
 STATE_JSON = "train-state.json"
@@ -126,21 +130,20 @@ def _optimizers(model: nn.Module, defense: Composite, train: TrainConfig,
 def _train_epoch(model: nn.Module, defense: Composite, optimizer: torch.optim.Optimizer,
                  own: list[tuple[Defense, torch.optim.Optimizer]], x: torch.Tensor,
                  y: torch.Tensor, train: TrainConfig, augment: bool, epoch: int,
-                 device: torch.device) -> dict[str, float]:
+                 device: torch.device, workers: int | None = None,
+                 forward: nn.Module | None = None) -> dict[str, float]:
+    """One epoch; ``forward`` (a compiled ``model``) computes the logits when given."""
     generator = torch.Generator().manual_seed(stable_seed(train.seed, "epoch", epoch))
     torch.manual_seed(stable_seed(train.seed, "draws", epoch))
     order = torch.randperm(len(x), generator=generator)
+    epoch_batches = EpochBatches(x, y, order, train.batch_size, augment=augment, seed=train.seed,
+                                 epoch=epoch)
     total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
-    for part in batches(len(x), train.batch_size):
-        idx = order[part]
-        xb, yb = x[idx], y[idx]
-        if augment:
-            xb = augment_batch(xb, generator)
-        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+    for xb, yb in epoch_loader(epoch_batches, device, workers):
         x_in = defense.training_inputs(model, xb, yb)
         model.train()
         with autocast(device, train.amp):
-            logits = model(x_in)
+            logits = (model if forward is None else forward)(x_in)
             ctx = LossContext(model, xb, x_in, yb, logits, epoch, train.epochs)
             task = defense.task_loss(ctx)
             loss = F.cross_entropy(logits.float(), yb) if task is None else task
@@ -156,9 +159,9 @@ def _train_epoch(model: nn.Module, defense: Composite, optimizer: torch.optim.Op
         for member, own_optimizer in own:
             member.step_optimizer(own_optimizer, epoch, train.epochs)
         defense.after_step(model, epoch)
-        total_loss += loss.item() * len(idx)
+        total_loss += loss.item() * len(yb)
         correct += int((logits.argmax(1) == yb).sum())
-        seen += len(idx)
+        seen += len(yb)
     seconds = time.perf_counter() - start
     return {"epoch": epoch + 1, "loss": total_loss / seen, "train_acc": correct / seen,
             "seconds": round(seconds, 3), "images_per_s": round(seen / max(seconds, 1e-9), 1)}
@@ -178,9 +181,15 @@ def _finished(folder: Path, spec: ModelSpec, train: TrainConfig) -> dict[str, An
 
 def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: Path | None = None,
                 data_root: Path | None = None, device: str = "auto", recipe: str | None = None,
-                on_epoch: EpochCallback | None = None) -> TrainOutcome:
-    """Train (or resume, or find already trained) the model of ``config`` in ``home/models``."""
+                on_epoch: EpochCallback | None = None, workers: int | None = None,
+                compile: bool = False) -> TrainOutcome:
+    """Train (or resume, or find already trained) the model of ``config`` in ``home/models``.
+
+    ``workers`` (loader processes; None: 0 on the CPU, a few on CUDA) and ``compile`` change
+    how fast, never what is trained: neither is part of the model's identity.
+    """
     train = train or TrainConfig()
+    check_workers(workers)
     spec = resolve(config)
     name = config.name or model_name(spec.defense, spec.arch, spec.dataset)
     folder = Path(home or default_home()) / "models" / name
@@ -206,12 +215,14 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
     if augment and info.frames:
         raise SnnbenchError(f"{spec.dataset} trains without augmentation (crop and flip are image "
                             "augmentations, not event ones); set augment = false")
+    forward = compile_model(model) if compile else None    # weights stay on ``model``
     for epoch in range(start, train.epochs):
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(train.lr, epoch, train.epochs)
         try:
-            history.append(_train_epoch(model, defense, optimizer, own, x, y, train, augment,
-                                        epoch, dev))
+            with compile_errors(compile):
+                history.append(_train_epoch(model, defense, optimizer, own, x, y, train, augment,
+                                            epoch, dev, workers, forward))
         except RuntimeError as exc:
             if not is_oom(exc):
                 raise
@@ -230,7 +241,7 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
         "input": input_card(info),
         "train": dataclasses.asdict(train), "weight_decay": decay, "recipe": recipe,
         "history": history, "clean_accuracy": {"split": "test", "n": len(x_test), "acc": clean},
-        "device": dev.type})
+        "device": dev.type, **({"compiled": True} if compile else {})})
     for leftover in (STATE, STATE_JSON):
         (folder / leftover).unlink(missing_ok=True)
     return TrainOutcome(name, folder, card, "resumed" if start else "trained")

@@ -196,12 +196,12 @@ def test_out_of_memory_under_attack_even_at_batch_1(home, monkeypatch):
 def test_nan_loss_stops_keeps_the_last_good_epoch_and_names_it(home, monkeypatch):
     real = train_module._train_epoch
 
-    def poisoned(model, defense, optimizer, own, x, y, train, augment, epoch, device):
+    def poisoned(model, defense, optimizer, own, x, y, train, augment, epoch, device, *rest):
         if epoch >= 1:       # the second epoch starts from diverged (NaN) weights
             with torch.no_grad():
                 for parameter in model.parameters():
                     parameter.fill_(float("nan"))
-        return real(model, defense, optimizer, own, x, y, train, augment, epoch, device)
+        return real(model, defense, optimizer, own, x, y, train, augment, epoch, device, *rest)
 
     monkeypatch.setattr(train_module, "_train_epoch", poisoned)
     args = ("train", "vanilla", "--name", "nan", "--epochs", "3", "--timesteps", "2", "--home", home)
