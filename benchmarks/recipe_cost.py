@@ -207,13 +207,15 @@ def recipe_rows(recipe: Recipe, device: torch.device, steps: int, warmup: int,
 
 def table(recipe: Recipe, rows: list[Row]) -> str:
     width = max(len("model"), *(len(r.model) for r in rows))
-    head = f"| {'model':<{width}} | s/step | s/epoch | hours | TFLOP/epoch |"
-    lines = [f"{recipe.name}: {len(rows)} models, batch {rows[0].cost.measured_batch} measured",
-             head, "|" + "|".join("-" * (len(c) + 0) for c in head.split("|")[1:-1]) + "|"]
+    batch, full = rows[0].cost.measured_batch, recipe.models[0][1].batch_size
+    lines = [f"{recipe.name}: {len(rows)} models, batch {full}"
+             + (f" (timed at batch {batch}, scaled)" if batch < full else ""),
+             f"| {'model':<{width}} |    s/step |   s/epoch |    hours | TFLOP/epoch |",
+             f"|{'-' * (width + 2)}|-----------|-----------|----------|-------------|"]
     for r in rows:
-        lines.append(f"| {r.model:<{width}} | {r.cost.seconds:6.3f} | {r.epoch_s:7.1f} | "
-                     f"{r.hours:5.1f} | {r.epoch_tflop:11.1f} |")
-    lines.append(f"| {'total':<{width}} | {'':6} | {'':7} | {sum(r.hours for r in rows):5.1f} | "
+        lines.append(f"| {r.model:<{width}} | {r.cost.seconds:9.3f} | {r.epoch_s:9.1f} | "
+                     f"{r.hours:8.1f} | {r.epoch_tflop:11.1f} |")
+    lines.append(f"| {'total':<{width}} | {'':9} | {'':9} | {sum(r.hours for r in rows):8.1f} | "
                  f"{'':11} |")
     return "\n".join(lines)
 
