@@ -76,7 +76,8 @@ class Cost:
 
     seconds: float
     flops: float
-    measured_batch: int
+    measured_batch: int            # the batch timed
+    counted_at: tuple[int, ...]    # the batches whose FLOPs were counted
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,13 @@ def _sync(device: torch.device) -> None:
 
 def step_cost(config: ModelConfig, train: TrainConfig, device: torch.device, steps: int = 2,
               warmup: int = 1, batch: int | None = None) -> Cost:
-    """Seconds and FLOPs of one training step of ``config`` as ``train_model`` builds and runs it."""
-    measured = min(batch or train.batch_size, train.batch_size)
+    """Seconds and FLOPs of one training step of ``config`` at the recipe's batch, built and run
+    as ``train_model`` does. ``batch`` smaller than the recipe's: the FLOPs are counted at
+    ``batch`` and ``2 * batch`` and extrapolated (exact: each counted op is either per sample or,
+    like RAT's retraction, independent of the batch); the seconds are timed at ``2 * batch`` and
+    scaled in proportion (an assumption)."""
+    full = train.batch_size
+    small = min(batch or full, full)
     spec = resolve(config)
     torch.manual_seed(stable_seed(train.seed, "init"))
     model = build(spec).to(device)
@@ -151,32 +157,37 @@ def step_cost(config: ModelConfig, train: TrainConfig, device: torch.device, ste
     decay = train.weight_decay if train.weight_decay is not None else \
         defense.weight_decay(TRACK_WEIGHT_DECAY[spec.track])
     optimizer, own = _optimizers(model, defense, train, decay)
-    x, y = random_batch(spec.dataset, measured, train.seed)
-    x, y = x.to(device), y.to(device)
     epoch = train.epochs // 2      # mid-run: TGO's lambda(e) > 0, StoG's rho in training
 
-    def step() -> None:
-        train_step(model, defense, optimizer, own, x, y, train, epoch, device)
-
-    def timed() -> float:
+    def timed(size: int) -> float:
+        x, y = random_batch(spec.dataset, size, train.seed)
+        x, y = x.to(device), y.to(device)
         _sync(device)
         start = time.perf_counter()
-        step()
+        train_step(model, defense, optimizer, own, x, y, train, epoch, device)
         _sync(device)
         return time.perf_counter() - start
 
-    counter = flop_counter()
-    with counter:
-        first = timed()
-    # warmup 0: the counted step is also the timed one (first-call set-up and the counter's own
-    # dispatch overhead included: an overestimate), else it is the first warm-up step
+    def counted(size: int) -> tuple[float, float]:
+        counter = flop_counter()
+        with counter:
+            seconds = timed(size)
+        return seconds, float(counter.get_total_flops())
+
+    first, flops = counted(small)  # also the first warm-up (lazy init, allocator, cudnn)
+    size = small
+    if small < full:               # a second point: the batch-independent part of the FLOPs
+        size = min(2 * small, full)
+        first, flops_2 = counted(size)
+        flops = flops + (flops_2 - flops) / (size - small) * (full - small)
+    # warmup 0: the last counted step is also the timed one (its first-call set-up and the
+    # counter's dispatch overhead included: an overestimate)
     times = [first] if warmup == 0 else []
     for _ in range(warmup - 1):
-        step()
+        timed(size)
     while len(times) < max(1, steps):
-        times.append(timed())
-    scale = train.batch_size / measured
-    return Cost(statistics.median(times) * scale, counter.get_total_flops() * scale, measured)
+        times.append(timed(size))
+    return Cost(statistics.median(times) * full / size, flops, size, tuple(sorted({small, size})))
 
 
 def _key(config: ModelConfig, train: TrainConfig, batch: int | None) -> str:
@@ -240,11 +251,15 @@ def hours_paragraph(recipe: Recipe, rows: list[Row], device: torch.device, steps
     """The recipe's ``# Expected GPU hours`` comment lines (wrapped at 100 characters)."""
     total = sum(r.hours for r in rows)
     batch, full = rows[0].cost.measured_batch, recipe.models[0][1].batch_size
+    counted = rows[0].cost.counted_at
     timing = (f"median of {steps} steps after {warmup} warm-up" if warmup else
-              f"{steps} step{'s' if steps > 1 else ''}, no warm-up (the first, FLOP-counted step "
-              "timed: an overestimate)")
+              f"{steps} step{'s' if steps > 1 else ''}"
+              + (f" after one at batch {counted[0]}" if len(counted) > 1 else "")
+              + ", no other warm-up (the FLOP-counted step timed: an overestimate)")
     how = (f"{timing}; random inputs of the data set's shape at batch {batch}"
-           + (f", seconds scaled x{full / batch:g} to batch {full} (ASSUMED linear in the batch)"
+           + (f", seconds scaled x{full / batch:g} to batch {full} (ASSUMED proportional to the "
+              "batch: an overestimate where per-step costs are fixed); FLOPs counted at batches "
+              f"{' and '.join(map(str, counted))} and extrapolated (exact for the counted ops)"
               if batch < full else "")
            + f"; s/epoch = s/step x {rows[0].steps_per_epoch} steps; hours = s/epoch x epochs, "
            f"summed over the {len(rows)} models; one seed")

@@ -57,8 +57,14 @@ def test_step_cost_is_positive_and_at_counts_its_pgd_steps():
     at = tool.step_cost(ModelConfig("at", "tiny", "digits", 2), train, CPU, 1, 1)
     assert vanilla.seconds > 0 and vanilla.flops > 0 and at.seconds > 0
     assert at.flops > 1.5 * vanilla.flops       # AT's 2 PGD steps: a forward + backward each
-    half = tool.step_cost(ModelConfig("vanilla", "tiny", "digits", 2), train, CPU, 1, 1, batch=8)
-    assert half.measured_batch == 8 and half.flops == vanilla.flops   # counted ops: linear in B
+    # counted at batches 4 and 8, extrapolated to 16: exact, also for RAT's batch-independent
+    # retraction (a per-step cost that proportional scaling would multiply)
+    for expr in ("vanilla", "rat"):
+        config = ModelConfig(expr, "tiny", "digits", 2)
+        small = tool.step_cost(config, train, CPU, 1, 0, batch=4)
+        whole = vanilla if expr == "vanilla" else tool.step_cost(config, train, CPU, 1, 0)
+        assert small.counted_at == (4, 8) and small.measured_batch == 8
+        assert small.flops == whole.flops, expr
 
 
 def test_write_rewrites_only_the_hours_lines(tmp_path, capsys):
