@@ -341,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=None,
                         help="measure at this batch and scale to the recipe's; 0: the recipe's "
                              "(default: the recipe's on CUDA, 1 on the CPU)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads; 0: one per idle core, as the CLI")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads; 0: one per idle core, as the CLI")
     parser.add_argument("--assume-tflops", default="10,50",
                         help="CPU runs: the ASSUMED sustained GPU TFLOP/s range, LOW,HIGH")
     parser.add_argument("--write", action="store_true",

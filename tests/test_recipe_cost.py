@@ -1,4 +1,4 @@
-"""benchmarks/recipe_cost.py: step costs, the recipes' hours paragraph, and train_step's refactor."""
+"""benchmarks/recipe_cost.py: step costs, the recipes' hours paragraph; train_step's refactor."""
 from __future__ import annotations
 
 import importlib.util
