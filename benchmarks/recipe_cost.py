@@ -12,7 +12,8 @@ autocast on CUDA, fp32 on the CPU). Inputs are random [0,1] data of the data set
 build the same network with the same defence, settings, classes and batch are measured once.
 
 - **s/step**: the median of ``--steps`` timed steps after ``--warmup`` untimed ones (the first
-  warm-up step is the FLOP-counting one); CUDA synchronised around each step.
+  warm-up step is the FLOP-counting one; ``--warmup 0`` times that step itself); CUDA
+  synchronised around each step.
 - **s/epoch** = s/step x ceil(train size / batch) (CIFAR 50,000 images; CIFAR10-DVS 9,000, its
   9:1 train split). Data loading and augmentation are not timed.
 - **hours** = s/epoch x the model's epochs / 3600, summed over the recipe's models (one seed: the
@@ -21,9 +22,12 @@ build the same network with the same defence, settings, classes and batch are me
   ``torch.utils.flop_counter.FlopCounterMode``, which counts matmuls and convolutions only (the
   neurons' elementwise work is not counted), times the steps per epoch.
 
-``--batch N`` (0: the recipe's) measures at a smaller batch and scales seconds and FLOPs by
-recipe batch / N: exact for the counted FLOPs (every counted op is linear in the batch), an
-assumption for the seconds, so the output says so. It keeps a CPU run short.
+``--batch N`` below the recipe's batch counts the FLOPs at N and 2N and extrapolates them to the
+recipe's batch (exact: every counted op is per sample or, like RAT's retraction, per step) and
+times the steps at 2N, scaling the seconds in proportion (an assumption, and an overestimate
+where a step has fixed costs; the output says so). Defaults: on CUDA the recipe's batch, 2 steps
+after 1 warm-up; on the CPU ``--batch 1 --steps 1 --warmup 0``, which keeps the five recipes
+(82 distinct steps) under 10 minutes on 2 cores.
 
 ``--write`` rewrites each recipe's ``# Expected GPU hours`` comment paragraph (and nothing else).
 On CUDA the paragraph states the measured GPU hours, the GPU and the date. On the CPU it says that
@@ -351,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         gpu = device.type == "cuda"
-        # CPU defaults: a SEW-ResNet19 step at T = 8 takes ~30 s per image on 2 cores, so the
+        # CPU defaults: a SEW-ResNet19 step at T = 8 takes 2-3 s per image on 2 cores, so the
         # recipe batch (or two steps) cannot fit the five recipes into a run of minutes
         steps = args.steps if args.steps is not None else 2 if gpu else 1
         warmup = args.warmup if args.warmup is not None else 1 if gpu else 0
