@@ -332,7 +332,7 @@ def _path(ref: str) -> Path:
     return local if not Path(ref).is_file() and local.is_file() else recipe_path(ref)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("recipes", nargs="*", default=list(DEFAULT_RECIPES),
                         help="recipe names or paths (default: the five paper recipes)")
@@ -351,7 +351,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPU runs: the ASSUMED sustained GPU TFLOP/s range, LOW,HIGH")
     parser.add_argument("--write", action="store_true",
                         help="rewrite each recipe's '# Expected GPU hours' comment lines")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         device = resolve_device(args.device)
         gpu = device.type == "cuda"
