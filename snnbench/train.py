@@ -127,6 +127,36 @@ def _optimizers(model: nn.Module, defense: Composite, train: TrainConfig,
     return main, defense.own_optimizers(model)
 
 
+def train_step(model: nn.Module, defense: Composite, optimizer: torch.optim.Optimizer,
+               own: list[tuple[Defense, torch.optim.Optimizer]], xb: torch.Tensor,
+               yb: torch.Tensor, train: TrainConfig, epoch: int, device: torch.device,
+               forward: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a batch already on ``device``: the defence's inputs, the losses,
+    backward, every optimiser and ``after_step``; returns (loss, logits). ``forward`` (a
+    compiled ``model``) computes the logits when given. Shared with
+    ``benchmarks/recipe_cost.py`` so the benchmark times exactly what training runs."""
+    x_in = defense.training_inputs(model, xb, yb)
+    model.train()
+    with autocast(device, train.amp):
+        logits = (model if forward is None else forward)(x_in)
+        ctx = LossContext(model, xb, x_in, yb, logits, epoch, train.epochs)
+        task = defense.task_loss(ctx)
+        loss = F.cross_entropy(logits.float(), yb) if task is None else task
+        extra = defense.extra_loss(ctx)
+        if extra is not None:
+            loss = loss + extra
+    if not torch.isfinite(loss):
+        raise SnnbenchError(f"the training loss became {loss.item()} in epoch {epoch + 1}; "
+                            "the last good checkpoint is kept; lower --lr or the batch size")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    for member, own_optimizer in own:
+        member.step_optimizer(own_optimizer, epoch, train.epochs)
+    defense.after_step(model, epoch)
+    return loss, logits
+
+
 def _train_epoch(model: nn.Module, defense: Composite, optimizer: torch.optim.Optimizer,
                  own: list[tuple[Defense, torch.optim.Optimizer]], x: torch.Tensor,
                  y: torch.Tensor, train: TrainConfig, augment: bool, epoch: int,
@@ -140,25 +170,8 @@ def _train_epoch(model: nn.Module, defense: Composite, optimizer: torch.optim.Op
                                  epoch=epoch)
     total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
     for xb, yb in epoch_loader(epoch_batches, device, workers):
-        x_in = defense.training_inputs(model, xb, yb)
-        model.train()
-        with autocast(device, train.amp):
-            logits = (model if forward is None else forward)(x_in)
-            ctx = LossContext(model, xb, x_in, yb, logits, epoch, train.epochs)
-            task = defense.task_loss(ctx)
-            loss = F.cross_entropy(logits.float(), yb) if task is None else task
-            extra = defense.extra_loss(ctx)
-            if extra is not None:
-                loss = loss + extra
-        if not torch.isfinite(loss):
-            raise SnnbenchError(f"the training loss became {loss.item()} in epoch {epoch + 1}; "
-                                "the last good checkpoint is kept; lower --lr or the batch size")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        for member, own_optimizer in own:
-            member.step_optimizer(own_optimizer, epoch, train.epochs)
-        defense.after_step(model, epoch)
+        loss, logits = train_step(model, defense, optimizer, own, xb, yb, train, epoch, device,
+                                  forward)
         total_loss += loss.item() * len(yb)
         correct += int((logits.argmax(1) == yb).sum())
         seen += len(yb)
