@@ -118,9 +118,9 @@ def place(model: torch.nn.Module, device: torch.device | str) -> torch.nn.Module
     An arch declares the device types where channels_last pays (``channels_last=`` in its
     registration; measured on the CPU in docs/performance.md). A conv with channels_last weights
     gives channels_last outputs, and batch norm, pooling and our neurons keep the layout, so the
-    inputs need no change. Numbers are the same either way: the layout changes strides, not
-    values (the forward logits were bit-identical in every arch measured). ``SNNBENCH_CHANNELS_LAST``
-    = ``1`` or ``0`` forces it on or off.
+    inputs need no change. The layout changes strides, not values: the forward logits were
+    bit-identical in every arch measured; only training's weight gradients sum in another order
+    (last bits). ``SNNBENCH_CHANNELS_LAST`` = ``1`` or ``0`` forces it on or off.
     """
     device = torch.device(device)
     model = model.to(device)
