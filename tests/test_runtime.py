@@ -40,7 +40,7 @@ def test_place_uses_channels_last_where_the_arch_declares_it(monkeypatch):
     monkeypatch.delenv(runtime.CHANNELS_LAST_ENV, raising=False)
     assert _channels_last(runtime.place(create_model("vanilla", arch="tiny"), "cpu"))
     vgg = create_model("vanilla", arch="vgg11", dataset="cifar10")
-    assert not _channels_last(runtime.place(vgg, "cpu"))       # slower on the CPU: measured
+    assert not _channels_last(runtime.place(vgg, "cpu"))       # no faster on the CPU: measured
     monkeypatch.setenv(runtime.CHANNELS_LAST_ENV, "1")
     assert _channels_last(runtime.place(vgg, "cpu"))
     monkeypatch.setenv(runtime.CHANNELS_LAST_ENV, "0")

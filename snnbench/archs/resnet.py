@@ -84,7 +84,7 @@ class SEWResNet(nn.Module):
 @ARCHS.register("sew-resnet19",
                 summary="SEW-ResNet19 (ADD), stages [3, 3, 2] x (128, 256, 512) (BrainCog)",
                 paper="Fang et al. NeurIPS 2021 (SEW ResNet); BrainCog examples/Snn_safety",
-                aliases=("sew_resnet19", "resnet19"), channels_last=("cuda",))
+                aliases=("sew_resnet19", "resnet19"), channels_last=("cpu", "cuda"))
 def sew_resnet19(neuron: NeuronFactory, *, in_channels: int, num_classes: int,
                  image_size: int) -> nn.Module:
     """The SEW-ResNet19 body ``[T*B, C, H, W] -> [T*B, K]``."""

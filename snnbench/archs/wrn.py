@@ -94,7 +94,7 @@ class WideResNet(nn.Module):
 @ARCHS.register("wrn16",
                 summary="WRN-16-4, pre-activation, learnable shortcut/residual mixing (PKU)",
                 paper="Zagoruyko & Komodakis BMVC 2016; Ding et al. NeurIPS 2022 (SNN-RAT)",
-                aliases=("wrn16_4",), channels_last=("cuda",))
+                aliases=("wrn16_4",), channels_last=("cpu", "cuda"))
 def wrn16(neuron: NeuronFactory, *, in_channels: int, num_classes: int,
           image_size: int) -> nn.Module:
     """The WRN-16-4 body ``[T*B, C, H, W] -> [T*B, K]``; mixing weights start at (0.5, 0.5)."""

@@ -70,8 +70,8 @@ def _surrogate_factor_(arg: torch.Tensor, surrogate: Surrogate) -> tuple[torch.T
     if surrogate.kind == "triangle":
         return arg.abs_().sub_(w).clamp_(max=0), False, -1 / w**2
     if surrogate.kind == "atan":
-        b = (2 / (math.pi * w)) ** 2
-        return arg.mul_(arg).add_(b), True, w * b / 2
+        b = (2 / (math.pi * w)) ** 2    # x^2 + b in one pass (same-index in-place is allowed)
+        return torch.addcmul(arg.new_full((), b), arg, arg, out=arg), True, w * b / 2
     return surrogate.grad(arg), False, 1.0
 
 
@@ -156,6 +156,10 @@ class FusedLIF(torch.autograd.Function):
         grad_k = None
         grad_p = torch.empty_like(gain) if want_p else None
         grad_v = None
+        # A float decay k folds into the two passes that use dv = du_{t+1} k (addcmul's
+        # value), saving the pass that would form dv.
+        scalar_k = not isinstance(decay, torch.Tensor)
+        zero = potentials.new_zeros(()) if scalar_k else None
         cached = None
         for t in reversed(range(steps)):
             u = potentials[t]
@@ -167,8 +171,10 @@ class FusedLIF(torch.autograd.Function):
                 grad_u = _times_surrogate(g, factor, out)
             else:
                 # du = dv (1 - s) + (ds - dv u) g(z - theta); dv u dropped by detach_reset
-                grad_u = torch.mul(grad_v, silent, out=out)
-                spike_grad = g if spec.detach_reset else torch.addcmul(g, grad_v, u, value=-1)
+                dv, scale = (grad_v, decay) if scalar_k else (grad_v, 1.0)
+                grad_u = torch.addcmul(zero, dv, silent, value=scale, out=out) if scalar_k \
+                    else torch.mul(dv, silent, out=out)
+                spike_grad = g if spec.detach_reset else torch.addcmul(g, dv, u, value=-scale)
                 _add_times_surrogate_(grad_u, spike_grad, factor)
             k = _decay_at(decay, t, spec)
             if want_x and not direct:
@@ -189,7 +195,7 @@ class FusedLIF(torch.autograd.Function):
                 if gk is not None:
                     grad_k = _accumulate(grad_k, gk, t, decay, spec)
             if t > 0:
-                grad_v = grad_u * k
+                grad_v = grad_u if scalar_k else grad_u * k    # scalar k: applied above
         if want_k and grad_k is None:
             grad_k = torch.zeros_like(decay)
         return grad_x, grad_k, grad_p, None, None
