@@ -112,7 +112,7 @@ def tune_allocator(keep_bytes: int = KEEP_BYTES) -> bool:
 CHANNELS_LAST_ENV = "SNNBENCH_CHANNELS_LAST"
 
 
-def place(model: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+def place(model: nn.Module, device: torch.device | str) -> nn.Module:
     """``model`` on ``device``, its conv weights channels_last where its arch runs faster so.
 
     An arch declares the device types where channels_last pays (``channels_last=`` in its
