@@ -27,6 +27,8 @@ from snnbench.archs.registry import ARCHS
 from snnbench.data import dataset_info
 from snnbench.model import create_model
 
+from neurons import medians   # benchmarks/neurons.py: round-robin medians after a warm-up
+
 DEFAULT = "tiny:digits:128:4,tiny:cifar10:32:4,vgg11:cifar10:16:4,wrn16:cifar10:16:4," \
           "sew-resnet19:cifar10:8:8"
 
@@ -50,18 +52,6 @@ def inference(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
             torch.cuda.synchronize()
         return out
     return run
-
-
-def medians(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for run in variants.values():
-        run()                                     # warm-up (and cuDNN's choice of kernels)
-    for _ in range(repeats):
-        for name, run in variants.items():       # round-robin: load changes hit both alike
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
 def main() -> None:

@@ -171,10 +171,10 @@ class FusedLIF(torch.autograd.Function):
                 grad_u = _times_surrogate(g, factor, out)
             else:
                 # du = dv (1 - s) + (ds - dv u) g(z - theta); dv u dropped by detach_reset
-                dv, scale = (grad_v, decay) if scalar_k else (grad_v, 1.0)
-                grad_u = torch.addcmul(zero, dv, silent, value=scale, out=out) if scalar_k \
-                    else torch.mul(dv, silent, out=out)
-                spike_grad = g if spec.detach_reset else torch.addcmul(g, dv, u, value=-scale)
+                scale = decay if scalar_k else 1.0   # grad_v holds du_{t+1} when scalar_k
+                grad_u = torch.addcmul(zero, grad_v, silent, value=scale, out=out) if scalar_k \
+                    else torch.mul(grad_v, silent, out=out)
+                spike_grad = g if spec.detach_reset else torch.addcmul(g, grad_v, u, value=-scale)
                 _add_times_surrogate_(grad_u, spike_grad, factor)
             k = _decay_at(decay, t, spec)
             if want_x and not direct:
