@@ -296,7 +296,7 @@ def report(home: str | Path | None = None, out: str | Path = "leaderboards",
         with open_store(home) as store:
             figures = plot_sweeps(store.cards(), Path(out), board.name)
     if table is not None:
-        return board, figures + write_layout(render_layout(table, board.rows), Path(out),
+        return board, figures + write_layout(render_layout(table, board.main_rows()), Path(out),
                                              board.name, tuple(formats), figures)
     return board, figures + write_report(board, Path(out), tuple(formats), figures)
 

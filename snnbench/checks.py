@@ -549,8 +549,13 @@ def _c19(results: Results) -> tuple[str, str]:
 @register("C20", "error", "results", "bookkeeping: worst case above MRA, or AutoAttack above a part")
 def _c20(results: Results) -> tuple[str, str]:
     row = results.row or {}
-    worst, least = (row.get("worst_case") or {}).get("acc"), row.get("mra")
-    if worst is not None and least is not None and worst > least + 1e-9:
+    top = row.get("headline") or {}
+    worst, least = top.get("acc"), row.get("mra")
+    # Deterministic rows: the worst case can never exceed MRA. Stochastic rows: the headline
+    # reports fresh draws of the candidates chosen on selection draws, so it may sit above
+    # the minimum column by noise; beyond 2 SE (its bootstrap interval / 3.92 * 2) is a bug.
+    slack = 0.0 if row.get("k_eval", 1) == 1 else (top["ci95"][1] - top["ci95"][0]) / 1.96
+    if worst is not None and least is not None and worst > least + slack + 1e-9:
         return "fail", f"worst case {100 * worst:.2f}% above MRA {100 * least:.2f}%"
     parts = ("apgd-ce", "apgd-t", "fab-t", "square", "apgd-dlr")
     pairs = []

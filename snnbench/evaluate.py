@@ -23,11 +23,15 @@ from snnbench.attacks import Attack
 from snnbench.checkpoint import library_versions, now
 from snnbench.files import stable_seed
 from snnbench.data import DATASETS, balanced_subset, dataset_info
-from snnbench.metrics import accuracy_interval, encode_counts
+from snnbench.metrics import Candidates, accuracy_interval, encode_counts
 from snnbench.runtime import is_compiled, map_batches
 from snnbench.store import Chunk, ResultStore
 
 RESULT_SCHEMA = "snnbench.result/1"
+# The scoring rule in every attack key: chunks scored by an older rule are never reused.
+# select2 = selection draws choose every candidate (across attacks and the cascade pool),
+# ties go to the adversarial one, fresh report draws score it.
+SCORING_RULE = "select2"
 ChunkCallback = Callable[[str, str, int, int], None]
 
 
@@ -92,7 +96,8 @@ def attack_key(attack: Attack, info: ModelInfo, config: EvalConfig, n: int) -> s
     """The attack's key plus every evaluation setting and library version."""
     k_eval = eval_draws(info, config)
     v = library_versions()
-    return (f"{attack.key()}|k_eval={k_eval}|data={info.dataset}:{config.split}:n={n}:balanced"
+    return (f"{attack.key()}|k_eval={k_eval}|rule={SCORING_RULE}"
+            f"|data={info.dataset}:{config.split}:n={n}:balanced"
             f"|chunk={config.chunk_size}|seed={config.seed}|torch={v['torch']}"
             f"|torchattacks={v['torchattacks']}|pyautoattack={v['pyautoattack']}")
 
@@ -102,6 +107,12 @@ def sample_indices(y: torch.Tensor, n: int | None, num_classes: int) -> np.ndarr
     if n is None or n >= len(y):
         return np.arange(len(y))
     return np.asarray(balanced_subset(y, n, num_classes))
+
+
+def samples_digest(dataset: str, split: str, indices: np.ndarray) -> str:
+    """A short name of the evaluated samples: equal digests, equal samples in equal order."""
+    text = f"{dataset}:{split}:" + ",".join(map(str, np.asarray(indices).tolist()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def select_samples(x: torch.Tensor, y: torch.Tensor, n: int | None, num_classes: int):
@@ -160,16 +171,17 @@ def clean_draws(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, index: in
 def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, *, index: int,
               key: str, info: ModelInfo, config: EvalConfig, device: torch.device,
               clean: tuple[np.ndarray, np.ndarray] | None = None,
-              pool: np.ndarray | None = None) -> Chunk:
-    """One task: clean draws, the attack on clean-correct samples, adversarial draws.
+              pool: Candidates | None = None) -> Chunk:
+    """One task: clean draws, the attack on the samples still in play, adversarial draws.
 
-    Stochastic models follow evaluation.md section 4: ``k_eval`` *selection* draws on x and
-    on x' pick the worse candidate z* per sample, then ``k_eval`` fresh *report* draws on z*
-    give its count (no winner's curse); the clean column uses report draws on x. A
-    deterministic model needs one pass per candidate, and the rule reduces to AutoAttack's.
-    ``clean`` passes cached ``(selection, report)`` clean counts. ``pool`` (a cascade) holds
-    each sample's count after the earlier attacks: only samples with a count above 0 are
-    attacked, and the chunk stores the per-sample minimum with it.
+    Each sample holds one candidate input, at first the clean one (docs/protocol.md,
+    "Stochastic models"): ``k_eval`` *selection* draws on the attack's output x' decide whether
+    x' replaces it (as many or fewer correct draws; ties go to x'), then ``k_eval`` fresh
+    *report* draws on x' give its result, so no draw is both chosen on and reported (no
+    winner's curse). A deterministic model needs one pass per candidate and the rule reduces to
+    AutoAttack's. ``clean`` passes cached ``(selection, report)`` clean counts. ``pool`` (a
+    cascade) holds each sample's candidate after the earlier attacks: only samples with a
+    correct selection draw left are attacked, and the chunk keeps the worse candidate.
     """
     start = time.perf_counter()
     k_eval = eval_draws(info, config)
@@ -179,29 +191,38 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
         model, inputs, labels, k_eval, _draws(config, tag, index, k_eval), device, batch)
     select, clean = clean if clean is not None else clean_draws(
         model, x, y, index=index, info=info, config=config, device=device)
-    adv = clean.copy()                 # z* = x until an attack does better
-    alive = select > 0 if pool is None else (select > 0) & (pool > 0)
-    target = np.flatnonzero(alive)
+    current = pool if pool is not None else Candidates(select, clean, np.zeros(len(y), bool))
+    target = np.flatnonzero(current.select > 0)   # leaves play when every selection draw is wrong
+    chosen = current
     if len(target):
         xt, yt = x[target], y[target]
         parts, batch = map_batches(lambda s: attack(model, xt[s].to(device), yt[s].to(device)).cpu(),
                                    len(target), batch, restart=lambda: torch.manual_seed(task_seed))
         x_adv = torch.cat(parts)
-        hit = count(x_adv, yt, "eval-adv")
-        worse = hit < select[target]
-        if info.stochastic and worse.any():
-            report = count(x_adv[worse], yt[worse], "eval-adv-report")
-            adv[target[worse]] = report
-        elif worse.any():
-            adv[target[worse]] = hit[worse]
-    if not info.stochastic:
-        adv = np.minimum(adv, clean)
-    if pool is not None:
-        adv = np.minimum(adv, pool)
-    return Chunk(index, clean.astype(np.uint8), adv.astype(np.uint8), k_eval,
+        hit = np.array(current.select)
+        hit[target] = count(x_adv, yt, "eval-adv")
+        outputs = np.zeros(len(y), bool)
+        outputs[target] = True
+        take = current.challenged_by(Candidates(hit, current.report, outputs))
+        report = np.array(current.report)
+        if take.any():
+            taken = take[target]
+            report[take] = (count(x_adv[taken], yt[taken], "eval-adv-report")
+                            if info.stochastic else hit[take])
+        chosen = Candidates(np.where(take, hit, current.select), report,
+                            current.adversarial | take)
+    return Chunk(index, clean.astype(np.uint8), chosen.report.astype(np.uint8), k_eval,
                  time.perf_counter() - start, attack.grad_evals() * len(target),
                  batch, task_seed, {"device": device.type, "attacked": int(len(target)),
-                                    **({"compiled": True} if is_compiled(model) else {})})
+                                    "threads": torch.get_num_threads(),
+                                    **({"compiled": True} if is_compiled(model) else {})},
+                 chosen.select.astype(np.uint8), chosen.adversarial.astype(bool))
+
+
+def chunk_candidates(chunk: Chunk) -> Candidates:
+    """The chunk's chosen candidates (a stored run's selection counts, report counts, origin)."""
+    return Candidates(chunk.candidate_select().astype(np.int64), chunk.adv.astype(np.int64),
+                      chunk.candidate_adversarial().astype(bool))
 
 
 def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
@@ -211,6 +232,9 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
     k_eval = chunks[0].k_eval
     clean = np.concatenate([c.clean for c in chunks])
     adv = np.concatenate([c.adv for c in chunks])
+    adv_select = np.concatenate([c.candidate_select() for c in chunks])
+    adversarial = np.concatenate([c.candidate_adversarial() for c in chunks])
+    threads = sorted({int((c.env or {}).get("threads", 0)) for c in chunks} - {0})
     clean_acc, clean_ci, _ = accuracy_interval(clean, k_eval)
     robust, ci, method = accuracy_interval(adv, k_eval)
     majority = float((adv > k_eval // 2).mean()) if len(adv) else 0.0
@@ -227,18 +251,22 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
         "attack": {"id": attack.id, "key": key, "impl": attack.impl, "params": attack.params,
                    "eps": attack.eps, "norm": attack.norm, "grad": attack.grad, "eot": attack.eot,
                    "eot_note": "model is deterministic: EoT not needed" if not info.stochastic else ""},
-        "eval": {"split": config.split, "n": int(len(adv)), "k_eval": k_eval, "rule": "expected",
+        "eval": {"split": config.split, "n": int(len(adv)), "k_eval": k_eval,
+                 "rule": f"expected, {SCORING_RULE}",
                  "subset": "balanced", "chunk_size": config.chunk_size,
                  "attacked": attacked,
                  **(extra_eval or {})},
         "seed": config.seed,
         "env": {**library_versions(), "device": device,
+                **({"threads": threads[0] if len(threads) == 1 else threads} if threads else {}),
                 **({"compiled": True} if any((c.env or {}).get("compiled") for c in chunks) else {})},
         "result": {"clean_acc": clean_acc, "clean_ci95": list(clean_ci), "robust_acc": robust,
                    "ci95": list(ci), "ci": method, "majority_acc": majority,
                    "asr": 1 - robust / clean_acc if clean_acc > 0 else 0.0},
         "per_sample": {"encoding": "base64 uint8 correct-draw counts",
-                       "clean": encode_counts(clean), "adv": encode_counts(adv)},
+                       "clean": encode_counts(clean), "adv": encode_counts(adv),
+                       "adv_select": encode_counts(adv_select),
+                       "adversarial": encode_counts(adversarial)},
         "timing": {"seconds": round(seconds, 3),
                    "grad_evals": int(sum(c.grad_evals for c in chunks)),
                    "batch_size": min(c.batch_size for c in chunks),
@@ -277,6 +305,7 @@ class Plan:
     n: int
     count: int
     clean_key: str
+    samples: str = ""            # samples_digest of the evaluated samples
 
     def part(self, index: int, chunk_size: int) -> slice:
         return slice(index * chunk_size, min((index + 1) * chunk_size, self.n))
@@ -284,7 +313,7 @@ class Plan:
 
 def plan_attacks(info: ModelInfo, attacks: list[Attack], config: EvalConfig, n: int,
                  cascade: bool = False, per_attack_full: bool = True,
-                 paired: list[Attack] | None = None) -> Plan:
+                 paired: list[Attack] | None = None, samples: str = "") -> Plan:
     """The tasks of :func:`run_attacks`: per-attack runs (``paired`` first), then the cascade."""
     count = (n + config.chunk_size - 1) // config.chunk_size
     keys = [attack_key(a, info, config, n) for a in attacks]
@@ -301,7 +330,7 @@ def plan_attacks(info: ModelInfo, attacks: list[Attack], config: EvalConfig, n: 
         finishes.append((attack, own_key, {"cascade": {
             "position": position + 1, "of": len(attacks), "member": attack.label or attack.id,
             "after": [a.label or a.id for a in attacks[:position]]}}))
-    return Plan(tasks, finishes, n, count, data_key(info, config, n))
+    return Plan(tasks, finishes, n, count, data_key(info, config, n), samples)
 
 
 def compute_task(task: Task, model: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, *,
@@ -315,10 +344,12 @@ def compute_task(task: Task, model: Callable[[], nn.Module], x: torch.Tensor, y:
     cascade member's chunk and ``own`` this attack's per-attack chunk, if any: a cascade member
     with ``own`` is derived from it (per-sample minimum with the pool), no attack runs.
     """
-    pool = previous.adv if previous is not None else None
+    pool = chunk_candidates(previous) if previous is not None else None
     if own is not None:
-        pool = own.adv if pool is None else pool
-        return dataclasses.replace(own, adv=np.minimum(own.adv, pool), seconds=0.0, grad_evals=0,
+        chosen = chunk_candidates(own) if pool is None else pool.merge(chunk_candidates(own))
+        return dataclasses.replace(own, adv=chosen.report.astype(np.uint8),
+                                   adv_select=chosen.select.astype(np.uint8),
+                                   adversarial=chosen.adversarial, seconds=0.0, grad_evals=0,
                                    env={**(own.env or {}), "attacked": 0,
                                         "derived_from": "per-attack run"}), clean
     net = model()
@@ -348,7 +379,9 @@ def finish_plan(plan: Plan, store: ResultStore, info: ModelInfo, config: EvalCon
         chunks = store.chunks(info.sha256, key)
         if card is None and len(chunks) == plan.count:
             device = str((chunks[0].env or {}).get("device", "cpu"))
-            card = result_card(info, attack, key, config, chunks, device, extra)
+            card = result_card(info, attack, key, config, chunks, device,
+                               {**({"samples": plan.samples} if plan.samples else {}),
+                                **(extra or {})})
             store.put_card(info.sha256, key, card)
         if card is not None:
             cards.append(card)
@@ -371,9 +404,12 @@ def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: tor
     ``max_chunks`` stops after that many newly computed chunks (a budget, and how the tests
     inject a stop); a rerun continues with the rest.
     """
-    x, y = select_samples(x, y, config.n, dataset_info(info.dataset).num_classes)
+    indices = sample_indices(y, config.n, dataset_info(info.dataset).num_classes)
+    picked = torch.as_tensor(indices)
+    x, y = x[picked], y[picked]
     model.eval()
-    plan = plan_attacks(info, attacks, config, len(y), cascade, per_attack_full, paired)
+    plan = plan_attacks(info, attacks, config, len(y), cascade, per_attack_full, paired,
+                        samples_digest(info.dataset, config.split, indices))
     budget = max_chunks
     done: dict[str, set[int]] = {}
     for task in plan.tasks:

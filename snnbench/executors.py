@@ -32,7 +32,7 @@ from snnbench.data import dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
 from snnbench.evaluate import (ChunkCallback, EvalConfig, ModelInfo, Plan, Task, cached_clean,
                                clean_draws, compute_task, eval_draws, finish_plan, plan_attacks,
-                               run_attacks, sample_indices, stored_chunk)
+                               run_attacks, sample_indices, samples_digest, stored_chunk)
 from snnbench.runtime import compile_errors, compile_model, resolve_device
 from snnbench.store import Chunk, ResultStore
 from snnbench.train import TrainOutcome, train_model
@@ -227,7 +227,8 @@ def run_ray(ray: Any, job: Job, attacks: list[Attack], store: ResultStore,
     info, config = job.info, job.config
     _, labels = load_dataset(info.dataset, config.split, job.data_root)
     indices = sample_indices(labels, config.n, dataset_info(info.dataset).num_classes)
-    plan = plan_attacks(info, attacks, config, len(indices), cascade, per_attack_full, paired)
+    plan = plan_attacks(info, attacks, config, len(indices), cascade, per_attack_full, paired,
+                        samples_digest(info.dataset, config.split, indices))
     gpus = task_gpus(ray, job.device)
     job_ref = ray.put(job)
     clean_remote = ray.remote(max_retries=MAX_RETRIES)(clean_worker).options(num_gpus=gpus)

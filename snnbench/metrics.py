@@ -1,13 +1,19 @@
-"""Accuracy with 95% intervals, MRA and the per-sample worst case (evaluation.md section 5).
+"""Accuracy with 95% intervals, MRA and the per-sample worst case (docs/protocol.md, "Statistics").
 
 Per-sample results are correct-draw counts out of ``k_eval`` (1 for deterministic models).
 Binary rates get a Wilson interval; expected accuracy over several draws a bootstrap over
 samples (draws of one sample are correlated, so never Wilson on n * k_eval).
+
+Stochastic models: every choice among a sample's candidate inputs (the clean one and each
+attack's output) compares *selection* counts, and the chosen candidate's result is its own
+*report* counts, drawn afresh. A report draw never takes part in a choice, so the reported
+accuracy of the chosen candidate carries no winner's curse.
 """
 from __future__ import annotations
 
 import base64
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -59,15 +65,68 @@ def paired_difference(a: np.ndarray, b: np.ndarray, k_eval: int,
     return float(diff.mean()), bootstrap(diff, seed)
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """Each sample's chosen candidate input: its selection counts, its report counts, and
+    whether it is an attack's output (not the clean input)."""
+
+    select: np.ndarray
+    report: np.ndarray
+    adversarial: np.ndarray
+
+    def challenged_by(self, other: "Candidates") -> np.ndarray:
+        """Where ``other`` takes over: fewer correct selection draws, or as few and adversarial
+        where the current one is the clean input (ties go to the adversarial candidate)."""
+        tie = (other.select == self.select) & other.adversarial & ~self.adversarial
+        return (other.select < self.select) | tie
+
+    def merge(self, other: "Candidates") -> "Candidates":
+        take = self.challenged_by(other)
+        return Candidates(np.where(take, other.select, self.select),
+                          np.where(take, other.report, self.report),
+                          np.where(take, other.adversarial, self.adversarial))
+
+
+def worst_candidates(runs: Sequence[Candidates]) -> Candidates:
+    """Per-sample worst case over runs on the same samples: the candidate with the fewest
+    correct selection draws (earlier runs win ties between adversarial candidates)."""
+    if not runs:
+        raise ValueError("worst_candidates needs at least one run")
+    best = runs[0]
+    for run in runs[1:]:
+        best = best.merge(run)
+    return best
+
+
 def mra(robust: Sequence[float]) -> float | None:
     """Minimum robust accuracy over a row's attack columns (RandHet's MRA: min, not mean)."""
     values = [v for v in robust if v is not None]
     return min(values) if values else None
 
 
-def worst_case(per_attack: Sequence[np.ndarray], k_eval: int) -> np.ndarray:
-    """Per-sample worst case over attacks: the minimum correct-draw rate of each sample."""
-    return np.min(np.stack([np.asarray(a, dtype=np.float64) for a in per_attack]), axis=0) / k_eval
+def mra_interval(per_attack: Sequence[np.ndarray], k_eval: int,
+                 seed: int = 0, rounds: int = BOOTSTRAP) -> tuple[float, tuple[float, float]]:
+    """MRA (minimum over the columns of their mean accuracy) with a percentile bootstrap 95%
+    interval: samples are resampled together, so each round's minimum keeps the columns'
+    pairing. The columns must hold the same samples in the same order."""
+    rates = np.stack([np.asarray(a, dtype=np.float64) for a in per_attack]) / k_eval
+    if rates.shape[1] == 0:
+        return 0.0, (0.0, 1.0)
+    pick = np.random.default_rng(seed).integers(0, rates.shape[1], size=(rounds, rates.shape[1]))
+    rounds_min = rates[:, pick].mean(axis=2).min(axis=0)
+    return float(rates.mean(axis=1).min()), (float(np.quantile(rounds_min, 0.025)),
+                                               float(np.quantile(rounds_min, 0.975)))
+
+
+def format_interval(acc: float, ci: Sequence[float] | None, digits: int = 2) -> str:
+    """``value ± half-width`` in percent where the interval is symmetric at the shown
+    precision, else ``value [low, high]``."""
+    if ci is None:
+        return f"{100 * acc:.{digits}f}"
+    below, above = 100 * (acc - ci[0]), 100 * (ci[1] - acc)
+    if abs(below - above) < 10 ** -digits:
+        return f"{100 * acc:.{digits}f} ± {above:.{digits}f}"
+    return f"{100 * acc:.{digits}f} [{100 * ci[0]:.{digits}f}, {100 * ci[1]:.{digits}f}]"
 
 
 def encode_counts(counts: np.ndarray) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from snnbench.errors import SnnbenchError
 
 TOOL = "snnbench"
-SCHEMA = 1
+SCHEMA = 2          # 2: chunks keep the chosen candidates' selection counts (adv_select, adversarial)
 CLAIM_TIMEOUT_S = 6 * 3600
 
 _TABLES = """
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     n INTEGER NOT NULL, k_eval INTEGER NOT NULL, clean BLOB NOT NULL, adv BLOB NOT NULL,
     seconds REAL NOT NULL, grad_evals INTEGER NOT NULL, batch_size INTEGER NOT NULL,
     seed INTEGER NOT NULL, env TEXT NOT NULL, created REAL NOT NULL,
+    adv_select BLOB, adversarial BLOB,
     PRIMARY KEY (model_sha, attack_key, chunk));
 CREATE TABLE IF NOT EXISTS cards (
     model_sha TEXT NOT NULL, attack_key TEXT NOT NULL, card TEXT NOT NULL, created REAL NOT NULL,
@@ -56,17 +57,32 @@ CREATE TABLE IF NOT EXISTS claims (
 
 @dataclass(frozen=True)
 class Chunk:
-    """Per-sample correct-draw counts (out of ``k_eval``) of one chunk of one attack run."""
+    """Per-sample correct-draw counts (out of ``k_eval``) of one chunk of one attack run.
+
+    Per sample, the run keeps one candidate input: the clean one, or an adversarial one that
+    did at least as badly on the selection draws. ``adv`` holds the candidate's fresh *report*
+    counts (the result), ``adv_select`` its *selection* counts (what later choices among
+    candidates compare, so that no report draw takes part in a choice) and ``adversarial``
+    whether it is an attack's output (ties between candidates go to the adversarial one).
+    """
 
     index: int
-    clean: np.ndarray        # uint8 [n]
-    adv: np.ndarray          # uint8 [n]; min(clean, adversarial) per sample
+    clean: np.ndarray        # uint8 [n]; report counts of the clean input
+    adv: np.ndarray          # uint8 [n]; report counts of the chosen candidate
     k_eval: int
     seconds: float = 0.0
     grad_evals: int = 0
     batch_size: int = 0
     seed: int = 0
     env: dict[str, Any] | None = None
+    adv_select: np.ndarray | None = None   # uint8 [n]; None: a deterministic run (= adv)
+    adversarial: np.ndarray | None = None  # bool [n]; None: adv < clean
+
+    def candidate_select(self) -> np.ndarray:
+        return self.adv if self.adv_select is None else self.adv_select
+
+    def candidate_adversarial(self) -> np.ndarray:
+        return self.adv < self.clean if self.adversarial is None else self.adversarial
 
 
 class ResultStore:
@@ -83,6 +99,7 @@ class ResultStore:
                 self._check_ours()
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_TABLES)
+            self._migrate()
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('tool', ?), ('schema', ?)",
                              (TOOL, str(SCHEMA)))
         except sqlite3.DatabaseError as exc:
@@ -111,6 +128,15 @@ class ResultStore:
             raise SnnbenchError(f"{self.path} was written by a newer snnbench (schema "
                                 f"{rows['schema']}); upgrade snnbench")
 
+    def _migrate(self) -> None:
+        """Schema 1 -> 2: two nullable columns; old chunks read as deterministic runs. Their
+        attack keys carry no ``rule=`` token, so no new run ever reuses them."""
+        names = {r[1] for r in self._db.execute("PRAGMA table_info(chunks)")}
+        for column in ("adv_select", "adversarial"):
+            if column not in names:
+                self._db.execute(f"ALTER TABLE chunks ADD COLUMN {column} BLOB")
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA),))
+
     def close(self) -> None:
         self._db.close()
 
@@ -138,24 +164,26 @@ class ResultStore:
         """Store one chunk and drop its claim, in one transaction; ``env`` records who computed it."""
         with self._transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (model_sha, attack_key, chunk.index, len(chunk.clean), chunk.k_eval,
                  chunk.clean.astype(np.uint8).tobytes(), chunk.adv.astype(np.uint8).tobytes(),
                  chunk.seconds, chunk.grad_evals, chunk.batch_size, chunk.seed,
-                 json.dumps({**(chunk.env or {}), "owner": self.owner}), time.time()))
+                 json.dumps({**(chunk.env or {}), "owner": self.owner}), time.time(),
+                 _blob(chunk.adv_select), _blob(chunk.adversarial)))
             self._db.execute("DELETE FROM claims WHERE model_sha=? AND attack_key=? AND chunk=?",
                              (model_sha, attack_key, chunk.index))
 
     def chunks(self, model_sha: str, attack_key: str, index: int | None = None) -> list[Chunk]:
         """The stored chunks of a run in order (only chunk ``index`` when given)."""
-        query = ("SELECT chunk, clean, adv, k_eval, seconds, grad_evals, batch_size, seed, env "
-                 "FROM chunks WHERE model_sha = ? AND attack_key = ?")
+        query = ("SELECT chunk, clean, adv, k_eval, seconds, grad_evals, batch_size, seed, env, "
+                 "adv_select, adversarial FROM chunks WHERE model_sha = ? AND attack_key = ?")
         args: tuple = (model_sha, attack_key)
         if index is not None:
             query, args = query + " AND chunk = ?", (*args, index)
         rows = self._db.execute(query + " ORDER BY chunk", args)
         return [Chunk(r[0], np.frombuffer(r[1], np.uint8).copy(), np.frombuffer(r[2], np.uint8).copy(),
-                      r[3], r[4], r[5], r[6], r[7], json.loads(r[8])) for r in rows]
+                      r[3], r[4], r[5], r[6], r[7], json.loads(r[8]), _array(r[9]),
+                      None if r[10] is None else _array(r[10]).astype(bool)) for r in rows]
 
     # ---- clean draws, shared by every attack on the same samples
     def clean_draws(self, model_sha: str, data_key: str, chunk: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -254,6 +282,14 @@ class _Transaction:
 
     def __exit__(self, kind: object, *rest: object) -> None:
         self.db.execute("ROLLBACK" if kind else "COMMIT")
+
+
+def _blob(values: np.ndarray | None) -> bytes | None:
+    return None if values is None else np.asarray(values).astype(np.uint8).tobytes()
+
+
+def _array(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(blob, np.uint8).copy()
 
 
 def _alive(owner: str) -> bool:

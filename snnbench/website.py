@@ -23,8 +23,8 @@ from typing import Any
 from snnbench.config import format_eps
 from snnbench.files import atomic_write_text
 from snnbench.layouts import LayoutTable
-from snnbench.report import (BANNER, Leaderboard, _cell, _drop_cell, build_leaderboard,
-                             describe)
+from snnbench.report import (BANNER, HEADLINE, Leaderboard, _cell, _drop_cell,
+                             build_leaderboard, describe, setting_of)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -63,7 +63,9 @@ class Board:
 
     @property
     def title(self) -> str:
-        return f"{self.dataset} · {self.norm} ε = {format_eps(self.eps)}"
+        setting = self.board.rows[0]["setting"] if self.board.rows else {}
+        return (f"{self.dataset} · {self.norm} ε = {format_eps(self.eps)} · n = "
+                f"{setting.get('n', '?')} · seed {setting.get('seed', '?')}")
 
 
 def slug(text: str) -> str:
@@ -88,46 +90,52 @@ def interval_cell(acc: float | None, ci: list[float] | None) -> Cell:
         return Cell()
     if not ci:
         return Cell(_pct(acc), f"{acc:.6f}")
-    return Cell(_cell(acc, ci), f"{acc:.6f}", title="95% interval",
-                note=f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]")
+    text = _cell(acc, ci)      # asymmetric intervals already read [low, high]
+    return Cell(text, f"{acc:.6f}", title="95% interval",
+                note=f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if "±" in text else "")
 
 
 def threat_boards(cards: list[dict], name: str, checks: dict, diagnostics: dict) -> list[Board]:
-    """One leaderboard per (data set, norm, eps), from that budget's cards only."""
-    groups: dict[tuple[str, str, float], list[dict]] = defaultdict(list)
+    """One leaderboard per setting (data set, norm, eps, samples, seed), from its cards only."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
     for card in cards:
-        groups[(card["model"]["dataset"], card["attack"]["norm"], card["attack"]["eps"])].append(card)
+        s = setting_of(card)
+        groups[(s["dataset"], s["norm"], s["eps"], s["n"], s["seed"], s["samples"],
+                s["k_eval"])].append(card)
     boards = []
-    for (dataset, norm, eps), subset in sorted(groups.items()):
+    for (dataset, norm, eps, n, seed, *_), subset in sorted(groups.items()):
         board = build_leaderboard(subset, name, checks, diagnostics)
         if board.rows:
-            label = f"{dataset}-{norm}-{format_eps(eps)}"
+            label = f"{dataset}-{norm}-{format_eps(eps)}-n{n}-s{seed}"
+            label += "" if not any(b.slug == slug(label.replace("/", "_")) for b in boards) \
+                else f"-{len(boards)}"
             boards.append(Board(slug(label.replace("/", "_")), dataset, norm, eps, board))
     return boards
 
 
 def board_grid(board: Leaderboard) -> Grid:
     with_drop = any(row["drop"] for row in board.rows)
-    headers = [Header("model", "model"), Header("defense", "defense"), Header("arch", "arch"),
-               Header("t", "T", True), Header("clean", "clean", True),
+    headers = [Header("model", "model"), Header("headline", HEADLINE, True),
+               Header("clean", "clean", True),
                *[Header(key_of(c), c, True) for c in board.columns],
-               Header("mra", "MRA", True), Header("worst-case", "worst case", True),
+               Header("mra", "MRA", True),
                *([Header("eot-drop", "EoT drop")] if with_drop else []),
+               Header("defense", "defense"), Header("arch", "arch"), Header("t", "T", True),
                Header("n", "n", True), Header("device", "device")]
     rows, classes = [], []
     for row in board.rows:
         flags = row.get("unreliable") or []
         model = Cell(row["model"], row["model"], model_page(row["model"]),
                      flag=("unreliable: " + "; ".join(flags)) if flags else "")
-        worst = row["worst_case"] or {}
-        rows.append([model, Cell(row["defense"]), Cell(row["arch"]),
-                     Cell(str(row["timesteps"]), str(row["timesteps"])),
+        top = row["headline"] or {}
+        rows.append([model, interval_cell(top.get("acc"), top.get("ci95")),
                      interval_cell(row["clean"]["acc"], row["clean"]["ci95"]),
                      *[interval_cell(row["attacks"][c]["robust_acc"], row["attacks"][c]["ci95"])
                        if c in row["attacks"] else Cell() for c in board.columns],
-                     interval_cell(row["mra"], None),
-                     interval_cell(worst.get("acc"), worst.get("ci95")),
+                     interval_cell(row["mra"], row.get("mra_ci95")),
                      *([Cell(_drop_cell(row["drop"]))] if with_drop else []),
+                     Cell(row["defense"]), Cell(row["arch"]),
+                     Cell(str(row["timesteps"]), str(row["timesteps"])),
                      Cell(str(row["n"]), str(row["n"])), Cell(row["device"])])
         classes.append("unreliable" if flags else "")
     return Grid(headers, rows, classes)
@@ -137,9 +145,11 @@ def cascade_grid(board: Leaderboard) -> Grid | None:
     rows = [row for row in board.rows if row["cascade"]]
     if not rows:
         return None
-    members: list[str] = []
+    order: dict[str, int] = {}
     for row in rows:
-        members += [s["member"] for s in row["cascade"] if s["member"] not in members]
+        for step in row["cascade"]:
+            order[step["member"]] = min(order.get(step["member"], 10 ** 6), step["position"])
+    members = sorted(order, key=lambda m: (order[m], m))
     headers = [Header("model", "model"), Header("clean", "clean", True),
                *[Header(key_of("to-" + m), f"→{m}", True) for m in members]]
     body = []
@@ -256,7 +266,7 @@ def site_from_home(home: str | Path | None, out: Path, name: str | None,
     recipe = api._recipe_of({"recipe": recipe_name}) if recipe_name else None
     named = set(recipe.layouts) if recipe else set()
     tables = [table for layout in LAYOUTS.names() if layout != "leaderboard"
-              for table in [render_layout(get_layout(layout), board.rows)]
+              for table in [render_layout(get_layout(layout), board.main_rows())]
               if layout in named or any(r["model"] for r in table.records)]
     figures = plot_sweeps(cards, out, board.name) if plots else []
     return board, figures + write_site(out, board.name, boards, board, model_cards, checks,

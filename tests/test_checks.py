@@ -243,7 +243,7 @@ def test_cascade_member_that_finds_many_new_successes_flags_masking():
 
 
 def test_c20_flags_worst_case_above_mra():
-    row = {"worst_case": {"acc": 0.5}, "mra": 0.4}
+    row = {"headline": {"acc": 0.5, "ci95": [0.45, 0.55]}, "mra": 0.4, "k_eval": 1}
     assert result("C20", [card("pgd10", 0.4)], row).status == "fail"
 
 

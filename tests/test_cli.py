@@ -95,7 +95,7 @@ def test_round_trip_train_attack_report_gate(tmp_path):
     (row,) = board["rows"]
     assert set(row["attacks"]) == {"fgsm", "pgd10"}
     assert row["mra"] == min(a["robust_acc"] for a in row["attacks"].values())
-    assert row["worst_case"]["acc"] <= row["mra"]
+    assert row["headline"]["acc"] <= row["mra"]
     baseline = out / "digits.json"
     result = invoke("gate", "--baseline", baseline, "--tolerance", "2", "--home", home)
     assert result.exit_code == 0 and "gate passed" in result.stdout

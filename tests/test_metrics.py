@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from snnbench.metrics import accuracy_interval, decode_counts, encode_counts, mra, wilson, worst_case
+from snnbench.metrics import (Candidates, accuracy_interval, decode_counts, encode_counts,
+                              format_interval, mra, mra_interval, wilson, worst_candidates)
 
 
 def test_wilson_known_values():
@@ -27,10 +28,48 @@ def test_bootstrap_for_several_draws():
     assert method == "bootstrap" and acc == pytest.approx(12 / 18) and lo < acc < hi
 
 
+def _deterministic(correct: list[int]) -> Candidates:
+    values = np.array(correct)
+    return Candidates(values, values, values == 0)
+
+
 def test_mra_is_the_minimum_and_worst_case_is_per_sample():
     assert mra([0.5, 0.3, None, 0.4]) == 0.3
-    a, b = np.array([1, 0, 1, 1]), np.array([1, 1, 0, 1])
-    assert worst_case([a, b], 1).tolist() == [1, 0, 0, 1]   # 0.5 <= min(0.75, 0.75)
+    assert mra([0.3, 0.5]) == 0.3 and mra([0.5, 0.3]) == 0.3     # not the first, not the max
+    a, b = _deterministic([1, 0, 1, 1]), _deterministic([1, 1, 0, 1])
+    # two attacks that break different samples: the worst case is below both columns
+    assert worst_candidates([a, b]).report.tolist() == [1, 0, 0, 1]
+
+
+def test_worst_case_chooses_on_selection_and_reports_the_report_counts():
+    # sample 0: attack b has fewer correct selection draws, so b's candidate is reported even
+    # though its report count is higher than a's (the report draws never choose)
+    a = Candidates(np.array([2, 3]), np.array([0, 3]), np.array([True, True]))
+    b = Candidates(np.array([1, 3]), np.array([3, 1]), np.array([True, True]))
+    worst = worst_candidates([a, b])
+    assert worst.report.tolist() == [3, 3] and worst.select.tolist() == [1, 3]
+
+
+def test_ties_go_to_the_adversarial_candidate():
+    clean = Candidates(np.array([3, 3]), np.array([3, 3]), np.array([False, False]))
+    adv = Candidates(np.array([3, 2]), np.array([1, 0]), np.array([True, True]))
+    assert worst_candidates([clean, adv]).report.tolist() == [1, 0]
+    # between two adversarial candidates the earlier one stays
+    later = Candidates(np.array([3, 2]), np.array([2, 2]), np.array([True, True]))
+    assert worst_candidates([adv, later]).report.tolist() == [1, 0]
+
+
+def test_mra_interval_bootstraps_the_minimum():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 2, 360), rng.integers(0, 2, 360)
+    value, (lo, hi) = mra_interval([a, b], 1)
+    assert value == min(a.mean(), b.mean()) and lo < value < hi
+
+
+def test_intervals_print_brackets_when_asymmetric():
+    assert format_interval(0.5, [0.45, 0.55]) == "50.00 ± 5.00"
+    assert format_interval(0.02, [0.004, 0.105]) == "2.00 [0.40, 10.50]"
+    assert format_interval(0.5, None) == "50.00"
 
 
 def test_counts_encoding_round_trip():
