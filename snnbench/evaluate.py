@@ -171,7 +171,7 @@ def clean_draws(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, index: in
 def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, *, index: int,
               key: str, info: ModelInfo, config: EvalConfig, device: torch.device,
               clean: tuple[np.ndarray, np.ndarray] | None = None,
-              pool: Candidates | None = None) -> Chunk:
+              pool: Candidates | None = None, origin: int = 1) -> Chunk:
     """One task: clean draws, the attack on the samples still in play, adversarial draws.
 
     Each sample holds one candidate input, at first the clean one (docs/protocol.md,
@@ -182,6 +182,7 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
     AutoAttack's. ``clean`` passes cached ``(selection, report)`` clean counts. ``pool`` (a
     cascade) holds each sample's candidate after the earlier attacks: only samples with a
     correct selection draw left are attacked, and the chunk keeps the worse candidate.
+    ``origin`` names this attack's candidates (its cascade position; 1 for a single run).
     """
     start = time.perf_counter()
     k_eval = eval_draws(info, config)
@@ -191,7 +192,7 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
         model, inputs, labels, k_eval, _draws(config, tag, index, k_eval), device, batch)
     select, clean = clean if clean is not None else clean_draws(
         model, x, y, index=index, info=info, config=config, device=device)
-    current = pool if pool is not None else Candidates(select, clean, np.zeros(len(y), bool))
+    current = pool if pool is not None else Candidates(select, clean, np.zeros(len(y), np.uint8))
     target = np.flatnonzero(current.select > 0)   # leaves play when every selection draw is wrong
     chosen = current
     if len(target):
@@ -201,8 +202,8 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
         x_adv = torch.cat(parts)
         hit = np.array(current.select)
         hit[target] = count(x_adv, yt, "eval-adv")
-        outputs = np.zeros(len(y), bool)
-        outputs[target] = True
+        outputs = np.zeros(len(y), np.uint8)
+        outputs[target] = origin
         take = current.challenged_by(Candidates(hit, current.report, outputs))
         report = np.array(current.report)
         if take.any():
@@ -210,19 +211,19 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
             report[take] = (count(x_adv[taken], yt[taken], "eval-adv-report")
                             if info.stochastic else hit[take])
         chosen = Candidates(np.where(take, hit, current.select), report,
-                            current.adversarial | take)
+                            np.where(take, origin, current.origin))
     return Chunk(index, clean.astype(np.uint8), chosen.report.astype(np.uint8), k_eval,
                  time.perf_counter() - start, attack.grad_evals() * len(target),
                  batch, task_seed, {"device": device.type, "attacked": int(len(target)),
                                     "threads": torch.get_num_threads(),
                                     **({"compiled": True} if is_compiled(model) else {})},
-                 chosen.select.astype(np.uint8), chosen.adversarial.astype(bool))
+                 chosen.select.astype(np.uint8), chosen.origin.astype(np.uint8))
 
 
 def chunk_candidates(chunk: Chunk) -> Candidates:
     """The chunk's chosen candidates (a stored run's selection counts, report counts, origin)."""
     return Candidates(chunk.candidate_select().astype(np.int64), chunk.adv.astype(np.int64),
-                      chunk.candidate_adversarial().astype(bool))
+                      chunk.candidate_origin().astype(np.int64))
 
 
 def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
@@ -233,7 +234,7 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
     clean = np.concatenate([c.clean for c in chunks])
     adv = np.concatenate([c.adv for c in chunks])
     adv_select = np.concatenate([c.candidate_select() for c in chunks])
-    adversarial = np.concatenate([c.candidate_adversarial() for c in chunks])
+    origin = np.concatenate([c.candidate_origin() for c in chunks])
     threads = sorted({int((c.env or {}).get("threads", 0)) for c in chunks} - {0})
     clean_acc, clean_ci, _ = accuracy_interval(clean, k_eval)
     robust, ci, method = accuracy_interval(adv, k_eval)
@@ -266,7 +267,7 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
         "per_sample": {"encoding": "base64 uint8 correct-draw counts",
                        "clean": encode_counts(clean), "adv": encode_counts(adv),
                        "adv_select": encode_counts(adv_select),
-                       "adversarial": encode_counts(adversarial)},
+                       "origin": encode_counts(origin)},
         "timing": {"seconds": round(seconds, 3),
                    "grad_evals": int(sum(c.grad_evals for c in chunks)),
                    "batch_size": min(c.batch_size for c in chunks),
@@ -286,13 +287,16 @@ def cascade_key(key: str, earlier: list[str]) -> str:
 class Task:
     """One (attack, chunk) of a run. A cascade member names the chunks it builds on:
     ``earlier``, the previous member's key (its chunk is the pool of still-robust samples), and
-    ``own``, the per-attack run of the same attack, from which it is derived without an attack."""
+    ``own``, the per-attack run of the same attack, from which it is derived without an attack.
+    ``position``: the member's place in the cascade (1 for a single attack's run), the origin
+    its candidates carry."""
 
     attack: Attack
     key: str
     index: int
     earlier: str | None = None
     own: str | None = None
+    position: int = 1
 
 
 @dataclass(frozen=True)
@@ -325,8 +329,8 @@ def plan_attacks(info: ModelInfo, attacks: list[Attack], config: EvalConfig, n: 
     for position, (attack, key) in enumerate(zip(attacks, keys) if cascade else []):
         own_key = cascade_key(key, keys[:position])
         earlier = cascade_key(keys[position - 1], keys[:position - 1]) if position else None
-        tasks += [Task(attack, own_key, index, earlier, key if per_attack_full else None)
-                  for index in range(count)]
+        tasks += [Task(attack, own_key, index, earlier, key if per_attack_full else None,
+                       position + 1) for index in range(count)]
         finishes.append((attack, own_key, {"cascade": {
             "position": position + 1, "of": len(attacks), "member": attack.label or attack.id,
             "after": [a.label or a.id for a in attacks[:position]]}}))
@@ -346,17 +350,21 @@ def compute_task(task: Task, model: Callable[[], nn.Module], x: torch.Tensor, y:
     """
     pool = chunk_candidates(previous) if previous is not None else None
     if own is not None:
-        chosen = chunk_candidates(own) if pool is None else pool.merge(chunk_candidates(own))
+        mine = chunk_candidates(own)
+        mine = Candidates(mine.select, mine.report, np.where(mine.adversarial, task.position, 0))
+        chosen = mine if pool is None else pool.merge(mine)
         return dataclasses.replace(own, adv=chosen.report.astype(np.uint8),
                                    adv_select=chosen.select.astype(np.uint8),
-                                   adversarial=chosen.adversarial, seconds=0.0, grad_evals=0,
+                                   origin=chosen.origin.astype(np.uint8), seconds=0.0,
+                                   grad_evals=0,
                                    env={**(own.env or {}), "attacked": 0,
                                         "derived_from": "per-attack run"}), clean
     net = model()
     if clean is None:
         clean = clean_draws(net, x, y, index=task.index, info=info, config=config, device=device)
     return run_chunk(net, task.attack, x, y, index=task.index, key=task.key, info=info,
-                     config=config, device=device, clean=clean, pool=pool), clean
+                     config=config, device=device, clean=clean, pool=pool,
+                     origin=task.position), clean
 
 
 def stored_chunk(store: ResultStore, sha: str, key: str | None, index: int) -> Chunk | None:

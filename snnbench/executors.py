@@ -15,6 +15,7 @@ Ray is optional (extra ``ray``) and imported only here, lazily.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -209,7 +210,7 @@ def attack_worker(job: Job, task: Task, indices: np.ndarray,
             from snnbench.api import _bind_source   # the source model, from the shared home
             attack = _bind_source(attack, job.home, device)
     with compile_errors(job.compile):
-        chunk, _ = compute_task(Task(attack, task.key, task.index, task.earlier, task.own),
+        chunk, _ = compute_task(dataclasses.replace(task, attack=attack),
                                 lambda: _load(job, device), x, y, info=job.info,
                                 config=job.config, device=device, clean=clean,
                                 previous=previous, own=own)

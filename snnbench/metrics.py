@@ -67,12 +67,16 @@ def paired_difference(a: np.ndarray, b: np.ndarray, k_eval: int,
 
 @dataclass(frozen=True)
 class Candidates:
-    """Each sample's chosen candidate input: its selection counts, its report counts, and
-    whether it is an attack's output (not the clean input)."""
+    """Each sample's chosen candidate input: its selection counts, its report counts, and its
+    origin (0: the clean input; m > 0: an attack's output, m naming the attack)."""
 
     select: np.ndarray
     report: np.ndarray
-    adversarial: np.ndarray
+    origin: np.ndarray
+
+    @property
+    def adversarial(self) -> np.ndarray:
+        return self.origin > 0
 
     def challenged_by(self, other: "Candidates") -> np.ndarray:
         """Where ``other`` takes over: fewer correct selection draws, or as few and adversarial
@@ -84,7 +88,7 @@ class Candidates:
         take = self.challenged_by(other)
         return Candidates(np.where(take, other.select, self.select),
                           np.where(take, other.report, self.report),
-                          np.where(take, other.adversarial, self.adversarial))
+                          np.where(take, other.origin, self.origin))
 
 
 def worst_candidates(runs: Sequence[Candidates]) -> Candidates:

@@ -208,8 +208,8 @@ def card_candidates(card: dict) -> Candidates:
     per = card["per_sample"]
     report = decode_counts(per["adv"]).astype(np.int64)
     select = decode_counts(per["adv_select"]).astype(np.int64) if "adv_select" in per else report
-    origin = (decode_counts(per["adversarial"]).astype(bool) if "adversarial" in per
-              else report < decode_counts(per["clean"]))
+    origin = (decode_counts(per["origin"]).astype(np.int64) if "origin" in per
+              else (report < decode_counts(per["clean"])).astype(np.int64))
     return Candidates(select, report, origin)
 
 

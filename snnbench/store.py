@@ -24,7 +24,7 @@ import numpy as np
 from snnbench.errors import SnnbenchError
 
 TOOL = "snnbench"
-SCHEMA = 2          # 2: chunks keep the chosen candidates' selection counts (adv_select, adversarial)
+SCHEMA = 2          # 2: chunks keep the chosen candidates' selection counts and origin
 CLAIM_TIMEOUT_S = 6 * 3600
 
 _TABLES = """
@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     n INTEGER NOT NULL, k_eval INTEGER NOT NULL, clean BLOB NOT NULL, adv BLOB NOT NULL,
     seconds REAL NOT NULL, grad_evals INTEGER NOT NULL, batch_size INTEGER NOT NULL,
     seed INTEGER NOT NULL, env TEXT NOT NULL, created REAL NOT NULL,
-    adv_select BLOB, adversarial BLOB,
+    adv_select BLOB, origin BLOB,
     PRIMARY KEY (model_sha, attack_key, chunk));
 CREATE TABLE IF NOT EXISTS cards (
     model_sha TEXT NOT NULL, attack_key TEXT NOT NULL, card TEXT NOT NULL, created REAL NOT NULL,
@@ -62,8 +62,9 @@ class Chunk:
     Per sample, the run keeps one candidate input: the clean one, or an adversarial one that
     did at least as badly on the selection draws. ``adv`` holds the candidate's fresh *report*
     counts (the result), ``adv_select`` its *selection* counts (what later choices among
-    candidates compare, so that no report draw takes part in a choice) and ``adversarial``
-    whether it is an attack's output (ties between candidates go to the adversarial one).
+    candidates compare, so that no report draw takes part in a choice) and ``origin`` where it
+    came from: 0 the clean input, m the attack at position m of a cascade (1 for a single
+    attack's run). Ties between candidates go to the adversarial one.
     """
 
     index: int
@@ -76,13 +77,13 @@ class Chunk:
     seed: int = 0
     env: dict[str, Any] | None = None
     adv_select: np.ndarray | None = None   # uint8 [n]; None: a deterministic run (= adv)
-    adversarial: np.ndarray | None = None  # bool [n]; None: adv < clean
+    origin: np.ndarray | None = None       # uint8 [n]; None: 1 where adv < clean, else 0
 
     def candidate_select(self) -> np.ndarray:
         return self.adv if self.adv_select is None else self.adv_select
 
-    def candidate_adversarial(self) -> np.ndarray:
-        return self.adv < self.clean if self.adversarial is None else self.adversarial
+    def candidate_origin(self) -> np.ndarray:
+        return (self.adv < self.clean).astype(np.uint8) if self.origin is None else self.origin
 
 
 class ResultStore:
@@ -132,7 +133,7 @@ class ResultStore:
         """Schema 1 -> 2: two nullable columns; old chunks read as deterministic runs. Their
         attack keys carry no ``rule=`` token, so no new run ever reuses them."""
         names = {r[1] for r in self._db.execute("PRAGMA table_info(chunks)")}
-        for column in ("adv_select", "adversarial"):
+        for column in ("adv_select", "origin"):
             if column not in names:
                 self._db.execute(f"ALTER TABLE chunks ADD COLUMN {column} BLOB")
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA),))
@@ -169,21 +170,21 @@ class ResultStore:
                  chunk.clean.astype(np.uint8).tobytes(), chunk.adv.astype(np.uint8).tobytes(),
                  chunk.seconds, chunk.grad_evals, chunk.batch_size, chunk.seed,
                  json.dumps({**(chunk.env or {}), "owner": self.owner}), time.time(),
-                 _blob(chunk.adv_select), _blob(chunk.adversarial)))
+                 _blob(chunk.adv_select), _blob(chunk.origin)))
             self._db.execute("DELETE FROM claims WHERE model_sha=? AND attack_key=? AND chunk=?",
                              (model_sha, attack_key, chunk.index))
 
     def chunks(self, model_sha: str, attack_key: str, index: int | None = None) -> list[Chunk]:
         """The stored chunks of a run in order (only chunk ``index`` when given)."""
         query = ("SELECT chunk, clean, adv, k_eval, seconds, grad_evals, batch_size, seed, env, "
-                 "adv_select, adversarial FROM chunks WHERE model_sha = ? AND attack_key = ?")
+                 "adv_select, origin FROM chunks WHERE model_sha = ? AND attack_key = ?")
         args: tuple = (model_sha, attack_key)
         if index is not None:
             query, args = query + " AND chunk = ?", (*args, index)
         rows = self._db.execute(query + " ORDER BY chunk", args)
         return [Chunk(r[0], np.frombuffer(r[1], np.uint8).copy(), np.frombuffer(r[2], np.uint8).copy(),
                       r[3], r[4], r[5], r[6], r[7], json.loads(r[8]), _array(r[9]),
-                      None if r[10] is None else _array(r[10]).astype(bool)) for r in rows]
+                      _array(r[10])) for r in rows]
 
     # ---- clean draws, shared by every attack on the same samples
     def clean_draws(self, model_sha: str, data_key: str, chunk: int) -> tuple[np.ndarray, np.ndarray] | None:

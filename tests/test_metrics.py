@@ -30,7 +30,7 @@ def test_bootstrap_for_several_draws():
 
 def _deterministic(correct: list[int]) -> Candidates:
     values = np.array(correct)
-    return Candidates(values, values, values == 0)
+    return Candidates(values, values, (values == 0).astype(int))
 
 
 def test_mra_is_the_minimum_and_worst_case_is_per_sample():
@@ -44,19 +44,20 @@ def test_mra_is_the_minimum_and_worst_case_is_per_sample():
 def test_worst_case_chooses_on_selection_and_reports_the_report_counts():
     # sample 0: attack b has fewer correct selection draws, so b's candidate is reported even
     # though its report count is higher than a's (the report draws never choose)
-    a = Candidates(np.array([2, 3]), np.array([0, 3]), np.array([True, True]))
-    b = Candidates(np.array([1, 3]), np.array([3, 1]), np.array([True, True]))
+    a = Candidates(np.array([2, 3]), np.array([0, 3]), np.array([1, 1]))
+    b = Candidates(np.array([1, 3]), np.array([3, 1]), np.array([2, 2]))
     worst = worst_candidates([a, b])
     assert worst.report.tolist() == [3, 3] and worst.select.tolist() == [1, 3]
 
 
 def test_ties_go_to_the_adversarial_candidate():
-    clean = Candidates(np.array([3, 3]), np.array([3, 3]), np.array([False, False]))
-    adv = Candidates(np.array([3, 2]), np.array([1, 0]), np.array([True, True]))
+    clean = Candidates(np.array([3, 3]), np.array([3, 3]), np.array([0, 0]))
+    adv = Candidates(np.array([3, 2]), np.array([1, 0]), np.array([1, 1]))
     assert worst_candidates([clean, adv]).report.tolist() == [1, 0]
     # between two adversarial candidates the earlier one stays
-    later = Candidates(np.array([3, 2]), np.array([2, 2]), np.array([True, True]))
+    later = Candidates(np.array([3, 2]), np.array([2, 2]), np.array([2, 2]))
     assert worst_candidates([adv, later]).report.tolist() == [1, 0]
+    assert worst_candidates([adv, later]).origin.tolist() == [1, 1]
 
 
 def test_mra_interval_bootstraps_the_minimum():
