@@ -75,12 +75,15 @@ def _recipe_of(card: dict[str, Any]) -> Recipe | None:
 
 @dataclass(frozen=True)
 class AttackPlan:
-    """What runs on one model: ``attacks`` (in order; a cascade when ``cascade``) and
-    ``paired``: Drop pairs, each attack without and with EoT, always on every sample."""
+    """What runs on one model: ``attacks`` (in order; a cascade when ``cascade``),
+    ``paired``: Drop pairs, each attack without and with EoT, always on every sample, and
+    ``tail``: a recipe's headline attacks, a cascade after ``attacks`` that runs only on the
+    samples every one of them left robust."""
 
     attacks: list[Attack]
     paired: list[Attack] = field(default_factory=list)
     cascade: bool = False
+    tail: list[Attack] = field(default_factory=list)
 
 
 def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | None,
@@ -109,13 +112,15 @@ def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | 
         pairs = recipe.drop if recipe and not names and stochastic and k > 1 else ()
         paired = [attack for a in pairs for draws in (1, k)
                   if (attack := create_attack(a, eps, norm, steps, draws)).key() not in keys]
-        plan = AttackPlan(chosen_attacks, paired)
+        tail = [create_attack(a, eps, norm, None, k)
+                for a in (recipe.headline if recipe and not names else ())]
+        plan = AttackPlan(chosen_attacks, paired, bool(tail), tail)
     token, _ = parse_grad_mode(surrogate)
     if token == "bptt":           # the default keeps a suite member's own gradient mode
         return plan
     swap = lambda attacks: [a if a.grad == token else dataclasses.replace(a, grad=token)  # noqa: E731
                             for a in attacks]
-    return AttackPlan(swap(plan.attacks), swap(plan.paired), plan.cascade)
+    return AttackPlan(swap(plan.attacks), swap(plan.paired), plan.cascade, swap(plan.tail))
 
 
 def attack(models: Sequence[str] | None = None, *, home: str | Path | None = None,
@@ -159,7 +164,7 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
         plans.append((name, card, dataclasses.replace(
             plan, attacks=[_bind_source(a, home, dev) for a in plan.attacks])))
     config = EvalConfig(n=n or track_n, k_eval=k_eval, seed=seed, chunk_size=chunk_size)
-    cards = run_models([ModelRun(name, card, plan.attacks, plan.cascade, plan.paired)
+    cards = run_models([ModelRun(name, card, plan.attacks, plan.cascade, plan.paired, plan.tail)
                         for name, card, plan in plans], home=home_path(home), store=STORE,
                        config=config, device=device, data_root=data_root, on_chunk=on_chunk,
                        max_chunks=max_chunks, per_attack_full=per_attack_full,

@@ -317,19 +317,25 @@ class Plan:
 
 def plan_attacks(info: ModelInfo, attacks: list[Attack], config: EvalConfig, n: int,
                  cascade: bool = False, per_attack_full: bool = True,
-                 paired: list[Attack] | None = None, samples: str = "") -> Plan:
-    """The tasks of :func:`run_attacks`: per-attack runs (``paired`` first), then the cascade."""
+                 paired: list[Attack] | None = None, samples: str = "",
+                 tail: list[Attack] | None = None) -> Plan:
+    """The tasks of :func:`run_attacks`: per-attack runs (``paired`` first), then the cascade.
+    With a ``tail`` the cascade is ``attacks`` (each derived from its per-attack run) then the
+    tail's attacks, which run only on the samples every earlier one left robust."""
     count = (n + config.chunk_size - 1) // config.chunk_size
-    keys = [attack_key(a, info, config, n) for a in attacks]
+    singles_too = not cascade or per_attack_full or bool(tail)
+    own_runs = len(attacks) if cascade and (per_attack_full or tail) else 0
     singles = {attack_key(a, info, config, n): a for a in
-               [*(paired or []), *(attacks if not cascade or per_attack_full else [])]}
+               [*(paired or []), *(attacks if singles_too else [])]}
+    attacks = [*attacks, *(tail or [])]
+    keys = [attack_key(a, info, config, n) for a in attacks]
     tasks = [Task(attack, key, index) for key, attack in singles.items() for index in range(count)]
     finishes: list[tuple[Attack, str, dict[str, Any] | None]] = [
         (attack, key, None) for key, attack in singles.items()]
     for position, (attack, key) in enumerate(zip(attacks, keys) if cascade else []):
         own_key = cascade_key(key, keys[:position])
         earlier = cascade_key(keys[position - 1], keys[:position - 1]) if position else None
-        tasks += [Task(attack, own_key, index, earlier, key if per_attack_full else None,
+        tasks += [Task(attack, own_key, index, earlier, key if position < own_runs else None,
                        position + 1) for index in range(count)]
         finishes.append((attack, own_key, {"cascade": {
             "position": position + 1, "of": len(attacks), "member": attack.label or attack.id,
@@ -400,7 +406,7 @@ def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: tor
                 y: torch.Tensor, store: ResultStore, config: EvalConfig, device: torch.device,
                 on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
                 cascade: bool = False, per_attack_full: bool = True,
-                paired: list[Attack] | None = None) -> list[dict]:
+                paired: list[Attack] | None = None, tail: list[Attack] | None = None) -> list[dict]:
     """Run every attack on ``model`` over the chunks not yet stored (the local executor, in
     order, in this process); returns the finished cards.
 
@@ -417,7 +423,7 @@ def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: tor
     x, y = x[picked], y[picked]
     model.eval()
     plan = plan_attacks(info, attacks, config, len(y), cascade, per_attack_full, paired,
-                        samples_digest(info.dataset, config.split, indices))
+                        samples_digest(info.dataset, config.split, indices), tail)
     budget = max_chunks
     done: dict[str, set[int]] = {}
     for task in plan.tasks:

@@ -45,13 +45,15 @@ FAULT_ENV = "SNNBENCH_RAY_FAULT"   # tests: a file holding a chunk index kills i
 
 @dataclass(frozen=True)
 class ModelRun:
-    """One model's share of the matrix: its attacks (a cascade when ``cascade``) and Drop pairs."""
+    """One model's share of the matrix: its attacks (a cascade when ``cascade``), Drop pairs
+    and the headline tail (a cascade after the attacks, on their survivors)."""
 
     name: str
     card: dict[str, Any]
     attacks: list[Attack]
     cascade: bool = False
     paired: list[Attack] = field(default_factory=list)
+    tail: list[Attack] = field(default_factory=list)
 
 
 def check_executor(executor: str) -> None:
@@ -81,7 +83,7 @@ def run_models(runs: Sequence[ModelRun], *, home: Path, store: str, config: Eval
                                          ModelInfo.from_card(run.card), run.attacks, x, y,
                                          results, config, dev, on_chunk, max_chunks,
                                          cascade=run.cascade, per_attack_full=full(run),
-                                         paired=run.paired)
+                                         paired=run.paired, tail=run.tail)
         return cards
     failures: list[str] = []
     with connect(ray_address) as ray, ResultStore(home / store) as results:
@@ -91,7 +93,7 @@ def run_models(runs: Sequence[ModelRun], *, home: Path, store: str, config: Eval
                       str(home.resolve()), compile)
             done, failed = run_ray(ray, job, run.attacks, results, on_chunk, max_chunks,
                                    cascade=run.cascade, per_attack_full=full(run),
-                                   paired=run.paired)
+                                   paired=run.paired, tail=run.tail)
             cards += done
             failures += failed
     if failures:
@@ -220,7 +222,8 @@ def attack_worker(job: Job, task: Task, indices: np.ndarray,
 def run_ray(ray: Any, job: Job, attacks: list[Attack], store: ResultStore,
             on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
             cascade: bool = False, per_attack_full: bool = True,
-            paired: list[Attack] | None = None) -> tuple[list[dict], list[str]]:
+            paired: list[Attack] | None = None,
+            tail: list[Attack] | None = None) -> tuple[list[dict], list[str]]:
     """:func:`snnbench.evaluate.run_attacks` on Ray: ``(finished cards, failed chunks)``.
 
     The tasks and their order are the local executor's; ``max_chunks`` caps the tasks sent.
@@ -229,7 +232,7 @@ def run_ray(ray: Any, job: Job, attacks: list[Attack], store: ResultStore,
     _, labels = load_dataset(info.dataset, config.split, job.data_root)
     indices = sample_indices(labels, config.n, dataset_info(info.dataset).num_classes)
     plan = plan_attacks(info, attacks, config, len(indices), cascade, per_attack_full, paired,
-                        samples_digest(info.dataset, config.split, indices))
+                        samples_digest(info.dataset, config.split, indices), tail)
     gpus = task_gpus(ray, job.device)
     job_ref = ray.put(job)
     clean_remote = ray.remote(max_retries=MAX_RETRIES)(clean_worker).options(num_gpus=gpus)

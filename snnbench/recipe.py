@@ -28,7 +28,7 @@ TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "description": str, "dataset": str, "eps": (str, int, float), "norm": str,
     "attacks": list, "n": int, "k_eval": int, "seed": int, "train": dict, "models": list,
     "layouts": list, "arch": str, "timesteps": int, "track": str, "gpu_hours": Number, "eot": int,
-    "drop": list, "sweep": dict}
+    "drop": list, "sweep": dict, "headline": list}
 SWEEP_KEYS: dict[str, type | tuple[type, ...]] = {
     "attack": str, "eps": list, "steps": list, "eot": list, "n": int}
 MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -58,6 +58,9 @@ class Recipe:
     k_eval: int = 3                # evaluation draws per sample for stochastic models
     eot: int = 1                   # gradient draws per attack step for stochastic models
     drop: tuple[str, ...] = ()     # stochastic models also run these without EoT: EoT Drop
+    # The converging attacks behind each row's headline: a cascade after the attack columns,
+    # run only on the samples that every column's attack left robust.
+    headline: tuple[str, ...] = ()
     seed: int = 0
     train: TrainConfig = TrainConfig()
     models: tuple[tuple[ModelConfig, TrainConfig], ...] = ()
@@ -195,7 +198,7 @@ def parse_recipe(data: Any, path: Path | str = "<recipe>", text: str | None = No
             models.append((ModelConfig(**config), train))
         except SnnbenchError as exc:
             raise SnnbenchError(f"recipe {path} {where}: {exc}") from None
-    for key in ("attacks", "layouts", "drop"):
+    for key in ("attacks", "layouts", "drop", "headline"):
         if not all(isinstance(a, str) for a in data.get(key, [])):
             raise SnnbenchError(f"{lines.at(key)}: {key!r} must be a list of names (strings)")
     from snnbench.layouts import LAYOUTS     # here: layouts import the report, which imports us
@@ -221,7 +224,8 @@ def parse_recipe(data: Any, path: Path | str = "<recipe>", text: str | None = No
                   eps=parse_eps(data.get("eps", "8/255")), norm=data.get("norm", "Linf"),
                   attacks=tuple(data.get("attacks", ["fgsm", "pgd10"])), n=data.get("n"),
                   k_eval=data.get("k_eval", 3), eot=data.get("eot", 1),
-                  drop=tuple(data.get("drop", [])), seed=data.get("seed", 0),
+                  drop=tuple(data.get("drop", [])), headline=tuple(data.get("headline", [])),
+                  seed=data.get("seed", 0),
                   train=base_train, models=tuple(models),
                   layouts=tuple(data.get("layouts", ["leaderboard"])), sweep=sweep,
                   description=data.get("description", ""), source=str(path))

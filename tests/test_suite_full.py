@@ -208,3 +208,35 @@ def test_paired_difference_is_the_mean_gap():
     value, (lo, hi) = paired_difference(a, b, 3)
     assert value == pytest.approx(2 / 3 / 4) and lo <= value <= hi
     assert paired_difference(a, a, 3) == (0.0, (0.0, 0.0))
+
+
+def test_a_headline_tail_runs_only_on_what_the_columns_left(home):
+    """A recipe's headline attacks: a cascade after the attack columns (each column derived
+    from its own run), the tail attacking only the samples every column left robust; the
+    row's headline is its last member, never above the worst single column."""
+    from snnbench.evaluate import EvalConfig, ModelInfo, plan_attacks, run_attacks
+    from snnbench.data import load_dataset
+    columns = [create_attack("fgsm", EPS), create_attack("rfgsm", EPS)]
+    tail = [create_attack("pgd10", EPS, steps=3)]
+    info = ModelInfo.from_card(snnbench.load_card(NAME, home=home))
+    config = EvalConfig(n=60, chunk_size=30)
+    plan = plan_attacks(info, columns, config, 60, cascade=True, per_attack_full=False, tail=tail)
+    members = [t for t in plan.tasks if "cascade=" in t.key]
+    assert [t.own is not None for t in members if t.index == 0] == [True, True, False]
+    assert [t.position for t in members if t.index == 0] == [1, 2, 3]
+    x, y = load_dataset("digits", "test")
+    with api.open_store(home) as store:
+        cards = run_attacks(snnbench.load(NAME, home=home), info, columns, x, y, store, config,
+                            torch.device("cpu"), cascade=True, tail=tail)
+    singles = [c for c in cards if "cascade" not in c["eval"]]
+    steps = sorted((c for c in cards if "cascade" in c["eval"]),
+                   key=lambda c: c["eval"]["cascade"]["position"])
+    assert [c["attack"]["id"] for c in singles] == ["fgsm", "rfgsm"]
+    survivors = np.minimum(counts(singles[0]), counts(singles[1]))
+    assert counts(steps[1]).tolist() == survivors.tolist()
+    assert steps[2]["eval"]["attacked"] == int((survivors > 0).sum())
+    assert (counts(steps[2]) <= survivors).all()
+    (row,) = api.leaderboard(home).rows
+    assert row["headline"]["acc"] == steps[2]["result"]["robust_acc"]
+    assert row["headline"]["acc"] <= min(c["result"]["robust_acc"] for c in singles)
+    assert row["headline"]["members"][-1] == "pgd10"
