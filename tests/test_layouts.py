@@ -66,6 +66,11 @@ def test_values_mra_and_drop_columns():
     record = table.records[0]
     assert record["row"] == "SNN+AT" and record["ours"]["Clean"] == 0.9
     assert record["ours"]["MRA"] == 0.5                       # min over the attack columns
+    uneven = synthetic_row("at", "cifar10", "sew-resnet19")
+    uneven["attacks"]["fgsm"] = {"robust_acc": 0.7}
+    uneven["attacks"]["pgd10-rh"] = {"robust_acc": 0.2}
+    (mine,) = render_layout(get_layout("randhet-table1"), [uneven]).records[:1]
+    assert mine["ours"]["MRA"] == 0.2                          # not the max, not the first
     assert record["paper"]["MRA"] == 29.29
     drop = render_layout(get_layout("randhet-table3"),
                          [synthetic_row("rat+randhet", "cifar10", "sew-resnet19")])

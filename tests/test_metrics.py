@@ -76,3 +76,48 @@ def test_intervals_print_brackets_when_asymmetric():
 def test_counts_encoding_round_trip():
     counts = np.array([0, 3, 9, 255], np.uint8)
     assert decode_counts(encode_counts(counts)).tolist() == counts.tolist()
+
+
+def _card(attack: str, clean: list[int], adv: list[int], created: str) -> dict:
+    """A deterministic result card on four samples."""
+    return {"model": {"name": "m", "sha256": "s", "defense": "vanilla", "arch": "tiny",
+                      "dataset": "digits", "timesteps": 4, "stochastic": False},
+            "attack": {"id": attack, "key": attack, "eps": 0.1, "norm": "Linf", "eot": 1},
+            "eval": {"split": "test", "n": 4, "k_eval": 1, "samples": "abc"}, "seed": 0,
+            "env": {"device": "cpu"}, "created": created,
+            "result": {"robust_acc": float(np.mean(adv)), "ci95": [0.0, 1.0],
+                       "clean_acc": float(np.mean(clean)), "clean_ci95": [0.0, 1.0]},
+            "per_sample": {"clean": encode_counts(np.array(clean)),
+                           "adv": encode_counts(np.array(adv))}}
+
+
+def test_the_leaderboard_headline_is_per_sample_not_the_lowest_column():
+    from snnbench.report import build_leaderboard
+    a = _card("fgsm", [1, 1, 1, 1], [0, 1, 1, 1], "1")
+    b = _card("pgd10", [1, 1, 1, 1], [1, 0, 1, 1], "2")
+    (row,) = build_leaderboard([a, b]).rows
+    assert row["mra"] == 0.75 and row["headline"]["acc"] == 0.5
+    assert decode_counts(row["headline"]["per_sample"]).tolist() == [0, 0, 1, 1]
+
+
+def test_a_run_with_another_setting_is_another_row():
+    from snnbench.report import build_leaderboard
+    main = [_card("fgsm", [1] * 4, [0, 1, 1, 1], "1"), _card("pgd10", [1] * 4, [0, 0, 1, 1], "2")]
+    explore = _card("pgd10", [1] * 4, [1, 1, 1, 1], "3")
+    explore["seed"] = 3
+    board = build_leaderboard([*main, explore])
+    assert len(board.rows) == 2 and len(board.tables()) == 2
+    first, second = board.rows
+    assert first["attacks"]["pgd10"]["robust_acc"] == 0.5          # not replaced by the newer run
+    assert set(first["attacks"]) == {"fgsm", "pgd10"} and set(second["attacks"]) == {"pgd10"}
+    assert second["setting"]["seed"] == 3
+
+
+def test_the_csv_starts_with_its_header():
+    import io
+    import pandas as pd
+    from snnbench.report import build_leaderboard, render_csv
+    board = build_leaderboard([_card("fgsm", [1] * 4, [0, 1, 1, 1], "1")])
+    table = pd.read_csv(io.StringIO(render_csv(board)))
+    assert list(table.columns[:3]) == ["model", "headline", "headline_low"]
+    assert table.loc[0, "headline"] == 0.75
