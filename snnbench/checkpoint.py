@@ -79,7 +79,9 @@ def save_checkpoint(folder: Path, model: nn.Module, spec: ModelSpec, card: dict[
     folder = Path(folder)
     sha = save_weights(folder / WEIGHTS, model, weights_meta(spec))
     full = {"schema": CARD_SCHEMA, "schema_version": CARD_VERSION, **card,
-            "spec": spec.to_dict(), "weights_sha256": sha, "versions": library_versions(),
+            "spec": spec.to_dict(), "weights_sha256": sha,
+            # training sums gradients in an order that depends on the CPU thread count
+            "versions": {**library_versions(), "torch_threads": torch.get_num_threads()},
             "created": now()}
     atomic_write_json(folder / CARD, full)
     return full

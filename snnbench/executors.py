@@ -90,7 +90,7 @@ def run_models(runs: Sequence[ModelRun], *, home: Path, store: str, config: Eval
         for run in runs:
             job = Job(str(model_dir(run.name, home).resolve()), ModelInfo.from_card(run.card),
                       config, device, str(data_root) if data_root is not None else None,
-                      str(home.resolve()), compile)
+                      str(home.resolve()), compile, torch.get_num_threads())
             done, failed = run_ray(ray, job, run.attacks, results, on_chunk, max_chunks,
                                    cascade=run.cascade, per_attack_full=full(run),
                                    paired=run.paired, tail=run.tail)
@@ -163,6 +163,13 @@ class Job:
     data_root: str | None
     home: str | None
     compile: bool = False
+    threads: int = 0              # the driver's torch CPU threads: workers use the same count
+
+
+def _same_threads(job: Job) -> None:
+    """Results depend on the CPU thread count (reduction order): match the driver's."""
+    if job.threads and torch.get_num_threads() != job.threads:
+        torch.set_num_threads(job.threads)
 
 
 def _chunk_data(job: Job, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,6 +193,7 @@ def _inject_fault(index: int) -> None:
 
 def clean_worker(job: Job, index: int, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Remote: the clean draws of one chunk (shared by every attack on it)."""
+    _same_threads(job)
     device = resolve_device(job.device)
     x, y = _chunk_data(job, indices)
     with compile_errors(job.compile):
@@ -204,6 +212,7 @@ def attack_worker(job: Job, task: Task, indices: np.ndarray,
     """Remote: one task through :func:`compute_task`; Ray has resolved the chunks it awaits."""
     if own is None:
         _inject_fault(task.index)
+    _same_threads(job)
     device = resolve_device(job.device)
     attack, x, y = task.attack, torch.empty(0), torch.empty(0)    # a derived task needs no data
     if own is None:

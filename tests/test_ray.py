@@ -9,6 +9,7 @@ import shutil
 import sys
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 ray = pytest.importorskip("ray")
@@ -71,11 +72,20 @@ def test_workers_import_the_drivers_snnbench():
     assert ray.get(ray.remote(digest).remote()) == digest()
 
 
-def test_ray_matches_local_for_the_same_seed(both, tmp_path):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ray_matches_local_for_the_same_seed(both, tmp_path, threads):
+    """Also at 2 threads: workers take the driver's thread count (reductions sum in another
+    order at another count, so a sample near a boundary could flip)."""
     local_home = tmp_path / "local"
     shutil.copytree(both, local_home)
-    local = api.attack(home=local_home, **ARGS)
-    remote = api.attack(home=both, executor="ray", **ARGS)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        local = api.attack(home=local_home, **ARGS)
+        remote = api.attack(home=both, executor="ray", **ARGS)
+    finally:
+        torch.set_num_threads(before)
+    assert {c["env"]["threads"] for c in local + remote} == {threads}
     assert len(remote) == len(MODELS) * len(ATTACKS)
     assert comparable(remote) == comparable(local)
     assert len(stored(both)) == CHUNKS
