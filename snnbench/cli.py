@@ -332,7 +332,7 @@ def report(format: Annotated[str, typer.Option("--format", help="md, csv, json, 
 @app.command()
 @command
 def gate(baseline: Annotated[Path, typer.Option(help="Baseline leaderboard json.")],
-         tolerance: Annotated[float, typer.Option(help="Smallest change in points that can fail.")] = 2.0,
+         tolerance: Annotated[float, typer.Option(help="A failure must move more than this many points.")] = 2.0,
          alpha: Annotated[float, typer.Option(help="False-alarm rate of the whole gate (a rerun with other seeds).")] = api.GATE_ALPHA,
          allow_rise: Annotated[bool, typer.Option("--allow-rise", help="Do not fail significant rises.")] = False,
          home: HomeOpt = None, debug: DebugOpt = False) -> None:

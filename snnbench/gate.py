@@ -2,8 +2,8 @@
 
 Compares a baseline leaderboard json with the current results sample by sample. Each cell
 (model x attack column, and the row's headline where both sides have one) pairs the baseline's
-per-sample report counts with the current ones; an exact two-sided sign test on the samples
-that changed (McNemar's exact test for 0/1 outcomes) says whether the cell moved beyond noise.
+per-sample report counts with the current ones; an exact two-sided sign-flip test on the
+samples that changed (McNemar's exact test for 0/1 outcomes) says whether it moved beyond noise.
 
 A cell fails when it moved significantly *and* by more than the tolerance (points): a drop is a
 regression; a rise is what a weakened attack looks like, so it fails too unless allowed. The
@@ -50,7 +50,7 @@ class Cell:
     before: float                       # accuracy in [0, 1]
     now: float | None = None
     diff: float | None = None           # paired mean of now - before, per sample
-    p_value: float | None = None        # two-sided exact sign test
+    p_value: float | None = None        # two-sided exact sign-flip test
     worse: int = 0                      # samples with fewer correct draws now
     better: int = 0
 
@@ -71,16 +71,34 @@ class GateResult:
         return not self.failed and not self.missing and (self.allow_rise or not self.rises)
 
 
-def sign_test(worse: int, better: int) -> float:
-    """Two-sided exact binomial p-value of ``worse`` vs ``better`` changed samples (p = 1/2)."""
-    m, low = worse + better, min(worse, better)
-    if m == 0:
+def paired_p_value(diff: np.ndarray) -> float:
+    """Two-sided exact sign-flip test of the summed per-sample changes ``diff`` (counts).
+
+    With no change each sample's difference is as likely positive as negative; the p-value is
+    the exact share of the 2^m sign patterns of the m changed samples whose sum is at least as
+    far from zero. For 0/1 outcomes this is McNemar's exact test (the sign test on the
+    discordant samples); for counts out of k_eval a sample that lost every draw weighs more
+    than one that lost one, which the plain sign test would ignore."""
+    diff = np.asarray(diff, dtype=np.int64)
+    sizes = np.abs(diff[diff != 0])
+    if len(sizes) == 0:
         return 1.0
-    term, tail = 1, 1                   # C(m, 0); exact integers, so any n is safe
-    for i in range(1, low + 1):
-        term = term * (m - i + 1) // i
-        tail += term
-    return min(1.0, 2 * tail / 2 ** m)
+    # T = the summed sizes of the positive changes; sum(diff) = 2 T - sum(sizes)
+    pmf = np.ones(1)
+    for size, count in zip(*np.unique(sizes, return_counts=True)):
+        spread = np.zeros(size * count + 1)
+        spread[::size] = _fair_binomial(int(count))
+        pmf = np.convolve(pmf, spread)
+    total = int(sizes.sum())
+    up = (int(diff.sum()) + total) // 2
+    return float(min(1.0, 2 * pmf[:min(up, total - up) + 1].sum()))
+
+
+def _fair_binomial(m: int) -> np.ndarray:
+    """Probabilities of 0..m heads in m fair coin flips (in logs: safe for any m)."""
+    i = np.arange(1, m + 1)
+    log_comb = np.concatenate([[0.0], np.cumsum(np.log((m - i + 1) / i))])
+    return np.exp(log_comb - m * np.log(2))
 
 
 def tarone_level(min_p: Iterable[float], alpha: float = ALPHA) -> tuple[float, int]:
@@ -119,7 +137,7 @@ def judge(pairs: list[Pair], tolerance: float = 2.0, alpha: float = ALPHA,
             continue
         worse, better = int((diff < 0).sum()), int((diff > 0).sum())
         cell = Cell(pair.model, pair.column, pair.before.sum() / size, pair.after.sum() / size,
-                    int(diff.sum()) / size, sign_test(worse, better), worse, better)
+                    int(diff.sum()) / size, paired_p_value(diff), worse, better)
         kind = result.noise if cell.p_value > level else \
             result.failed if cell.diff < 0 else result.rises
         kind.append(cell)
