@@ -123,31 +123,25 @@ def judge(pairs: list[Pair], tolerance: float = 2.0, alpha: float = ALPHA,
         raise SnnbenchError(f"--tolerance must be >= 0 points, got {tolerance}")
     if not 0 < alpha < 1:
         raise SnnbenchError(f"--alpha must lie in (0, 1), got {alpha}")
-    moves = [_move(pair) for pair in pairs]
-    # A cell could fail only if all its changed samples going one way both beats the tolerance
-    # and reaches the level: that extreme has the largest effect and the smallest p-value.
-    min_p = [2.0 ** (1 - m) for m, total, size in moves if m and 100 * total > tolerance * size]
+    diffs = [pair.after.astype(np.int64) - pair.before.astype(np.int64) for pair in pairs]
+    # A cell could fail only if all its changed samples going one way both beat the tolerance
+    # and reach the level: that extreme has the largest effect and the smallest p-value.
+    min_p = [2.0 ** (1 - int((d != 0).sum())) for pair, d in zip(pairs, diffs)
+             if 100 * int(np.abs(d).sum()) > tolerance * pair.k_eval * len(d)]
     level, could_fail = tarone_level(min_p, alpha)
     result = GateResult(level=level, could_fail=could_fail, allow_rise=allow_rise)
-    for pair in pairs:
-        diff = (pair.after.astype(np.int64) - pair.before.astype(np.int64))
+    for pair, diff in zip(pairs, diffs):
         size = pair.k_eval * len(diff)
         if 100 * abs(int(diff.sum())) <= tolerance * size:
             result.passed += 1
             continue
-        worse, better = int((diff < 0).sum()), int((diff > 0).sum())
         cell = Cell(pair.model, pair.column, pair.before.sum() / size, pair.after.sum() / size,
-                    int(diff.sum()) / size, paired_p_value(diff), worse, better)
+                    int(diff.sum()) / size, paired_p_value(diff), int((diff < 0).sum()),
+                    int((diff > 0).sum()))
         kind = result.noise if cell.p_value > level else \
             result.failed if cell.diff < 0 else result.rises
         kind.append(cell)
     return result
-
-
-def _move(pair: Pair) -> tuple[int, int, int]:
-    """(changed samples, total count change if all went one way, counts possible)."""
-    delta = np.abs(pair.after.astype(np.int64) - pair.before.astype(np.int64))
-    return int((delta > 0).sum()), int(delta.sum()), pair.k_eval * len(delta)
 
 
 def read_baseline(path: Path) -> dict[str, Any]:
