@@ -25,7 +25,7 @@ from snnbench.data import DATASETS, dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
 from snnbench.evaluate import ChunkCallback, EvalConfig, ModelInfo, run_attacks, select_samples
 from snnbench.executors import ModelRun, check_executor, run_models
-from snnbench.gate import GateResult, compare, read_baseline
+from snnbench.gate import ALPHA as GATE_ALPHA, GateResult, compare, read_baseline
 from snnbench.importer import import_checkpoint  # noqa: F401  (the API of `snnbench import`)
 from snnbench.layouts import get_layout, render_layout, write_layout
 from snnbench.plots import SWEEP, plot_sweeps
@@ -344,9 +344,12 @@ def sweep(models: Sequence[str], recipe: Recipe, *, home: str | Path | None = No
                       ray_address=ray_address, compile=compile)
 
 
-def gate(baseline: str | Path, home: str | Path | None = None, tolerance: float = 2.0) -> GateResult:
+def gate(baseline: str | Path, home: str | Path | None = None, tolerance: float = 2.0,
+         alpha: float = GATE_ALPHA, allow_rise: bool = False) -> GateResult:
+    """``snnbench gate``: the home's results against a baseline leaderboard json, paired per
+    sample (docs/protocol.md 'Gate'); ``tolerance`` in points, ``alpha`` family-wise."""
     base = read_baseline(Path(baseline))
-    return compare(base, leaderboard(home, base.get("name")), tolerance)
+    return compare(base, leaderboard(home, base.get("name")), tolerance, alpha, allow_rise)
 
 
 @dataclass

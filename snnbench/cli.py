@@ -332,25 +332,38 @@ def report(format: Annotated[str, typer.Option("--format", help="md, csv, json, 
 @app.command()
 @command
 def gate(baseline: Annotated[Path, typer.Option(help="Baseline leaderboard json.")],
-         tolerance: Annotated[float, typer.Option(help="Allowed drop in points.")] = 2.0,
+         tolerance: Annotated[float, typer.Option(help="A failure must move more than this many points.")] = 2.0,
+         alpha: Annotated[float, typer.Option(help="False-alarm rate of the whole gate (a rerun with other seeds).")] = api.GATE_ALPHA,
+         allow_rise: Annotated[bool, typer.Option("--allow-rise", help="Do not fail significant rises.")] = False,
          home: HomeOpt = None, debug: DebugOpt = False) -> None:
-    """Fail (exit 1) when a robust accuracy fell by more than the tolerance beyond its interval."""
-    result = api.gate(baseline, home, tolerance)
+    """Fail (exit 1) when a robust accuracy moved significantly, paired per sample, by more
+    than the tolerance, or a baseline cell has no current result (docs/ci.md)."""
+    result = api.gate(baseline, home, tolerance, alpha, allow_rise)
     for cell in result.noise:
-        out.print(f"noise: {cell.model} {cell.attack}: {100 * cell.baseline:.2f} -> "
-                  f"{100 * cell.now:.2f} (baseline inside the 95% interval)", highlight=False)
-    for cell in result.missing:
-        out.print(f"MISSING: {cell.model} {cell.attack}: baseline {100 * cell.baseline:.2f}, "
-                  "no current result", highlight=False)
+        out.print(f"noise: {_gate_cell(cell)}, not significant at {result.level:.2g}", highlight=False, soft_wrap=True)
+    for cell in result.rises:
+        verdict = ("rise (allowed)" if result.allow_rise else
+                   "FAIL rise: an attack got weaker (check its code and settings), or the defence "
+                   "improved on purpose (then regenerate the baseline or pass --allow-rise)")
+        out.print(f"{verdict}: {_gate_cell(cell)}", highlight=False, soft_wrap=True)
     for cell in result.failed:
-        out.print(f"FAIL: ({cell.model}, {cell.attack}, baseline {100 * cell.baseline:.2f}, "
-                  f"now {100 * cell.now:.2f})", highlight=False)
+        out.print(f"FAIL drop: {_gate_cell(cell)}", highlight=False, soft_wrap=True)
+    for cell in result.missing:
+        out.print(f"MISSING: {cell.model} {cell.column}: baseline {100 * cell.before:.2f}, "
+                  "no current result", highlight=False, soft_wrap=True)
     verdict = "passed" if result.ok else "FAILED"
     out.print(f"gate {verdict}: {result.passed} cells within tolerance, {len(result.noise)} "
-              f"within noise, {len(result.failed)} failed, {len(result.missing)} missing",
-              highlight=False)
+              f"within noise, {len(result.failed)} drops, {len(result.rises)} rises, "
+              f"{len(result.missing)} missing (per-cell level {result.level:.2g}: {alpha:g} over "
+              f"{max(1, result.could_fail)} cells that could fail)", highlight=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _gate_cell(cell: Any) -> str:
+    return (f"{cell.model} {cell.column}: {100 * cell.before:.2f} -> {100 * cell.now:.2f}, "
+            f"paired {100 * cell.diff:+.2f} points ({cell.worse} samples worse, {cell.better} "
+            f"better), p = {cell.p_value:.2g}")
 
 
 @app.command()
