@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from snnbench.errors import SnnbenchError
-from snnbench.files import atomic_write, atomic_write_json, sha256_file
+from snnbench.files import atomic_write, atomic_write_json, check_name, sha256_file
 from snnbench.model import ModelSpec, build
 from snnbench.runtime import place
 
@@ -97,6 +97,10 @@ def model_dir(ref: str | Path, home: Path | None = None) -> Path:
     if path.is_dir():
         return path
     home = Path(home) if home is not None else default_home()
+    try:
+        check_name(text, "model name")
+    except SnnbenchError as exc:       # a name never leads outside <home>/models
+        raise SnnbenchError(f"no model {text!r}: no folder {path}, and {exc}") from None
     candidate = home / "models" / text
     if candidate.is_dir():
         return candidate
