@@ -315,7 +315,8 @@ def render_csv(board: Leaderboard) -> str:
             record["cascade"] = row["cascade"][-1]["robust_acc"]
         record["unreliable"] = ", ".join(f.split()[0] for f in row.get("unreliable") or [])
         records.append(record)
-    return f"# {BANNER}\n" + pd.DataFrame.from_records(records).to_csv(index=False)
+    # the header is the first line, for every CSV reader; the banner is in the md and json
+    return pd.DataFrame.from_records(records).to_csv(index=False)
 
 
 def write_report(board: Leaderboard, out: Path, formats: tuple[str, ...] = FORMATS,
