@@ -212,7 +212,8 @@ ATTACK_COUNTS = {"steps": 1, "n": 1, "eot": 1, "k_eval": 1, "seed": 0, "chunk_si
 def _check_attack_counts(**counts: int | None) -> None:
     """Every count of `attack` in range, checked before any model is loaded or file written."""
     for key, value in counts.items():
-        check_count(value, f"--{key.replace('_', '-')}", ATTACK_COUNTS[key])
+        option = key if key in ("k_eval", "max_chunks") else f"--{key.replace('_', '-')}"
+        check_count(value, option, ATTACK_COUNTS[key])   # k_eval, max_chunks: Python only
 
 
 def _bind_source(attack: Attack, home: str | Path | None, device: Any) -> Attack:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Mapping
@@ -40,7 +41,7 @@ def check_count(value: Any, option: str, minimum: int = 1) -> Any:
     Python and recipes, so each entry point checks them here, before anything is written."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise SnnbenchError(f"{option} must be at least {minimum} (an integer), got {value!r}")
     return value
 
