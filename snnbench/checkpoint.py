@@ -3,6 +3,11 @@
 Loading never unpickles: safetensors holds only tensors, the card is JSON. ``load`` verifies
 the weights' sha256 against the card, the architecture named in the weights' metadata against
 the card's, and the card's schema version, then rebuilds the model from the card's spec.
+
+Besides the spec, training settings and history, a card keeps the recipe that trained the model:
+``recipe`` (its name), ``recipe_path`` (the file, resolved) and ``recipe_toml`` (its whole text),
+so the recipe travels with the checkpoint (``train.recipe_fields``, ``api.recipe_of``). These
+keys are optional (schema version 1 readers ignore them; older cards hold the name only).
 """
 from __future__ import annotations
 
