@@ -20,16 +20,17 @@ from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack, bind_source
 from snnbench.neurons import parse_grad_mode
 from snnbench.checks import Outcome, Probe, Results, run_probe_checks, run_result_checks
 from snnbench.checkpoint import CARD, default_home, load, load_card, verify
-from snnbench.config import ModelConfig, TrainConfig, parse_eps
+from snnbench.config import ModelConfig, TrainConfig, check_count, parse_eps
 from snnbench.data import DATASETS, dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
+from snnbench.files import check_name
 from snnbench.evaluate import ChunkCallback, EvalConfig, ModelInfo, run_attacks, select_samples
 from snnbench.executors import ModelRun, check_executor, run_models
 from snnbench.gate import ALPHA as GATE_ALPHA, GateResult, compare, read_baseline
 from snnbench.importer import import_checkpoint  # noqa: F401  (the API of `snnbench import`)
 from snnbench.layouts import get_layout, render_layout, write_layout
 from snnbench.plots import SWEEP, plot_sweeps
-from snnbench.recipe import Recipe, Sweep, load_recipe
+from snnbench.recipe import Recipe, Sweep, load_recipe, parse_recipe_text
 from snnbench.report import FORMATS, Leaderboard, build_leaderboard, write_report
 from snnbench.runtime import resolve_device
 from snnbench.store import ResultStore
@@ -63,12 +64,36 @@ def train(config: ModelConfig | str, train_config: TrainConfig | None = None, **
     if isinstance(config, ModelConfig):
         return train_model(config, train_config, **kwargs)
     recipe = load_recipe(config)
-    return [train_model(m, t, recipe=recipe.name, **kwargs) for m, t in recipe.models]
+    return [train_model(m, t, recipe=recipe, **kwargs) for m, t in recipe.models]
 
 
-def _recipe_of(card: dict[str, Any]) -> Recipe | None:
+def recipe_of(card: dict[str, Any]) -> Recipe | None:
+    """The recipe that trained a model, rebuilt from the TOML text its card keeps; None for a
+    model trained without one. An older card holds only the name: that name is looked up among
+    the packaged recipes, and a name found nowhere is an error, never a silent default suite."""
+    name = card.get("recipe")
+    text = card.get("recipe_toml")
+    where = f"the card of model {card.get('name', '?')!r}"
+    if text:
+        try:
+            return parse_recipe_text(text, card.get("recipe_path") or name or "<recipe>")
+        except SnnbenchError as exc:
+            raise SnnbenchError(f"{where} holds a recipe this snnbench cannot read ({exc})") from None
+    if not name:
+        return None
     try:
-        return load_recipe(card["recipe"]) if card.get("recipe") else None
+        return load_recipe(name)
+    except SnnbenchError:
+        raise SnnbenchError(f"{where} names recipe {name!r}, which is not packaged, and the card "
+                            "(written before cards kept their recipe) lacks its text; pass that "
+                            "file: `snnbench attack --recipe FILE.toml` or `snnbench run FILE.toml`"
+                            ) from None
+
+
+def recipe_or_none(card: dict[str, Any]) -> Recipe | None:
+    """``recipe_of`` for display (the site): None where the recipe cannot be found."""
+    try:
+        return recipe_of(card)
     except SnnbenchError:
         return None
 
@@ -88,15 +113,17 @@ class AttackPlan:
 
 def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | None,
                 norm: str | None, steps: int | None, suite: str | None = None,
-                eot: int | None = None, surrogate: str = "own") -> AttackPlan:
+                eot: int | None = None, surrogate: str = "own",
+                recipe: Recipe | None = None) -> AttackPlan:
     """The attacks for one model: ``names``, else ``suite``, else its recipe's attacks, else the
-    ``quick`` suite. EoT applies to stochastic models only (a deterministic one runs K = 1).
+    ``quick`` suite. The recipe is ``recipe``, else the one its card keeps (``recipe_of``).
+    EoT applies to stochastic models only (a deterministic one runs K = 1).
     ``--surrogate`` other than ``own`` replaces every attack's gradient mode."""
-    recipe = _recipe_of(card)
+    check_count(eot, "--eot")
+    check_count(steps, "--steps")
+    recipe = recipe or recipe_of(card)
     dataset = card["spec"]["dataset"]
     stochastic = bool(card.get("stochastic"))
-    if eot is not None and eot < 1:
-        raise SnnbenchError(f"--eot must be at least 1, got {eot}")
     if eps is None:
         eps = recipe.eps if recipe else DEFAULT_EPS.get(dataset, 8 / 255)
     norm = norm or (recipe.norm if recipe else "Linf")
@@ -132,8 +159,13 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
            device: str = "auto", data_root: str | Path | None = None,
            on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
            checks: bool | None = None, executor: str = "local",
-           ray_address: str | None = None, compile: bool = False) -> list[dict]:
+           ray_address: str | None = None, compile: bool = False,
+           recipe: str | Path | Recipe | None = None) -> list[dict]:
     """Attack the named models of the home (all when none), storing every chunk; the result cards.
+
+    Unset attacks, eps, norm and EoT come from ``recipe`` (a file, packaged name or ``Recipe``),
+    else from the recipe each model's card keeps, else the ``quick`` suite at the data set's
+    default budget.
 
     ``checks`` runs the sanity checks afterwards (default: with the ``full`` suite).
     ``executor="ray"`` sends the tasks to the Ray cluster at ``ray_address`` (None: a local
@@ -144,6 +176,8 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
     A cascade suite (``full``) runs each attack on the samples that survived the earlier ones;
     ``per_attack_full`` also gives each attack its own column on every clean-correct sample.
     """
+    _check_attack_counts(steps=steps, n=n, eot=eot, k_eval=k_eval, seed=seed,
+                         chunk_size=chunk_size, max_chunks=max_chunks)
     names = list(models) if models else home_models(home)
     if not names:
         raise SnnbenchError(f"no trained models in {home_path(home) / 'models'}; run "
@@ -153,14 +187,13 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
         raise SnnbenchError(f"unknown track {track!r}; choose one of {', '.join(TRACKS)}")
     track_n, track_k = TRACKS.get(track or "", (None, 3))
     k_eval = k_eval or track_k
-    if k_eval < 1:
-        raise SnnbenchError(f"evaluation draws must be at least 1, got {k_eval}")
+    given = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
     check_executor(executor)
     dev = resolve_device(device) if executor == "local" else None
     plans = []
     for name in names:       # check every model and attack before the first long run
         card = verify(name, home_path(home))
-        plan = attacks_for(card, attacks, eps_value, norm, steps, suite, eot, surrogate)
+        plan = attacks_for(card, attacks, eps_value, norm, steps, suite, eot, surrogate, given)
         plans.append((name, card, dataclasses.replace(
             plan, attacks=[_bind_source(a, home, dev) for a in plan.attacks])))
     config = EvalConfig(n=n or track_n, k_eval=k_eval, seed=seed, chunk_size=chunk_size)
@@ -171,8 +204,21 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
                        executor=executor, ray_address=ray_address, compile=compile)
     if (suite == "full" if checks is None else checks) and max_chunks is None:
         # the adaptive suite ends with the sanity checks
-        check(names, home=home, eps=eps, eot=eot, seed=seed, device=device, data_root=data_root)
+        check(names, home=home, eps=eps, eot=eot, seed=seed, device=device, data_root=data_root,
+              recipe=given)
     return cards
+
+
+# The minimum of each count of `attack` (None: unset, the default applies).
+ATTACK_COUNTS = {"steps": 1, "n": 1, "eot": 1, "k_eval": 1, "seed": 0, "chunk_size": 1,
+                 "max_chunks": 1}
+
+
+def _check_attack_counts(**counts: int | None) -> None:
+    """Every count of `attack` in range, checked before any model is loaded or file written."""
+    for key, value in counts.items():
+        option = key if key in ("k_eval", "max_chunks") else f"--{key.replace('_', '-')}"
+        check_count(value, option, ATTACK_COUNTS[key])   # k_eval, max_chunks: Python only
 
 
 def _bind_source(attack: Attack, home: str | Path | None, device: Any) -> Attack:
@@ -219,9 +265,10 @@ def _join_model_cards(board: Leaderboard, home: str | Path | None) -> None:
 
 def _probe(name: str, card: dict[str, Any], home: str | Path | None, n: int,
            eps: str | float | None, eot: int | None, seed: int, dev: Any,
-           data_root: str | Path | None) -> Probe:
-    """The model of ``name`` with ``n`` class-balanced test samples and its recipe's budget."""
-    recipe = _recipe_of(card)
+           data_root: str | Path | None, recipe: Recipe | None = None) -> Probe:
+    """The model of ``name`` with ``n`` class-balanced test samples and the budget of
+    ``recipe`` (default: the card's)."""
+    recipe = recipe or recipe_of(card)
     dataset = card["spec"]["dataset"]
     budget = parse_eps(eps) if eps is not None else (
         recipe.eps if recipe else DEFAULT_EPS.get(dataset, 8 / 255))
@@ -243,6 +290,8 @@ def diagnose(model: str, *, home: str | Path | None = None, n: int = DIAGNOSE_N,
     """AGCS, potentials near the threshold, gradient sparsity and spike rates of one model,
     stored so that layouts can show them."""
     from snnbench.diagnostics import DIAGNOSTICS, diagnose as run_diagnostics
+    check_count(n, "--n")
+    check_count(seed, "--seed", 0)
     names = [DIAGNOSTICS.canonical(m) for m in metrics] if metrics else None
     card = verify(model, home_path(home))
     probe = _probe(model, card, home, n, None, None, seed, resolve_device(device), data_root)
@@ -258,11 +307,16 @@ CHECK_N = 100      # probe samples per model: checks look for gross failures, no
 def check(models: Sequence[str] | None = None, *, home: str | Path | None = None,
           n: int = CHECK_N, eps: str | float | None = None, eot: int | None = None,
           checks: Sequence[str] | None = None, seed: int = 0, device: str = "auto",
-          data_root: str | Path | None = None) -> dict[str, list[Outcome]]:
+          data_root: str | Path | None = None,
+          recipe: Recipe | None = None) -> dict[str, list[Outcome]]:
     """Run the sanity checks (evaluation.md section 7) on the named models (all when none):
     probe checks on ``n`` class-balanced test samples, result checks on the stored cards.
-    Every outcome is stored; a model with a failed error/unreliable check is flagged."""
+    Every outcome is stored; a model with a failed error/unreliable check is flagged.
+    Unset eps and EoT come from ``recipe``, else each card's."""
     from snnbench.checks import CHECKS
+    check_count(n, "--n")
+    check_count(eot, "--eot")
+    check_count(seed, "--seed", 0)
     ids = [CHECKS.canonical(c) for c in checks] if checks else None
     names = list(models) if models else home_models(home)
     if not names:
@@ -274,7 +328,7 @@ def check(models: Sequence[str] | None = None, *, home: str | Path | None = None
     with open_store(home) as store:
         stored = store.cards()
         for name, card in cards.items():
-            probe = _probe(name, card, home, n, eps, eot, seed, dev, data_root)
+            probe = _probe(name, card, home, n, eps, eot, seed, dev, data_root, recipe)
             own = [c for c in stored if c["model"]["sha256"] == card["weights_sha256"]]
             board = build_leaderboard(own, "check") if own else None
             results = Results(own, board.rows[0] if board and board.rows else None)
@@ -293,6 +347,7 @@ def report(home: str | Path | None = None, out: str | Path = "leaderboards",
         return site(home, out, name, plots)
     table = get_layout(layout) if layout and layout != "leaderboard" else None
     board = leaderboard(home, name)
+    check_name(board.name, "leaderboard --name")       # the files' stem: stays inside --out
     if not board.rows:
         raise SnnbenchError(f"no finished attack results in {home_path(home) / STORE}; run "
                             "`snnbench attack` first")
@@ -310,6 +365,8 @@ def site(home: str | Path | None = None, out: str | Path = "site", name: str | N
          plots: bool = True) -> tuple[Leaderboard, list[Path]]:
     """``report --format html``: the static site of the home's results (website.py)."""
     from snnbench.website import site_from_home
+    if name is not None:
+        check_name(name, "leaderboard --name")
     return site_from_home(home, Path(out), name, plots)
 
 
@@ -348,6 +405,8 @@ def gate(baseline: str | Path, home: str | Path | None = None, tolerance: float 
          alpha: float = GATE_ALPHA, allow_rise: bool = False) -> GateResult:
     """``snnbench gate``: the home's results against a baseline leaderboard json, paired per
     sample (docs/protocol.md 'Gate'); ``tolerance`` in points, ``alpha`` family-wise."""
+    if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < float("inf")):
+        raise SnnbenchError(f"--tolerance must be a number of points >= 0, got {tolerance!r}")
     base = read_baseline(Path(baseline))
     return compare(base, leaderboard(home, base.get("name")), tolerance, alpha, allow_rise)
 
@@ -375,6 +434,7 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
     ``workers`` (training loader processes) and ``compile`` (``torch.compile``, for training
     and attacks) change speed only; Ray training jobs use the default workers."""
     spec = load_recipe(recipe)
+    check_count(workers, "--workers", 0)
     check_executor(executor)
     outcome = RunOutcome(spec)
     with contextlib.ExitStack() as stack:
@@ -383,20 +443,23 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
             ray = stack.enter_context(executors.connect(ray_address))
             outcome.trained = executors.train_models(ray, spec.models, home=home_path(home),
                                                    data_root=data_root, device=device,
-                                                   recipe=spec.name, compile=compile)
+                                                   recipe=spec, compile=compile)
         for model_config, train_config in spec.models if executor == "local" else []:
             if on_model:
                 on_model(model_config)
             outcome.trained.append(train_model(model_config, train_config, home=home_path(home),
                                                data_root=data_root, device=device,
-                                               recipe=spec.name, on_epoch=on_epoch,
+                                               recipe=spec, on_epoch=on_epoch,
                                                workers=workers, compile=compile))
         with open_store(home) as store:
             store.set_meta("recipe", spec.name)
+            store.set_meta("recipe_toml", spec.text)     # the site's layouts (website.py)
         names = [t.name for t in outcome.trained]
+        # this recipe's attacks, also on models a recipe trained before ("up to date")
         outcome.cards = attack(names, home=home, n=spec.n, k_eval=spec.k_eval, seed=spec.seed,
                                device=device, data_root=data_root, on_chunk=on_chunk,
-                               executor=executor, ray_address=ray_address, compile=compile)
+                               executor=executor, ray_address=ray_address, compile=compile,
+                               recipe=spec)
         outcome.cards += sweep(names, spec, home=home, device=device, data_root=data_root,
                                on_chunk=on_chunk, executor=executor, ray_address=ray_address,
                                compile=compile)
@@ -412,6 +475,8 @@ def evaluate(model: nn.Module, attacks: Sequence[str] = ("fgsm", "pgd10"), *,
              n: int | None = None, seed: int = 0, device: str = "auto",
              data_root: str | Path | None = None, name: str = "model") -> list[dict]:
     """Attack an in-memory model (no home needed); returns one result card per attack."""
+    check_count(n, "--n")
+    check_count(seed, "--seed", 0)
     eps_value = parse_eps(eps) if eps is not None else DEFAULT_EPS.get(dataset, 8 / 255)
     dev = resolve_device(device)
     plan = [create_attack(a, eps_value, norm) for a in attacks]

@@ -3,6 +3,11 @@
 Loading never unpickles: safetensors holds only tensors, the card is JSON. ``load`` verifies
 the weights' sha256 against the card, the architecture named in the weights' metadata against
 the card's, and the card's schema version, then rebuilds the model from the card's spec.
+
+Besides the spec, training settings and history, a card keeps the recipe that trained the model:
+``recipe`` (its name), ``recipe_path`` (the file, resolved) and ``recipe_toml`` (its whole text),
+so the recipe travels with the checkpoint (``train.recipe_fields``, ``api.recipe_of``). These
+keys are optional (schema version 1 readers ignore them; older cards hold the name only).
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from snnbench.errors import SnnbenchError
-from snnbench.files import atomic_write, atomic_write_json, sha256_file
+from snnbench.files import atomic_write, atomic_write_json, check_name, sha256_file
 from snnbench.model import ModelSpec, build
 from snnbench.runtime import place
 
@@ -99,6 +104,10 @@ def model_dir(ref: str | Path, home: Path | None = None) -> Path:
     if path.is_dir():
         return path
     home = Path(home) if home is not None else default_home()
+    try:
+        check_name(text, "model name")
+    except SnnbenchError as exc:       # a name never leads outside <home>/models
+        raise SnnbenchError(f"no model {text!r}: no folder {path}, and {exc}") from None
     candidate = home / "models" / text
     if candidate.is_dir():
         return candidate

@@ -196,6 +196,7 @@ def import_(file: Annotated[Path, typer.Argument(help="A .pt/.pth state dict (re
 def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model names (default: all in the home).")] = None,
            attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attack ids.")] = None,
            suite: Annotated[Optional[str], typer.Option(help="quick, paper-tgo, paper-randhet or full (see `snnbench list suites`).")] = None,
+           recipe: Annotated[Optional[str], typer.Option(help="Recipe file or zoo name whose attacks, eps and EoT to run (default: the one each model's card keeps).")] = None,
            eot: Annotated[Optional[int], typer.Option(help="EoT: average K gradient draws per step (stochastic models).")] = None,
            surrogate: Annotated[str, typer.Option(help="Attacker's spike backward: own, bptr, or SHAPE:WIDTH such as atan:2.")] = "own",
            per_attack_full: Annotated[bool, typer.Option("--per-attack-full", help="With a cascade suite (full): also run each attack on every clean-correct sample (its own column, MRA).")] = False,
@@ -217,7 +218,7 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
                            per_attack_full=per_attack_full, track=track, seed=seed,
                            chunk_size=chunk_size, device=device, data_root=data_root,
                            on_chunk=_Bars(progress).on_chunk, executor=executor,
-                           ray_address=ray_address, compile=compile_)
+                           ray_address=ray_address, compile=compile_, recipe=recipe)
     _print_cards(cards)
     if suite == "full":
         flagged = {r["model"]: r["unreliable"] for r in api.leaderboard(home).rows if r["unreliable"]}

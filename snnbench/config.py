@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Mapping
 
 from snnbench.errors import SnnbenchError
+from snnbench.files import check_name
 
 
 # --------------------------------------------------------------------------------------- parsers
@@ -30,6 +32,17 @@ def parse_eps(text: str | float | int) -> float:
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise SnnbenchError(f"eps {text!r} is outside [0, 1]; eps is in pixel units of [0,1] "
                             "images, e.g. 8/255")
+    return value
+
+
+def check_count(value: Any, option: str, minimum: int = 1) -> Any:
+    """``value`` when it is None or an integer of at least ``minimum``; else one error line
+    naming the option (``--steps``) and its range. Counts reach the library from the CLI,
+    Python and recipes, so each entry point checks them here, before anything is written."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise SnnbenchError(f"{option} must be at least {minimum} (an integer), got {value!r}")
     return value
 
 
@@ -157,10 +170,9 @@ class TrainConfig:
     amp: bool = True                    # used on CUDA only
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise SnnbenchError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise SnnbenchError(f"batch size must be at least 1, got {self.batch_size}")
+        check_count(self.epochs, "--epochs")
+        check_count(self.batch_size, "--batch-size")
+        check_count(self.seed, "--seed", 0)
         if not self.lr > 0:
             raise SnnbenchError(f"learning rate must be positive, got {self.lr}")
 
@@ -210,7 +222,7 @@ class ModelConfig:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.timesteps is not None and self.timesteps < 1:
-            raise SnnbenchError(f"timesteps must be at least 1, got {self.timesteps}; pass "
-                                "--timesteps 1 or more")
+        check_count(self.timesteps, "--timesteps")
+        if self.name is not None:
+            check_name(self.name, "model name (--name)")
         track_config(self.track)

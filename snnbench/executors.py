@@ -310,7 +310,7 @@ def _collect(ray: Any, sent: dict[Any, Task], store: ResultStore, info: ModelInf
 
 
 def train_models(ray: Any, models: list[tuple[ModelConfig, TrainConfig]], *, home: Path,
-                 data_root: str | Path | None, device: str, recipe: str,
+                 data_root: str | Path | None, device: str, recipe: Any,
                  compile: bool = False) -> list[TrainOutcome]:
     """A recipe's training jobs as Ray tasks (one GPU each where present), in recipe order.
     Each job resumes from its last finished epoch, so a retried job loses at most one epoch."""

@@ -4,9 +4,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from snnbench.errors import SnnbenchError
+
+NAME_MAX = 100
+_NAME = re.compile(rf"[A-Za-z0-9_+-][A-Za-z0-9._+-]{{0,{NAME_MAX - 1}}}")
+
+
+def check_name(name: Any, what: str = "name") -> str:
+    """``name`` when it is one safe path component (a model, zoo entry, recipe or board name):
+    letters, digits and ``. _ - +``, no leading dot, 1 to NAME_MAX characters. Everything
+    snnbench writes under such a name then stays inside its folder (no ``..``, no ``/``)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        shown = repr(name) if len(repr(name)) <= NAME_MAX + 10 else repr(name)[:NAME_MAX] + "..."
+        raise SnnbenchError(f"{what} {shown} is not a valid name: use 1 to {NAME_MAX} letters, "
+                            "digits and . _ - + (no leading dot, no / or spaces)")
+    return name
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -19,7 +19,7 @@ from snnbench.checkpoint import CARD, default_home, load_card, save_checkpoint
 from snnbench.config import ModelConfig, model_name
 from snnbench.data import dataset_info, input_card, load_dataset
 from snnbench.errors import SnnbenchError
-from snnbench.files import sha256_file, stable_seed
+from snnbench.files import check_name, sha256_file, stable_seed
 from snnbench.model import ModelSpec, build, resolve
 from snnbench.runtime import place, resolve_device
 from snnbench.train import TrainOutcome, accuracy
@@ -96,7 +96,8 @@ def import_checkpoint(path: str | Path, config: ModelConfig, *, home: Path | Non
     """Import ``path`` as the model ``config`` describes, into ``home/models/<name>``."""
     path = Path(path)
     spec = resolve(config)
-    name = config.name or model_name(spec.defense, spec.arch, spec.dataset)
+    name = check_name(config.name or model_name(spec.defense, spec.arch, spec.dataset),
+                      "model name (--name)")
     folder = Path(home or default_home()) / "models" / name
     state = read_state_dict(path)
     file_sha = sha256_file(path)

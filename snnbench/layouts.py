@@ -459,7 +459,7 @@ def write_layout(table: LayoutTable, out: Path, name: str, formats: tuple[str, .
                                     f"{table.description}\n\n{grid}\n" + plots_section(plots or []))
         elif fmt == "csv":
             frame = pd.DataFrame(table.body, columns=table.header)
-            atomic_write_text(path, f"# {BANNER}\n" + frame.to_csv(index=False))
+            atomic_write_text(path, frame.to_csv(index=False))     # header first: no banner
         elif fmt == "json":
             atomic_write_json(path, {"schema": "snnbench.layout/1", "banner": BANNER,
                                      "layout": table.layout.name, "title": table.layout.title,

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from snnbench.attacks import Attack, create_attack
-from snnbench.config import ModelConfig, TrainConfig, dataclass_from, parse_eps
+from snnbench.config import ModelConfig, TrainConfig, check_count, dataclass_from, parse_eps
 from snnbench.errors import SnnbenchError
+from snnbench.files import check_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,7 +68,8 @@ class Recipe:
     layouts: tuple[str, ...] = ("leaderboard",)
     sweep: Sweep | None = None
     description: str = ""
-    source: str = ""
+    source: str = ""               # the file it was read from (resolved), or "<recipe>"
+    text: str = ""                 # its TOML text: model cards keep it (api.recipe_of)
 
     def make_attacks(self, eps: float | None = None, norm: str | None = None,
                      steps: int | None = None) -> list[Attack]:
@@ -103,7 +105,7 @@ def load_recipe(ref: str | Path | None = None) -> Recipe:
     except (OSError, UnicodeDecodeError) as exc:
         raise SnnbenchError(f"cannot read recipe {path} ({type(exc).__name__}); pass a UTF-8 "
                             ".toml file") from None
-    return parse_recipe_text(text, path)
+    return dataclasses.replace(parse_recipe_text(text, path), source=str(path.resolve()))
 
 
 def parse_recipe_text(text: str, path: Path | str = "<recipe>") -> Recipe:
@@ -182,6 +184,7 @@ def parse_recipe(data: Any, path: Path | str = "<recipe>", text: str | None = No
         if key not in data:
             raise SnnbenchError(f"recipe {path} lacks the key {key!r}; add it (see zoo/digits.toml)")
     dataset = data["dataset"]
+    _check_counts([(key, data.get(key), minimum) for key, minimum in COUNTS.items()], lines)
     base_train = _train_config(data.get("train", {}), TrainConfig(), "[train]", lines, "train")
     models = []
     for i, entry in enumerate(data["models"]):
@@ -220,7 +223,15 @@ def parse_recipe(data: Any, path: Path | str = "<recipe>", text: str | None = No
                                     "eot = [1, 2]") from None
         sweep = Sweep(table.get("attack", "pgd10"), values["eps"], values["steps"], values["eot"],
                       table.get("n"))
-    return Recipe(name=data.get("name", Path(str(path)).stem), dataset=dataset,
+    _check_counts([("n", sweep.n, 1), *((key, value, 1) for key in ("steps", "eot")
+                                         for value in getattr(sweep, key))] if sweep else [],
+                  lines, "sweep")
+    name = data.get("name", Path(str(path)).stem if str(path) != "<recipe>" else "recipe")
+    try:
+        check_name(name, "recipe name")
+    except SnnbenchError as exc:
+        raise SnnbenchError(f"{lines.at('name')}: {exc}; set name = \"...\" in the recipe") from None
+    return Recipe(name=name, dataset=dataset,
                   eps=parse_eps(data.get("eps", "8/255")), norm=data.get("norm", "Linf"),
                   attacks=tuple(data.get("attacks", ["fgsm", "pgd10"])), n=data.get("n"),
                   k_eval=data.get("k_eval", 3), eot=data.get("eot", 1),
@@ -228,4 +239,18 @@ def parse_recipe(data: Any, path: Path | str = "<recipe>", text: str | None = No
                   seed=data.get("seed", 0),
                   train=base_train, models=tuple(models),
                   layouts=tuple(data.get("layouts", ["leaderboard"])), sweep=sweep,
-                  description=data.get("description", ""), source=str(path))
+                  description=data.get("description", ""), source=str(path), text=text or "")
+
+
+COUNTS = {"n": 1, "k_eval": 1, "eot": 1, "seed": 0, "timesteps": 1}   # key: its minimum
+
+
+def _check_counts(counts: list[tuple[str, Any, int]], lines: _Lines,
+                  table: str | None = None) -> None:
+    """Each (key, value, minimum) in range; an error names the key's line (in ``[table]``)."""
+    for key, value, minimum in counts:
+        try:
+            check_count(value, key, minimum)
+        except SnnbenchError as exc:
+            where = f"[{table}] " if table else ""
+            raise SnnbenchError(f"{lines.at(key, table)}: {where}{exc}") from None

@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,13 +32,16 @@ from snnbench.config import TRACK_WEIGHT_DECAY, ModelConfig, TrainConfig, model_
 from snnbench.data import dataset_info, input_card, load_dataset
 from snnbench.defenses import Composite, Defense, LossContext, create_defense
 from snnbench.errors import SnnbenchError
-from snnbench.files import atomic_write_json, stable_seed
+from snnbench.files import atomic_write_json, check_name, stable_seed
 from snnbench.loaders import EpochBatches, check_workers, epoch_loader
 from snnbench.model import ModelSpec, build, resolve
 from snnbench.neurons import spiking_neurons
 from snnbench.train_schedule import cosine_lr
 from snnbench.runtime import (autocast, batches, compile_errors, compile_model, is_oom, place,
                               resolve_device)
+
+if TYPE_CHECKING:
+    from snnbench.recipe import Recipe
 
 STATE = "train-state.safetensors"
 STATE_JSON = "train-state.json"
@@ -192,19 +195,31 @@ def _finished(folder: Path, spec: ModelSpec, train: TrainConfig) -> dict[str, An
     return card
 
 
+def recipe_fields(recipe: Recipe | str | None) -> dict[str, Any]:
+    """The card's record of the recipe that trained the model: its name, and for a ``Recipe``
+    its file and TOML text, so attacks rebuild it from the card wherever the card goes
+    (``api.recipe_of``) instead of looking the name up among the packaged recipes."""
+    if recipe is None or isinstance(recipe, str):
+        return {"recipe": recipe}
+    return {"recipe": recipe.name, "recipe_path": recipe.source, "recipe_toml": recipe.text}
+
+
 def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: Path | None = None,
-                data_root: Path | None = None, device: str = "auto", recipe: str | None = None,
+                data_root: Path | None = None, device: str = "auto",
+                recipe: Recipe | str | None = None,
                 on_epoch: EpochCallback | None = None, workers: int | None = None,
                 compile: bool = False) -> TrainOutcome:
     """Train (or resume, or find already trained) the model of ``config`` in ``home/models``.
 
     ``workers`` (loader processes; None: 0 on the CPU, a few on CUDA) and ``compile`` change
-    how fast, never what is trained: neither is part of the model's identity.
+    how fast, never what is trained: neither is part of the model's identity. ``recipe`` (a
+    ``Recipe``, or only its name) is recorded in the card.
     """
     train = train or TrainConfig()
     check_workers(workers)
     spec = resolve(config)
-    name = config.name or model_name(spec.defense, spec.arch, spec.dataset)
+    name = check_name(config.name or model_name(spec.defense, spec.arch, spec.dataset),
+                      "model name (--name)")
     folder = Path(home or default_home()) / "models" / name
     card = _finished(folder, spec, train)
     if card is not None:
@@ -252,7 +267,7 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
         "name": name, "defense": spec.defense, "arch": spec.arch, "dataset": spec.dataset,
         "timesteps": spec.timesteps, "stochastic": defense.stochastic(),
         "input": input_card(info),
-        "train": dataclasses.asdict(train), "weight_decay": decay, "recipe": recipe,
+        "train": dataclasses.asdict(train), "weight_decay": decay, **recipe_fields(recipe),
         "history": history, "clean_accuracy": {"split": "test", "n": len(x_test), "acc": clean},
         "device": dev.type, **({"compiled": True} if compile else {})})
     for leftover in (STATE, STATE_JSON):

@@ -187,7 +187,7 @@ def layout_grid(table: LayoutTable) -> Grid:
 def _recipe_summary(card: dict | None) -> dict[str, str] | None:
     """What the model's recipe (zoo/*.toml) says about how it was evaluated, if it is found."""
     from snnbench import api
-    recipe = api._recipe_of(card) if card else None
+    recipe = api.recipe_or_none(card) if card else None
     if recipe is None:
         return None
     return {"name": recipe.name, "description": recipe.description,
@@ -256,14 +256,14 @@ def site_from_home(home: str | Path | None, out: Path, name: str | None,
                             "`snnbench attack` first")
     with api.open_store(home) as store:
         cards, checks, diagnostics = store.cards(), store.checks(), store.diagnostics()
-        recipe_name = store.get_meta("recipe")
+        recipe_name, recipe_toml = store.get_meta("recipe"), store.get_meta("recipe_toml")
     boards = threat_boards(cards, board.name, checks, diagnostics)
     for item in boards:
         api._join_model_cards(item.board, home)
     present = set(api.home_models(home))
     model_cards = {row["model"]: card for row in board.rows if row["model"] in present
                    and (card := load_card(row["model"], api.home_path(home)))["weights_sha256"] == row["sha256"]}
-    recipe = api._recipe_of({"recipe": recipe_name}) if recipe_name else None
+    recipe = api.recipe_or_none({"recipe": recipe_name, "recipe_toml": recipe_toml})
     named = set(recipe.layouts) if recipe else set()
     tables = [table for layout in LAYOUTS.names() if layout != "leaderboard"
               for table in [render_layout(get_layout(layout), board.main_rows())]

@@ -34,7 +34,7 @@ import tomli_w
 
 from snnbench.checkpoint import CARD, WEIGHTS, default_home, load_card, model_dir, verify
 from snnbench.errors import SnnbenchError
-from snnbench.files import atomic_write, atomic_write_text, sha256_file
+from snnbench.files import atomic_write, atomic_write_text, check_name, sha256_file
 
 try:
     import tomllib
@@ -108,6 +108,10 @@ def read_manifest(manifest: str | Path | None = None) -> dict[str, ZooEntry]:
 
 
 def _entry(name: str, raw: Any, path: Path) -> ZooEntry:
+    try:
+        check_name(name, "zoo entry name")      # it becomes <home>/models/<name>, <name>.tar
+    except SnnbenchError as exc:
+        raise SnnbenchError(f"{path}: {exc}; rename models.{name!r} in the manifest") from None
     if not isinstance(raw, dict):
         raise SnnbenchError(f"{path}: models.{name} is not a table")
     urls = raw.get("urls", raw.get("url", []))
@@ -309,6 +313,7 @@ def pull(name: str, home: str | Path | None = None, manifest: str | Path | None 
          on_progress: Progress | None = None) -> tuple[Path, str]:
     """Download, verify and install zoo model ``name`` in ``<home>/models/<name>``;
     returns the folder and ``"pulled"`` or ``"up to date"``."""
+    check_name(name, "zoo model name")
     entry = get_entry(name, manifest)
     home = Path(home) if home is not None else default_home()
     models = home / "models"
@@ -349,6 +354,8 @@ def add(path: str | Path, url: str, *, manifest: str | Path | None = None,
     A folder is packed into ``<out>/<name>.tar``: upload that file to ``url``. Returns the
     entry and the archive it describes."""
     source = Path(path)
+    if name is not None:
+        check_name(name, "zoo --name")
     if source.is_file() and tarfile.is_tarfile(source):
         with tempfile.TemporaryDirectory() as tmp:
             unpack(source, Path(tmp))
@@ -357,10 +364,12 @@ def add(path: str | Path, url: str, *, manifest: str | Path | None = None,
     else:
         folder = model_dir(path, home)
         card = verify(folder)
-        archive = Path(out) / f"{name or folder.name}.tar"
+        archive = Path(out) / f"{check_name(name or folder.name, 'zoo entry name (--name)')}.tar"
         pack(folder, archive)
     spec = card["spec"]
-    label = name or card.get("name") or (source.stem if source.is_file() else model_dir(path, home).name)
+    label = check_name(name or card.get("name") or (source.stem if source.is_file()
+                                                    else model_dir(path, home).name),
+                       "zoo entry name (--name)")
     clean = (card.get("clean_accuracy") or {}).get("acc")
     entry = ZooEntry(label, spec["defense"], spec["arch"], spec["dataset"],
                      int(spec.get("timesteps") or 0), (url,), sha256_file(archive),

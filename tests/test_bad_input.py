@@ -120,7 +120,41 @@ CASES = [  # (id, arguments, fragment of the message, preparation of the home)
     ("store-corrupt", ATTACK, "not a readable snnbench results store", _corrupt_store),
     ("model-unknown", ["attack", "nobody"], "no model 'nobody'", None),
     ("device-unknown", ATTACK + ["--device", "tpu"], "unknown device", None),
+    ("card-lost-recipe", ATTACK, "names recipe 'lost', which is not packaged",
+     _edit_card(lambda card: card.update(recipe="lost"))),
+    ("model-path-name", ["attack", "../models/x"], "not a valid name", None),
 ]
+
+# Every count of the CLI, out of range: one line naming the option and its range (issue 9).
+COUNTS = [  # (id, arguments, fragment)
+    ("attack-steps-negative", ["attack", "--attacks", "pgd10", "--steps", "-2"], "--steps must be at least 1"),
+    ("attack-steps-zero", ["attack", "--attacks", "pgd10", "--steps", "0"], "--steps must be at least 1"),
+    ("attack-n-zero", ["attack", "--attacks", "fgsm", "--n", "0"], "--n must be at least 1"),
+    ("attack-chunk-zero", ["attack", "--attacks", "fgsm", "--chunk-size", "0"],
+     "--chunk-size must be at least 1"),
+    ("attack-eot-zero", ["attack", "--attacks", "fgsm", "--eot", "0"], "--eot must be at least 1"),
+    ("attack-seed-negative", ["attack", "--attacks", "fgsm", "--seed", "-1"], "--seed must be at least 0"),
+    ("train-epochs-zero", ["train", "vanilla", "--epochs", "0"], "--epochs must be at least 1"),
+    ("train-batch-zero", ["train", "vanilla", "--batch-size", "0"], "--batch-size must be at least 1"),
+    ("train-timesteps-negative", ["train", "vanilla", "--timesteps", "-3"], "--timesteps must be at least 1"),
+    ("train-workers-negative", ["train", "vanilla", "--workers", "-1"], "--workers must be at least 0"),
+    ("train-seed-negative", ["train", "vanilla", "--seed", "-5"], "--seed must be at least 0"),
+    ("import-timesteps-zero", ["import", "x.pt", "--arch", "tiny", "--defense", "vanilla",
+                               "--timesteps", "0"], "--timesteps must be at least 1"),
+    ("check-n-zero", ["check", "--n", "0"], "--n must be at least 1"),
+    ("check-eot-zero", ["check", "--eot", "0"], "--eot must be at least 1"),
+    ("check-seed-negative", ["check", "--seed", "-1"], "--seed must be at least 0"),
+    ("diagnose-n-zero", ["diagnose", NAME, "--n", "0"], "--n must be at least 1"),
+    ("diagnose-seed-negative", ["diagnose", NAME, "--seed", "-1"], "--seed must be at least 0"),
+    ("threads-zero", ["--threads", "0", "list", "archs"], "--threads must be at least 1"),
+    ("run-workers-negative", ["run", "digits", "--workers", "-1"], "--workers must be at least 0"),
+    ("gate-tolerance-negative", ["gate", "--baseline", "b.json", "--tolerance", "-1"],
+     "--tolerance must be a number of points >= 0"),
+]
+
+# Names reach the disk as one folder or file name: each of these is refused.
+BAD_NAMES = ["../../evil", "../evil", "a/b", ".hidden", "..", "", "two words", "x" * 101,
+             "back\\slash"]
 
 
 @pytest.mark.parametrize("args, fragment, prep", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -218,3 +252,118 @@ def test_nan_loss_stops_keeps_the_last_good_epoch_and_names_it(home, monkeypatch
 def test_eps_forms_are_accepted(home, eps):
     result = invoke(*ATTACK, "--eps", eps, "--home", home)
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("args, fragment", [c[1:] for c in COUNTS], ids=[c[0] for c in COUNTS])
+def test_bad_count_is_one_line_and_writes_nothing(home, tmp_path, monkeypatch, args, fragment):
+    monkeypatch.chdir(tmp_path)                # relative outputs (leaderboards/) would land here
+    before = tree(tmp_path)
+    line = refused(invoke(*args, "--home", home), fragment)
+    assert "got" in line                       # the value given, beside the allowed range
+    assert tree(tmp_path) == before
+
+
+def test_counts_are_checked_by_the_library_too(home):
+    """Python users get the same line as the CLI (the checks live in api/config)."""
+    from snnbench import ModelConfig, SnnbenchError, TrainConfig, api
+    calls = [lambda: api.attack([NAME], home=home, attacks=["pgd10"], steps=0),
+             lambda: api.attack([NAME], home=home, attacks=["fgsm"], n=0),
+             lambda: api.attack([NAME], home=home, attacks=["fgsm"], chunk_size=0),
+             lambda: api.attack([NAME], home=home, attacks=["fgsm"], k_eval=0),
+             lambda: api.check([NAME], home=home, n=0),
+             lambda: api.diagnose(NAME, home=home, n=-1),
+             lambda: TrainConfig(epochs=0), lambda: TrainConfig(seed=-1),
+             lambda: ModelConfig(timesteps=0)]
+    before = tree(home)
+    for call in calls:
+        with pytest.raises(SnnbenchError, match="must be at least"):
+            call()
+    assert tree(home) == before
+
+
+@pytest.mark.parametrize("name", BAD_NAMES, ids=range(len(BAD_NAMES)))
+def test_bad_model_name_is_refused_and_nothing_is_written(home, tmp_path, monkeypatch, name):
+    """`train --name ../../evil` once wrote a model two folders above the home's models."""
+    monkeypatch.chdir(tmp_path)
+    before = tree(tmp_path)
+    refused(invoke("train", "vanilla", "--name", name, "--epochs", "1", "--home", home),
+            "is not a valid name")
+    refused(invoke("import", "x.pt", "--arch", "tiny", "--defense", "vanilla", "--name", name,
+                   "--home", home), "is not a valid name")
+    assert tree(tmp_path) == before
+    assert not (tmp_path / "evil").exists() and not (home / "evil").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["zoo", "pull", "../evil"],
+    ["zoo", "add", NAME, "--url", "https://example.org/x.tar", "--name", "../evil"],
+    ["report", "--name", "../evil"],
+    ["report", "--name", "../evil", "--format", "html"],
+], ids=["zoo-pull", "zoo-add", "report", "site"])
+def test_bad_names_elsewhere_are_refused(home, tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    invoke(*ATTACK, "--home", home)                    # results for `report`
+    before = tree(tmp_path)
+    refused(invoke(*command, "--home", home, "--manifest", tmp_path / "m.toml")
+            if command[0] == "zoo" else invoke(*command, "--home", home, "--out", tmp_path / "o"),
+            "is not a valid name")
+    assert tree(tmp_path) == before
+
+
+def test_a_manifest_entry_with_a_bad_name_is_refused(home, tmp_path):
+    manifest = tmp_path / "m.toml"
+    manifest.write_text('[models."../evil"]\ndefense = "vanilla"\nurls = ["x.tar"]\n')
+    before = tree(tmp_path)
+    for args in (["zoo", "list"], ["zoo", "pull", "vanilla"]):
+        refused(invoke(*args, "--manifest", manifest, *(["--home", home] if "pull" in args else [])),
+                "zoo entry name '../evil' is not a valid name")
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("old, new, fragment", [
+    ('defense = "vanilla"', 'defense = "vanilla"\nname = "../../evil"', "model name (--name) '../../evil'"),
+    ('name = "bad"', 'name = "../evil"', "line 1: recipe name '../evil'"),
+    ("seed = 0", "seed = 0\neot = 0", "line 4: eot must be at least 1"),
+    ("seed = 0", "seed = 0\nn = -1", "line 4: n must be at least 1"),
+    ("epochs = 1", "epochs = 0", "line 5: --epochs must be at least 1"),
+], ids=["model-name", "recipe-name", "eot", "n", "epochs"])
+def test_bad_recipe_counts_and_names(home, tmp_path, monkeypatch, old, new, fragment):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "bad.toml"
+    path.write_text(RECIPE.replace(old, new))
+    before = tree(tmp_path)
+    refused(invoke("run", path, "--home", home, "--quiet"), fragment)
+    assert tree(tmp_path) == before
+
+
+def test_python_api_refuses_bad_names(home, tmp_path):
+    import snnbench
+    from snnbench.files import check_name
+    (tmp_path / "evil").mkdir()
+    for call in (lambda: snnbench.load("../../evil", home), lambda: snnbench.load_card("a/b", home),
+                 lambda: snnbench.train(snnbench.ModelConfig(name="../evil"), home=home)):
+        with pytest.raises(snnbench.SnnbenchError, match="not a valid name"):
+            call()
+    assert check_name("randhet-star+rat-tiny-digits", "model") == "randhet-star+rat-tiny-digits"
+
+
+def test_every_default_model_name_is_a_valid_name():
+    """Derived names (DEFENCE-ARCH-DATA, `randhet*` spelt `randhet-star`) pass check_name for
+    every registered defence, arch and data set, and every packaged recipe's names."""
+    from snnbench.archs import ARCHS
+    from snnbench.config import model_name
+    from snnbench.data import DATASETS
+    from snnbench.defenses import DEFENSES
+    from snnbench.files import check_name
+    from snnbench.model import resolve
+    from snnbench.recipe import load_recipe
+    for defense in DEFENSES.names():
+        for arch in ARCHS.names():
+            for dataset in DATASETS.names():
+                check_name(model_name(defense, arch, dataset))
+    assert model_name("randhet*+rat", "tiny", "digits") == "randhet-star+rat-tiny-digits"
+    from test_recipes import RECIPES
+    for recipe in map(load_recipe, RECIPES):
+        for model, _ in recipe.models:
+            spec = resolve(model)
+            check_name(model.name or model_name(spec.defense, spec.arch, spec.dataset))

@@ -17,10 +17,16 @@ def invoke(*args: str):
 
 
 def one_line_error(result, code: int = 2) -> str:
+    """The stderr of a refused command: exactly one ``error: ...`` line, from the CLI's error
+    mapping. CliRunner catches an escaped exception into ``result.exception`` and never prints
+    its traceback, so "no traceback" is asserted on the exception itself: only the mapped exit
+    (SystemExit) may end the command."""
     assert result.exit_code == code, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert isinstance(result.exception, SystemExit), \
+        f"the command raised {result.exception!r}: a terminal would show its traceback"
+    lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
+    assert result.stderr == lines[0] + "\n" and "Traceback" not in result.output
     return lines[0]
 
 
@@ -76,6 +82,33 @@ def test_surrogate_option_stores_a_separate_result(home):
 def test_debug_shows_the_traceback(tmp_path):
     result = invoke("train", "vanila", "--home", tmp_path, "--debug")
     assert result.exit_code != 0 and result.exception is not None
+    with pytest.raises(AssertionError, match="would show its traceback"):
+        one_line_error(result, result.exit_code)
+
+
+def test_a_known_bad_input_is_exactly_one_stderr_line(tmp_path):
+    result = invoke("train", "vanila", "--home", tmp_path)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith("error: unknown defen") and result.stderr.count("\n") == 1
+    assert "did you mean 'vanilla'" in one_line_error(result)
+
+
+def test_a_bug_is_not_dressed_as_a_one_line_error(tmp_path, monkeypatch):
+    """The CLI maps only SnnbenchError (bad input) to one line and exit 2; any other exception
+    is a bug and propagates (a traceback, exit 1). one_line_error must tell the two apart."""
+    from snnbench import api
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug, not bad input")
+
+    monkeypatch.setattr(api, "train_model", broken)
+    result = invoke("train", "vanilla", "--home", tmp_path, "--quiet")
+    assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
+    assert "error:" not in result.stderr
+    with pytest.raises(AssertionError):
+        one_line_error(result)
+    with pytest.raises(AssertionError, match="would show its traceback"):
+        one_line_error(result, 1)
 
 
 def test_round_trip_train_attack_report_gate(tmp_path):
@@ -95,6 +128,20 @@ def test_round_trip_train_attack_report_gate(tmp_path):
     board = json.loads((out / "digits.json").read_text())
     (row,) = board["rows"]
     assert set(row["attacks"]) == {"fgsm", "pgd10"}
+    # the CSV's first line is its header: any reader gets one column per field
+    import pandas as pd
+    frame = pd.read_csv(out / "digits.csv")
+    header = (out / "digits.csv").read_text().splitlines()[0].split(",")
+    assert list(frame.columns) == header and header[:2] == ["model", "defense"]
+    assert {"clean", "fgsm", "pgd10", "mra"} <= set(header) and len(frame) == 1
+    assert frame.loc[0, "model"] == "vanilla-tiny-digits"
+    assert frame.loc[0, "fgsm"] == pytest.approx(row["attacks"]["fgsm"]["robust_acc"])
+    result = invoke("report", "--layout", "tgo-table2", "--format", "csv", "--out", out,
+                    "--name", "digits", "--home", home)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "digits-tgo-table2.csv")
+    assert list(table.columns[:4]) == ["group", "row", "model", "Clean"]
+    assert "vanilla-tiny-digits" in set(table["model"].dropna())
     assert row["mra"] == min(a["robust_acc"] for a in row["attacks"].values())
     assert row["headline"]["acc"] <= row["mra"]
     baseline = out / "digits.json"

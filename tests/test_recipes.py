@@ -12,7 +12,7 @@ from snnbench.data import dataset_info
 from snnbench.defenses import create_defense
 from snnbench.errors import SnnbenchError
 from snnbench.model import build, resolve
-from snnbench.recipe import load_recipe, parse_recipe
+from snnbench.recipe import load_recipe, parse_recipe, parse_recipe_text
 from snnbench.train import _optimizers, _train_epoch
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
@@ -103,3 +103,86 @@ def test_unknown_layout_in_a_recipe_is_caught_before_training():
     text = 'dataset = "digits"\nlayouts = ["tgo-table9"]\n[[models]]\ndefense = "vanilla"\n'
     with pytest.raises(SnnbenchError, match="line 2: unknown layout 'tgo-table9'"):
         parse_recipe_text(text)
+
+
+# --- a recipe travels with its models -------------------------------------------------------
+
+MINE = """name = "mine"
+dataset = "digits"
+timesteps = 2
+eps = "16/255"
+attacks = ["fgsm", "rfgsm"]
+n = 20
+[train]
+epochs = 1
+[[models]]
+defense = "vanilla"
+"""
+
+
+def _attacked(cards: list[dict]) -> set[tuple[str, str]]:
+    from snnbench.config import format_eps
+    return {(c["attack"]["id"], format_eps(c["attack"]["eps"])) for c in cards}
+
+
+def test_a_recipe_outside_the_package_travels_in_the_model_card(tmp_path, monkeypatch):
+    """`snnbench run my.toml`: the card keeps the recipe's text and path, and a later attack
+    rebuilds the recipe from the card alone (the file gone, another directory): its attacks at
+    its eps, never the `quick` suite at the digits default (32/255)."""
+    from snnbench import api, load_card
+    path = tmp_path / "recipes" / "mine.toml"
+    path.parent.mkdir()
+    path.write_text(MINE)
+    home = tmp_path / "home"
+    outcome = api.run(path, home=home, out=tmp_path / "boards", device="cpu")
+    expected = {("fgsm", "16/255"), ("rfgsm", "16/255")}
+    assert _attacked(outcome.cards) == expected
+    card = load_card("vanilla-tiny-digits", home)
+    assert card["recipe"] == "mine" and card["recipe_toml"] == MINE
+    assert card["recipe_path"] == str(path.resolve())
+    path.unlink()
+    monkeypatch.chdir(tmp_path / "recipes")
+    cards = api.attack(home=home, n=20, seed=1, device="cpu")        # a new seed: new runs
+    assert _attacked(cards) == expected and {c["seed"] for c in cards} == {1}
+
+
+def test_a_card_naming_a_recipe_that_is_nowhere_is_an_error(trained_home):
+    """An older card keeps only the recipe's name: a packaged name is looked up, any other is
+    one clear error (it used to fall back to the quick suite in silence)."""
+    from snnbench import api, load_card
+    card = load_card("vanilla-tiny-digits", trained_home)
+    assert "recipe_toml" not in card and api.recipe_of(card) is None   # trained without one
+    assert api.recipe_of({**card, "recipe": "digits"}).name == "digits"
+    with pytest.raises(SnnbenchError, match="names recipe 'lost', which is not packaged"):
+        api.recipe_of({**card, "recipe": "lost"})
+    with pytest.raises(SnnbenchError, match="names recipe 'lost'"):
+        api.attacks_for({**card, "recipe": "lost"}, ["fgsm"], None, None, None)
+    given = parse_recipe_text(MINE)                  # `attack --recipe FILE` needs no lookup
+    plan = api.attacks_for({**card, "recipe": "lost"}, None, None, None, None, recipe=given)
+    assert [a.id for a in plan.attacks] == ["fgsm", "rfgsm"]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_stochastic_model_of_a_packaged_recipe_is_attacked_with_eot(name):
+    """Each model's plan as `snnbench run` builds it (api.attacks_for on a card holding the
+    recipe): a stochastic model runs every attack with EoT K > 1, and the attacks named in
+    `drop` once more without EoT (the papers' plain columns); a deterministic one runs K = 1."""
+    from snnbench import api
+    recipe = load_recipe(name)
+    stochastic_models = 0
+    for model, _ in recipe.models:
+        spec = resolve(model)
+        stochastic = create_defense(spec.defense, spec.settings, spec.track).stochastic()
+        card = {"name": spec.defense, "spec": {"dataset": spec.dataset}, "stochastic": stochastic,
+                "recipe": recipe.name, "recipe_toml": recipe.text}
+        plan = api.attacks_for(card, None, None, None, None)
+        assert [a.id for a in plan.attacks] == list(recipe.attacks)
+        if stochastic:
+            stochastic_models += 1
+            assert all(a.eot > 1 for a in plan.attacks), (name, spec.defense)
+            assert sorted(a.id for a in plan.paired if a.eot == 1) == sorted(recipe.drop)
+        else:
+            assert all(a.eot == 1 for a in plan.attacks) and not plan.paired, spec.defense
+    assert stochastic_models, name
+    if name in PAPER:      # every paper column exists without EoT beside its EoT run
+        assert set(recipe.drop) == set(recipe.attacks)
