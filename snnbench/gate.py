@@ -153,6 +153,11 @@ def read_baseline(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise SnnbenchError(f"baseline {path} is not valid JSON; pass a leaderboard json") from None
+    schema = data.get("schema") if isinstance(data, dict) else None
+    if isinstance(schema, str) and schema.startswith("snnbench.leaderboard/") \
+            and schema != LEADERBOARD_SCHEMA:
+        raise SnnbenchError(f"baseline {path} was written by another snnbench ({schema}, this "
+                            f"one reads {LEADERBOARD_SCHEMA}); {REGENERATE}")
     if not isinstance(data, dict) or data.get("schema") != LEADERBOARD_SCHEMA:
         raise SnnbenchError(f"baseline {path} is not an snnbench leaderboard json "
                             f"(schema {LEADERBOARD_SCHEMA})")
@@ -168,16 +173,24 @@ def compare(baseline: dict[str, Any], current: Leaderboard, tolerance: float = 2
     return result
 
 
+def _setting(row: dict[str, Any]) -> str:
+    return json.dumps(row.get("setting"), sort_keys=True)
+
+
 def cell_pairs(baseline: dict[str, Any], current: Leaderboard) -> tuple[list[Pair], list[Cell]]:
     """The paired counts of every baseline cell that has a current result, and the missing ones.
 
     Raises when a cell was measured on other samples or another threat model now (refused, not
     compared), or when the baseline predates per-sample results."""
     base_cards, now_cards = _cards_by_key(baseline.get("cards")), _cards_by_key(current.cards)
-    rows = {row["model"]: row for row in current.rows}
+    # a baseline row meets the current row of the same model and setting, else the model's
+    # row in the main table (whose other samples or budget are then refused, not compared)
+    same = {(row["model"], _setting(row)): row for row in current.rows}
+    main = {row["model"]: row for row in reversed(current.main_rows())}
     pairs, missing = [], []
     for base_row in baseline.get("rows", []):
-        model, now_row = base_row["model"], rows.get(base_row["model"], {})
+        model = base_row["model"]
+        now_row = same.get((model, _setting(base_row))) or main.get(model, {})
         for column, base_cell in base_row.get("attacks", {}).items():
             base_card = base_cards.get((model, base_cell.get("key")))
             if base_card is None or "adv" not in base_card.get("per_sample", {}):
