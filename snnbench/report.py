@@ -216,8 +216,9 @@ def table_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
 
 def _model_cell(row: dict[str, Any]) -> str:
     """The model's name, marked when a sanity check failed (evaluation.md section 7)."""
+    from snnbench.checks import flag_summary     # what was found, by kind
     flags = row.get("unreliable") or []
-    return f"{row['model']} ⚠ unreliable ({', '.join(f.split()[0] for f in flags)})" if flags \
+    return f"{row['model']} ⚠ unreliable: {flag_summary(flags)}" if flags \
         else row["model"]
 
 

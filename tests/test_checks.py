@@ -265,7 +265,8 @@ def test_check_stores_outcomes_flags_a_masking_model_and_the_leaderboard_marks_i
     assert [f.split()[0] for f in row["unreliable"]] == ["C07", "C08"]
     _, paths = api.report(home, home / "out", formats=("md",))
     text = paths[0].read_text()
-    assert "⚠ unreliable (C07, C08)" in text and "## Sanity checks" in text
+    assert "⚠ unreliable: masking suspected (C07, C08)" in text and "## Sanity checks" in text
+    assert "C07 gradient masking suspected: " in text
 
 
 def test_unknown_check_id_is_one_line(home):
