@@ -272,3 +272,61 @@ def test_check_stores_outcomes_flags_a_masking_model_and_the_leaderboard_marks_i
 def test_unknown_check_id_is_one_line(home):
     result = CliRunner().invoke(app, ["check", "--home", str(home), "--checks", "C99"])
     assert result.exit_code == 2 and "unknown check 'C99'" in result.stderr
+
+
+# ---------------------------------------------------------------- false alarms under the null
+RECIPE_ATTACKS = [("fgsm", 1), ("rfgsm", 1), ("pgd10", 10), ("pgd20", 20), ("apgd10", 10),
+                  ("mifgsm", 10)]          # zoo/digits.toml's attack list (id, steps)
+
+
+def counts_card(attack_id, counts, *, k_eval, steps=10, eot=1, eps=EPS, sweep=None):
+    """A result card holding the per-sample correct-draw ``counts`` as they are."""
+    n = len(counts)
+    params = {"steps": steps, **({"sweep": sweep} if sweep else {})}
+    return {"model": {"name": "m", "sha256": "s", "stochastic": k_eval > 1},
+            "attack": {"id": attack_id, "eps": eps, "norm": "Linf", "eot": eot, "grad": "bptt",
+                       "params": params},
+            "eval": {"n": n, "split": "test", "k_eval": k_eval},
+            "per_sample": {"adv": encode_counts(counts), "clean": encode_counts(np.full(n, k_eval))},
+            "checks": {"C01": "pass"}}
+
+
+def digits_truth(rng, n):
+    """Per-sample probabilities of surviving an attack, digits-like: a third always broken, a
+    quarter never, the rest anywhere between (the samples that make runs disagree)."""
+    kind = rng.choice(3, size=n, p=[0.3, 0.25, 0.45])
+    return np.where(kind == 0, 0.0, np.where(kind == 1, 1.0, rng.uniform(size=n)))
+
+
+def null_recipe_cards(rng, k_eval, n=360, sweep_n=100, truth=digits_truth):
+    """The digits recipe's cards of one model (its attacks, the EoT Drop pair and the sweep of
+    eps, steps and EoT) when every run has the same per-sample truth: any flag is a false alarm."""
+    p = truth(rng, n)
+    draw = lambda size: rng.binomial(k_eval, p[:size]).astype(np.uint8)  # noqa: E731
+    eot = 2 if k_eval > 1 else 1
+    cards = [counts_card(a, draw(n), k_eval=k_eval, steps=s, eot=eot) for a, s in RECIPE_ATTACKS]
+    sweep = [dict(eps=e, sweep="eps", eot=eot) for e in (8 / 255, 16 / 255, EPS, 64 / 255)]
+    sweep += [dict(steps=s, sweep="steps", eot=eot) for s in (1, 3, 10)]
+    if k_eval > 1:
+        cards.append(counts_card("pgd10", draw(n), k_eval=k_eval, eot=1))      # the Drop pair
+        sweep += [dict(eot=k, sweep="eot") for k in (1, 2, 4)]
+    cards += [counts_card("pgd10", draw(sweep_n), k_eval=k_eval, **kw) for kw in sweep]
+    return cards
+
+
+def family_false_alarms(k_eval, reps, seed=0, truth=digits_truth):
+    """Share of null models with any failed comparing check."""
+    rng = np.random.default_rng(seed)
+    alarms = 0
+    for _ in range(reps):
+        outcomes = run_result_checks(Results(null_recipe_cards(rng, k_eval, truth=truth)))
+        alarms += any(o.status == "fail" for o in outcomes if o.id != "C01")
+    return alarms / reps
+
+
+@pytest.mark.parametrize("k_eval", [1, 3])
+def test_equally_strong_attacks_flag_a_model_at_most_one_percent_of_the_time(k_eval):
+    reps = 1000
+    rate = family_false_alarms(k_eval, reps, seed=k_eval)
+    # 1% plus three Monte-Carlo standard errors of a 1% rate over `reps` models
+    assert rate <= 0.01 + 3 * np.sqrt(0.01 * 0.99 / reps), rate
