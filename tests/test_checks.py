@@ -330,3 +330,13 @@ def test_equally_strong_attacks_flag_a_model_at_most_one_percent_of_the_time(k_e
     rate = family_false_alarms(k_eval, reps, seed=k_eval)
     # 1% plus three Monte-Carlo standard errors of a 1% rate over `reps` models
     assert rate <= 0.01 + 3 * np.sqrt(0.01 * 0.99 / reps), rate
+
+
+def test_run_checks_its_models_so_the_leaderboard_carries_the_flags(tmp_path):
+    recipe = tmp_path / "one.toml"
+    recipe.write_text('name = "one"\ndataset = "digits"\neps = "32/255"\nattacks = ["fgsm", "pgd10"]\n'
+                      'n = 60\n[train]\nepochs = 1\n[[models]]\ndefense = "vanilla"\n')
+    outcome = api.run(str(recipe), home=tmp_path / "home", out=tmp_path / "boards", device="cpu")
+    (row,) = outcome.board.rows
+    assert {"C07", "C08", "C17"} <= set(row["checks"]) and "C10" not in row["checks"]
+    assert "checked with `snnbench check`" in (tmp_path / "boards" / "one.md").read_text()

@@ -23,7 +23,7 @@ from snnbench.store import ResultStore
 
 EPS = 32 / 255
 SEEDS = range(8)
-N = 100           # samples per rerun (C13: the whole 360-digit test split, see CASES)
+N = 100           # samples per rerun (C13: all 1,797 digits; PGD's EoT gap is 6-11 pp)
 
 
 @functools.lru_cache(maxsize=None)
@@ -67,7 +67,8 @@ class _Shattered(torch.autograd.Function):
 class _RandomScale(torch.autograd.Function):
     """Identity forward; backward scales each sample's gradient by ``1 - 2 z``, z ~ N(0, 1) per
     call: its mean is the true gradient, but one draw points the wrong way 31% of the time,
-    two draws 24%, four 16% - the randomness more EoT draws defeat."""
+    the mean of two draws 24%, of four 16% - randomness more EoT draws defeat (for PGD; APGD
+    already copes at two)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -103,16 +104,19 @@ CASES = {
     "saturated cross-entropy": (lambda m: Planted(m, scale=1e4),
                                 [attack("apgd-ce", 20), attack("apgd-dlr", 20)], N, "C19"),
     "randomness EoT defeats": (lambda m: Planted(m, _RandomScale, stochastic=True),
-                               [attack(a, 20, k) for a in ("pgd10", "apgd-ce") for k in (2, 4)],
-                               360, "C13"),
+                               [attack("pgd10", 20, 2), attack("pgd10", 20, 4)], 1797, "C13"),
 }
 VANILLA_ATTACKS = [attack("pgd10"), attack("pgd10", eot=2), attack("pgd10", eot=4),
                    attack("apgd-ce", 20), attack("apgd-dlr", 20), attack("square", 300)]
 
 
 def samples(seed: int, n: int):
-    """A seed's own class-mixed subset of the test split."""
+    """A seed's own class-mixed subset of the test split; beyond its 360 digits, of every digit
+    (the planted cases ask whether a check sees the masking, not how well the model learnt)."""
     x, y = load_dataset("digits", "test")
+    if n > len(y):
+        train = load_dataset("digits", "train")
+        x, y = torch.cat([x, train[0]]), torch.cat([y, train[1]])
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n]
     return x[order], y[order]
 
@@ -121,8 +125,8 @@ def outcomes(model: nn.Module, attacks, seed: int, n: int) -> dict:
     """Every result check on the cards of ``attacks``, and the C07/C08 probes: by id."""
     x, y = samples(seed, n)
     stochastic = getattr(model, "stochastic", False)
-    found = {o.id: o for o in run_probe_checks(Probe(model, x, y, stochastic, 10, EPS, seed=seed),
-                                               ["C07", "C08"])}
+    probe = Probe(model, x[:N], y[:N], stochastic, 10, EPS, seed=seed)
+    found = {o.id: o for o in run_probe_checks(probe, ["C07", "C08"])}
     if attacks:
         info = ModelInfo.from_module(model, "planted")
         with tempfile.TemporaryDirectory() as tmp, ResultStore(Path(tmp) / "r.sqlite") as store:
