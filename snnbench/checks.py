@@ -183,7 +183,8 @@ def sign_test(low: np.ndarray, high: np.ndarray, margin: float = 0.0,
     diff = np.asarray(high, np.int64) - np.asarray(low, np.int64)
     lower, higher = int((diff > 0).sum()), int((diff < 0).sum())
     if nested:
-        return lower, higher, binomial_tail(lower, len(diff), margin) if margin > 0 else float(lower == 0)
+        p = binomial_tail(lower, len(diff), margin) if margin > 0 else float(lower == 0)
+        return lower, higher, p
     return lower, higher, binomial_tail(lower, lower + higher, 0.5)
 
 
@@ -565,7 +566,7 @@ def _c01(results: Results) -> tuple[str, str]:
 
 
 @register("C09", "unreliable", "results", "robust accuracy rises with eps",
-          "masking", "a larger budget cannot help the defender; the attack failed at the larger eps")
+          "masking", "a larger budget cannot help the defender: the attack failed at the larger eps")
 def _c09(results: Results) -> tuple[str, str]:
     by: dict[tuple, list[Column]] = defaultdict(list)
     for col in columns(results):
@@ -631,7 +632,7 @@ def _best_white(group: list[Column]) -> list[Column]:
 
 
 @register("C14", "unreliable", "results", "Square (black-box) beats the best white-box attack",
-          "masking", "a black-box attack found what the gradient missed; the number is an upper bound")
+          "masking", "a black-box attack found what the gradient missed; an upper bound")
 def _c14(results: Results) -> tuple[str, str]:
     pairs = []
     for group in _groups(columns(results)):
@@ -645,7 +646,7 @@ def _c14(results: Results) -> tuple[str, str]:
 
 
 @register("C15", "unreliable", "results", "a transfer attack beats the best white-box attack",
-          "masking", "a transfer attack found what the own gradient missed; the number is an upper bound")
+          "masking", "a transfer attack found what the own gradient missed; an upper bound")
 def _c15(results: Results) -> tuple[str, str]:
     pairs = []
     for group in _groups(columns(results)):
@@ -726,7 +727,8 @@ def _c20(results: Results) -> tuple[str, str]:
         for aa in (c for c in group if c.id.startswith("autoattack-")):
             pairs += [(part, aa) for part in group if part.id in parts and part.eot >= aa.eot]
     if worst is not None and least is not None:
-        return Pairs(pairs, 0.0, empty=("pass", f"worst case {100 * worst:.2f}% <= MRA {100 * least:.2f}%"))
+        bounded = f"worst case {100 * worst:.2f}% <= MRA {100 * least:.2f}%"
+        return Pairs(pairs, 0.0, empty=("pass", bounded))
     return Pairs(pairs, 0.0)
 
 

@@ -340,3 +340,39 @@ def test_run_checks_its_models_so_the_leaderboard_carries_the_flags(tmp_path):
     (row,) = outcome.board.rows
     assert {"C07", "C08", "C17"} <= set(row["checks"]) and "C10" not in row["checks"]
     assert "checked with `snnbench check`" in (tmp_path / "boards" / "one.md").read_text()
+
+
+def test_a_borderline_pair_fails_alone_but_not_in_a_larger_family():
+    # noise below PGD-10 on 8 samples and above on none: exact p = 0.5^8 = 0.0039
+    pgd = np.zeros(200, np.uint8)
+    pgd[:100] = 1
+    noise = pgd.copy()
+    noise[:8] = 0
+    pair = [counts_card("pgd10", pgd, k_eval=1), counts_card("noise-uniform", noise, k_eval=1)]
+    alone = result("C16", pair)
+    assert alone.status == "fail" and "p 0.0039" in alone.detail, alone
+    # three more comparisons of equal runs (C11, C17): Holm asks p <= 1%/4 of the smallest
+    more = [counts_card("fgsm", pgd, k_eval=1, steps=1), counts_card("pgd20", pgd, k_eval=1, steps=20)]
+    assert result("C16", pair + more).status == "pass"
+
+
+def test_sign_test_and_holm_are_exact():
+    from snnbench.checks import holm, sign_test
+    low, high = np.array([0, 0, 0, 1, 1]), np.array([1, 1, 1, 1, 0])
+    assert sign_test(low, high) == (3, 1, pytest.approx(5 / 16))       # P(Bin(4, 1/2) >= 3)
+    assert sign_test(np.array([2, 3, 0]), np.array([3, 3, 3])) == (2, 0, pytest.approx(0.25))
+    # a cascade member that lowers 5 of 100 samples, against a 1% share: P(Bin(100, .01) >= 5)
+    assert sign_test(np.r_[np.zeros(5), np.ones(95)], np.ones(100), 0.01, nested=True)[2] == \
+        pytest.approx(0.00343, abs=1e-5)
+    assert holm([0.004, 0.03, 0.2], 0.01) == [False, False, False]
+    assert holm([0.003, 0.004, 0.2], 0.01) == [True, True, False]   # 1%/3, then 1%/2
+
+
+def test_a_flag_says_what_was_found():
+    from snnbench.checks import Outcome, flag_summary, flagged
+    outcomes = [Outcome("C11", "unreliable", "fail"), Outcome("C07", "unreliable", "fail"),
+                Outcome("C14", "unreliable", "pass")]
+    labels = flagged(outcomes)
+    assert labels[0].startswith("C11 attack not converged: ") and "upper bound" in labels[0]
+    assert labels[1].startswith("C07 gradient masking suspected: ")
+    assert flag_summary(labels) == "not converged (C11); masking suspected (C07)"
