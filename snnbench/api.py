@@ -18,7 +18,8 @@ from snnbench.attacks import Attack, create_attack
 from snnbench.attacks.suites import SUITES
 from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack, bind_source
 from snnbench.neurons import parse_grad_mode
-from snnbench.checks import Outcome, Probe, Results, run_probe_checks, run_result_checks
+from snnbench.checks import (Outcome, Probe, Results, list_checks, run_probe_checks,
+                             run_result_checks)
 from snnbench.checkpoint import CARD, default_home, load, load_card, verify
 from snnbench.config import ModelConfig, TrainConfig, check_count, parse_eps
 from snnbench.data import DATASETS, dataset_info, load_dataset
@@ -427,7 +428,8 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
         on_model: Any = None, executor: str = "local",
         ray_address: str | None = None, workers: int | None = None,
         compile: bool = False) -> RunOutcome:
-    """``snnbench run``: train the recipe's models, attack them, write the leaderboard.
+    """``snnbench run``: train the recipe's models, attack them, check them (every sanity check
+    but C10), write the leaderboard.
 
     ``executor="ray"``: the training jobs, then the attack tasks, run on the Ray cluster at
     ``ray_address`` (None: a local one); per-epoch progress is not reported from there.
@@ -463,6 +465,10 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
         outcome.cards += sweep(names, spec, home=home, device=device, data_root=data_root,
                                on_chunk=on_chunk, executor=executor, ray_address=ray_address,
                                compile=compile)
+    # the leaderboard carries the flags: every check but C10 (an APGD at 64/255, 20 s on a
+    # stochastic digits model; `snnbench check` runs it)
+    check(names, home=home, seed=spec.seed, device=device, data_root=data_root,
+          checks=[c for c in list_checks() if c != "C10"])
     outcome.board, outcome.written = report(home, out, name=spec.name, plots=spec.sweep is not None)
     for layout in spec.layouts:
         if layout != "leaderboard":

@@ -4,16 +4,22 @@ Two kinds. *Probe* checks run the model on a small class-balanced test subset (C
 C22, C23): determinism, mode side effects, NaN, zero gradients, a PGD loss path, a huge-eps
 APGD, batch-size independence, gradient agreement. *Result* checks read the stored result
 cards of the model (C09, C11-C21): strength order of the attacks, black-box or transfer beating
-white-box, EoT and iteration convergence, bookkeeping. A difference between two attacks counts
-only above ``max(margin, 2 SE)``, SE of the mean per-sample difference on the shared samples
-(for deterministic models: from the discordant pairs).
+white-box, EoT and iteration convergence, bookkeeping. The comparing result checks return
+pairs of runs; every pair of every result check of one model forms one family, decided at once
+(:func:`decide`): an exact paired sign test per pair, Holm's correction over the family at
+``FAMILY_ALPHA`` = 1%, and a pair fails only when it is significant and beyond its check's
+margin. So a model whose attacks are all equally strong is flagged with probability <= 1%
+whatever the number of checks (measured: docs/protocol.md).
 
 Levels: ``error`` voids the run, ``unreliable`` flags the model in every leaderboard,
-``warn`` is a footnote. ``check`` stores every outcome in the results store.
+``warn`` is a footnote. Each check also says what its failure means (``FINDINGS``): gradient
+masking suspected, an attack not converged (the number is an upper bound), an invalid
+evaluation, or misdeclared randomness. ``check`` stores every outcome in the results store.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import re
@@ -50,8 +56,15 @@ class Outcome:
         """A failed ``error`` or ``unreliable`` check marks the model unreliable."""
         return self.status == "fail" and self.level in FLAGGING
 
+    @property
+    def finding(self) -> str:
+        """What a failure means: a key of ``FINDINGS``."""
+        return CHECKS.entry(self.id).obj.finding
+
     def label(self) -> str:
-        return f"{self.id} {CHECKS.entry(self.id).summary}"
+        """``"C11 attack not converged: <what failed>; <what it means>"``: the id first."""
+        spec = CHECKS.entry(self.id)
+        return f"{self.id} {FINDINGS[spec.obj.finding]}: {spec.summary}; {spec.obj.meaning}"
 
     def to_dict(self) -> dict[str, str]:
         return {"id": self.id, "level": self.level, "status": self.status, "detail": self.detail}
@@ -95,8 +108,19 @@ class Results:
     row: dict[str, Any] | None = None       # its leaderboard row, when one is built
 
 
-CheckFn = Callable[[Any], tuple[str, str]]   # -> (status, detail)
+CheckFn = Callable[[Any], Any]   # -> (status, detail), or a result check's Pairs
 CHECKS: Registry[CheckSpec] = Registry("check")
+
+
+# What a failed check found, by kind: the leaderboard names it with the flag.
+FINDINGS = {
+    "masking": "gradient masking suspected",
+    "convergence": "attack not converged",
+    "invalid": "evaluation invalid",
+    "randomness": "randomness misdeclared",
+}
+SHORT_FINDINGS = {"masking": "masking suspected", "convergence": "not converged",
+                  "invalid": "invalid", "randomness": "randomness misdeclared"}
 
 
 @dataclass(frozen=True)
@@ -105,12 +129,18 @@ class CheckSpec:
     level: str
     kind: str          # "probe" or "results"
     fn: CheckFn
+    finding: str = "masking"       # a key of FINDINGS
+    meaning: str = ""              # what the failure implies for the number, and what to do
 
 
-def register(check_id: str, level: str, kind: str, summary: str) -> Callable[[CheckFn], CheckFn]:
+def register(check_id: str, level: str, kind: str, summary: str, finding: str,
+             meaning: str) -> Callable[[CheckFn], CheckFn]:
+    if finding not in FINDINGS:
+        raise ValueError(f"{check_id}: unknown finding {finding!r}")
+
     def decorator(fn: CheckFn) -> CheckFn:
-        CHECKS.add(check_id.lower(), CheckSpec(check_id, level, kind, fn), summary=summary,
-                   paper="evaluation.md section 7")
+        CHECKS.add(check_id.lower(), CheckSpec(check_id, level, kind, fn, finding, meaning),
+                   summary=summary, paper="evaluation.md section 7")
         return fn
     return decorator
 
@@ -120,19 +150,64 @@ def list_checks() -> list[str]:
 
 
 # ---------------------------------------------------------------------------- statistics
-def significantly_lower(low: np.ndarray, high: np.ndarray, k_eval: int,
-                        margin: float) -> tuple[bool, float, float]:
-    """Whether per-sample accuracy ``low`` lies below ``high`` by more than ``max(margin, 2 SE)``.
+FAMILY_ALPHA = 0.01     # per model: the chance that equally strong attacks flag it at all
 
-    Returns ``(verdict, difference high - low, SE)``; SE is that of the mean per-sample
-    difference, which for 0/1 outcomes is the discordant-pair (McNemar) standard error.
+
+@functools.lru_cache(maxsize=65536)
+def binomial_tail(successes: int, trials: int, rate: float) -> float:
+    """``P(Binomial(trials, rate) >= successes)``, summed exactly in log space."""
+    if successes <= 0:
+        return 1.0
+    if successes > trials or rate <= 0:
+        return 0.0
+    if rate >= 1:
+        return 1.0
+    head = math.lgamma(trials + 1)
+    logs = [head - math.lgamma(j + 1) - math.lgamma(trials - j + 1) + j * math.log(rate)
+            + (trials - j) * math.log1p(-rate) for j in range(successes, trials + 1)]
+    top = max(logs)
+    return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
+
+
+def sign_test(low: np.ndarray, high: np.ndarray, margin: float = 0.0,
+              nested: bool = False) -> tuple[int, int, float]:
+    """One-sided exact paired test that run ``low`` is below run ``high`` on the same samples.
+
+    Per sample, the sign of ``high - low`` (0/1 outcomes, or correct-draw counts of independent
+    report draws): under the null both runs are exchangeable, so each non-tied sample is below
+    with probability 1/2 (the exact McNemar / sign test). ``nested`` (a cascade, where ``low``
+    is ``min(high, member)`` and can only be lower): the null is that the member lowers at most
+    a share ``margin`` of the samples. Returns ``(lower, higher, p)``: samples where ``low`` is
+    below, above, and the p-value.
     """
-    diff = (np.asarray(high, np.float64) - np.asarray(low, np.float64)) / k_eval
-    if len(diff) < 2:
-        return False, float(diff.mean()) if len(diff) else 0.0, 0.0
-    mean = float(diff.mean())
-    se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
-    return mean > max(margin, 2 * se), mean, se
+    diff = np.asarray(high, np.int64) - np.asarray(low, np.int64)
+    lower, higher = int((diff > 0).sum()), int((diff < 0).sum())
+    if nested:
+        p = binomial_tail(lower, len(diff), margin) if margin > 0 else float(lower == 0)
+        return lower, higher, p
+    return lower, higher, binomial_tail(lower, lower + higher, 0.5)
+
+
+def significantly_lower(low: np.ndarray, high: np.ndarray, k_eval: int, margin: float,
+                        alpha: float = FAMILY_ALPHA) -> tuple[bool, float, float]:
+    """One comparison on its own: ``low`` below ``high`` with the exact sign test at ``alpha``
+    and by more than ``margin`` in accuracy. Returns ``(verdict, high - low, p)``."""
+    diff = float((np.asarray(high, np.float64) - np.asarray(low, np.float64)).mean() / k_eval) \
+        if len(low) else 0.0
+    _, _, p = sign_test(low, high)
+    return p <= alpha and diff > margin, diff, p
+
+
+def holm(p_values: list[float], alpha: float) -> list[bool]:
+    """Holm's step-down rejections: the family-wise false-alarm rate stays <= ``alpha`` under
+    any dependence between the tests."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rejected = [False] * len(p_values)
+    for rank, i in enumerate(order):
+        if p_values[i] > alpha / (len(p_values) - rank):
+            break
+        rejected[i] = True
+    return rejected
 
 
 def _pp(value: float) -> str:
@@ -187,7 +262,8 @@ def _clean_correct(probe: Probe) -> torch.Tensor:
     return probe._cache["correct"]
 
 
-@register("C02", "error", "probe", "clean predictions change after an attack (state leak)")
+@register("C02", "error", "probe", "clean predictions change after an attack (state leak)",
+          "invalid", "the numbers are void: the model carries state between calls")
 def _c02(probe: Probe) -> tuple[str, str]:
     before = probe.logits(seed=probe.seed + 1).argmax(1)
     create_attack("pgd10", probe.eps, probe.norm)(probe.model, probe.x.to(probe.device),
@@ -204,7 +280,8 @@ def _c02(probe: Probe) -> tuple[str, str]:
             f"accuracy {100 * float(acc[0].mean()):.1f}% then {100 * float(acc[1].mean()):.1f}%"))
 
 
-@register("C03", "unreliable", "probe", "randomness does not match the model's declaration")
+@register("C03", "unreliable", "probe", "randomness does not match the model's declaration",
+          "randomness", "the evaluation draws and EoT do not fit the model; declare its randomness")
 def _c03(probe: Probe) -> tuple[str, str]:
     a, b = probe.logits(seed=probe.seed), probe.logits(seed=probe.seed + 7)
     gap = float((a - b).abs().max())
@@ -216,7 +293,8 @@ def _c03(probe: Probe) -> tuple[str, str]:
             f"declared deterministic; two passes with other seeds differ by up to {gap:.3g}")
 
 
-@register("C04", "error", "probe", "logits depend on the batch or on earlier passes")
+@register("C04", "error", "probe", "logits depend on the batch or on earlier passes",
+          "invalid", "the numbers are void: outputs depend on the batch or on earlier passes")
 def _c04(probe: Probe) -> tuple[str, str]:
     a, b = probe.logits(), probe.logits()
     repeat = float((a - b).abs().max())
@@ -231,7 +309,8 @@ def _c04(probe: Probe) -> tuple[str, str]:
             f"same batch twice: {repeat:.3g}; sample alone vs in the batch: {single:.3g}")
 
 
-@register("C05", "error", "probe", "the model is in training mode during or after an attack")
+@register("C05", "error", "probe", "the model is in training mode during or after an attack",
+          "invalid", "the numbers are void: the model ran in training mode")
 def _c05(probe: Probe) -> tuple[str, str]:
     seen: list[bool] = []
     hook = probe.model.register_forward_pre_hook(
@@ -250,7 +329,8 @@ def _c05(probe: Probe) -> tuple[str, str]:
             f"{'training' if after else 'eval'}"))
 
 
-@register("C06", "unreliable", "probe", "NaN or Inf in the logits or input gradients")
+@register("C06", "unreliable", "probe", "NaN or Inf in the logits or input gradients",
+          "masking", "non-finite gradients stop gradient attacks; the number is an upper bound")
 def _c06(probe: Probe) -> tuple[str, str]:
     logits = probe.logits()
     grad, _ = probe.gradients()
@@ -260,7 +340,8 @@ def _c06(probe: Probe) -> tuple[str, str]:
             f"{bad_logits} samples with non-finite logits, {bad_grads} with non-finite gradients")
 
 
-@register("C07", "unreliable", "probe", "more than 1% of samples have a zero input gradient")
+@register("C07", "unreliable", "probe", "more than 1% of samples have a zero input gradient",
+          "masking", "gradient attacks get no signal; the number is an upper bound")
 def _c07(probe: Probe) -> tuple[str, str]:
     grad, _ = probe.gradients()
     zero = float((grad.flatten(1).abs().sum(1) == 0).float().mean())
@@ -268,7 +349,8 @@ def _c07(probe: Probe) -> tuple[str, str]:
             f"{100 * zero:.1f}% of samples with ||grad_x L||_1 = 0")
 
 
-@register("C08", "unreliable", "probe", "PGD does not raise the loss")
+@register("C08", "unreliable", "probe", "PGD does not raise the loss",
+          "masking", "the gradient does not lead uphill; the number is an upper bound")
 def _c08(probe: Probe) -> tuple[str, str]:
     correct = _clean_correct(probe)
     if not bool(correct.any()):
@@ -283,7 +365,8 @@ def _c08(probe: Probe) -> tuple[str, str]:
             "never above their start"))
 
 
-@register("C10", "unreliable", "probe", "APGD-CE at eps 64/255 leaves accuracy above chance")
+@register("C10", "unreliable", "probe", "APGD-CE at eps 64/255 leaves accuracy above chance",
+          "masking", "an unbounded attack must reach chance; the number is an upper bound")
 def _c10(probe: Probe) -> tuple[str, str]:
     eps = 64 / 255 if probe.norm == "Linf" else 8.0
     attack = create_attack("apgd-ce", eps, probe.norm, eot=probe.eot if probe.stochastic else 1)
@@ -296,7 +379,8 @@ def _c10(probe: Probe) -> tuple[str, str]:
             f"{'/255' if probe.norm == 'Linf' else ''} (chance {100 * chance:.1f}%)"))
 
 
-@register("C22", "error", "probe", "results depend on the batch size")
+@register("C22", "error", "probe", "results depend on the batch size",
+          "invalid", "the numbers are void: samples leak into each other")
 def _c22(probe: Probe) -> tuple[str, str]:
     if probe.stochastic:
         return "skip", "stochastic model: draws depend on the batch shape"
@@ -304,15 +388,16 @@ def _c22(probe: Probe) -> tuple[str, str]:
     _, _, full = _pgd_path(probe, size, steps=5)
     _, _, half = _pgd_path(probe, max(1, size // 2), steps=5)
     a, b = (full == probe.y).numpy(), (half == probe.y).numpy()
-    lower_a, diff, se = significantly_lower(a, b, 1, 0.0)
-    lower_b, _, _ = significantly_lower(b, a, 1, 0.0)
+    lower_a, diff, p_a = significantly_lower(a, b, 1, 0.0)
+    lower_b, _, p_b = significantly_lower(b, a, 1, 0.0)
     flipped = int((full != half).sum())
     return ("fail" if lower_a or lower_b else "pass",
             (f"PGD-5 at batch {size} vs {max(1, size // 2)}: accuracy differs by {_pp(abs(diff))} "
-            f"(2 SE {_pp(2 * se)}), {flipped} predictions differ"))
+            f"(exact sign test p {min(p_a, p_b):.2g}), {flipped} predictions differ"))
 
 
-@register("C23", "warn", "probe", "a deterministic model's gradients differ between passes")
+@register("C23", "warn", "probe", "a deterministic model's gradients differ between passes",
+          "randomness", "a nondeterministic backward; gradient attacks are noisy")
 def _c23(probe: Probe) -> tuple[str, str]:
     if probe.stochastic:
         return "skip", "stochastic model: AGCS is a diagnostic (snnbench diagnose)"
@@ -383,20 +468,93 @@ def _white(col: Column) -> bool:
     return bool(WHITE_BOX.match(col.id)) and not col.id.endswith("-rh")
 
 
-def _compare_all(pairs: Iterable[tuple[Column, Column]], margin: float) -> tuple[str, str]:
-    """Fail on the first pair whose first member is significantly below the second."""
-    seen = 0
-    for low, high in pairs:
-        seen += 1
-        bad, diff, se = significantly_lower(low.counts, high.counts, low.k_eval, margin)
-        if bad:
-            return "fail", (f"{low.name} {100 * low.acc:.2f}% vs {high.name} {100 * high.acc:.2f}%: "
-                            f"{_pp(diff)} lower (margin {_pp(margin)}, 2 SE {_pp(2 * se)})")
-    return ("pass", f"{seen} comparison{'s' * (seen > 1)} within max(margin {_pp(margin)}, 2 SE)") if seen \
-        else ("skip", "no pair of runs to compare")
+@dataclass(frozen=True)
+class Pairs:
+    """What a comparing result check returns: pairs ``(low, high)`` of runs on the same samples,
+    each a failure when ``low`` lies significantly below ``high`` by more than ``margin``
+    (accuracy, 0-1). ``nested``: cascade columns (``low`` can only be lower than ``high``).
+    ``empty``: the outcome when there is no pair."""
+
+    pairs: list[tuple[Column, Column]]
+    margin: float
+    nested: bool = False
+    empty: tuple[str, str] = ("skip", "no pair of runs to compare")
 
 
-@register("C01", "error", "results", "an adversarial input outside the eps-ball or [0, 1]")
+@dataclass(frozen=True)
+class Comparison:
+    """One decided pair: the accuracy gap ``high - low``, the samples where ``low`` is below
+    and above ``high``, the exact p-value, and whether the pair fails (significant after Holm
+    over the model's family, and beyond the margin)."""
+
+    check: str
+    low: Column
+    high: Column
+    margin: float
+    gap: float
+    lower: int
+    higher: int
+    p: float
+    nested: bool = False
+    fails: bool = False
+
+    def describe(self, family: int) -> str:
+        test = (f"lowered {self.lower} of {len(self.low.counts)} samples, exact binomial p "
+                f"{self.p:.2g} against a share of {_pp(self.margin)}") if self.nested else \
+            f"below on {self.lower} samples, above on {self.higher}, exact sign test p {self.p:.2g}"
+        return (f"{self.low.name} {100 * self.low.acc:.2f}% vs {self.high.name} "
+                f"{100 * self.high.acc:.2f}%: {_pp(self.gap)} lower (margin {_pp(self.margin)}; "
+                f"{test}; Holm over the model's {family} comparison{'s' * (family != 1)} at "
+                f"{100 * FAMILY_ALPHA:g}%)")
+
+
+def compare(check: str, pairs: Pairs) -> list[Comparison]:
+    """Each pair of ``pairs`` with its gap and exact p-value (undecided)."""
+    out = []
+    for low, high in pairs.pairs:
+        gap = float((high.counts.astype(np.float64) - low.counts).mean() / low.k_eval) \
+            if len(low.counts) else 0.0
+        lower, higher, p = sign_test(low.counts, high.counts, pairs.margin, pairs.nested)
+        out.append(Comparison(check, low, high, pairs.margin, gap, lower, higher, p, pairs.nested))
+    return out
+
+
+def decide(comparisons: list[Comparison], alpha: float = FAMILY_ALPHA) -> list[Comparison]:
+    """Decide every comparison of one model at once: Holm over the family of distinct pairs
+    (a pair two checks share counts once), then a pair fails when significant and its gap
+    exceeds its margin."""
+    keys = [_pair_key(c) for c in comparisons]
+    distinct: dict[tuple, float] = {}
+    for key, c in zip(keys, comparisons):
+        distinct[key] = min(distinct.get(key, 1.0), c.p)
+    rejected = dict(zip(distinct, holm(list(distinct.values()), alpha)))
+    return [dataclasses.replace(c, fails=rejected[key] and c.gap > c.margin)
+            for key, c in zip(keys, comparisons)]
+
+
+def _pair_key(c: Comparison) -> tuple:
+    return id(c.low.card), id(c.high.card), c.nested
+
+
+def family_size(comparisons: list[Comparison]) -> int:
+    return len({_pair_key(c) for c in comparisons})
+
+
+def _verdict(pairs: Pairs, decided: list[Comparison], family: int) -> tuple[str, str]:
+    if not decided:
+        return pairs.empty
+    failed = [c for c in decided if c.fails]
+    if failed:
+        worst = min(failed, key=lambda c: (c.p, -c.gap))
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        return "fail", worst.describe(family) + more
+    return "pass", (f"{len(decided)} comparison{'s' * (len(decided) > 1)}, none significantly "
+                    f"lower by more than {_pp(pairs.margin)} (Holm over the model's {family} "
+                    f"at {100 * FAMILY_ALPHA:g}%)")
+
+
+@register("C01", "error", "results", "an adversarial input outside the eps-ball or [0, 1]",
+          "invalid", "the run is void; report the attack as a bug")
 def _c01(results: Results) -> tuple[str, str]:
     # Every attack output is checked before it is counted (attacks.base.check_valid): a run that
     # failed never produced a card, so a stored card records a pass.
@@ -407,7 +565,8 @@ def _c01(results: Results) -> tuple[str, str]:
         ("pass", f"all {len(results.cards)} stored runs stayed in the eps-ball and in [0, 1]")
 
 
-@register("C09", "unreliable", "results", "robust accuracy rises with eps")
+@register("C09", "unreliable", "results", "robust accuracy rises with eps",
+          "masking", "a larger budget cannot help the defender: the attack failed at the larger eps")
 def _c09(results: Results) -> tuple[str, str]:
     by: dict[tuple, list[Column]] = defaultdict(list)
     for col in columns(results):
@@ -416,10 +575,11 @@ def _c09(results: Results) -> tuple[str, str]:
     for runs in by.values():
         runs.sort(key=lambda c: c.eps)
         pairs += [(small, large) for small, large in itertools.pairwise(runs)]
-    return _compare_all(pairs, 0.01)
+    return Pairs(pairs, 0.01)
 
 
-@register("C11", "unreliable", "results", "twice the iterations is much stronger (not converged)")
+@register("C11", "unreliable", "results", "twice the iterations is much stronger (not converged)",
+          "convergence", "the number is an upper bound; run more iterations")
 def _c11(results: Results) -> tuple[str, str]:
     # A family's longest run against the longest with at most half its iterations (the spec's
     # APGD 200 vs 100). Sweep runs are left out: a steps sweep is weak at few steps by design.
@@ -435,10 +595,11 @@ def _c11(results: Results) -> tuple[str, str]:
                 pairs.append((longest, max(halves, key=lambda c: c.steps)))
     if not pairs:
         return _cascade_gain(results, lambda m: m == "apgd-ce:200", 0.01)
-    return _compare_all(pairs, 0.01)
+    return Pairs(pairs, 0.01)
 
 
-@register("C12", "unreliable", "results", "five restarts are much stronger than one")
+@register("C12", "unreliable", "results", "five restarts are much stronger than one",
+          "convergence", "the number is an upper bound; run more restarts")
 def _c12(results: Results) -> tuple[str, str]:
     pairs = []
     for group in _groups(columns(results)):
@@ -448,10 +609,11 @@ def _c12(results: Results) -> tuple[str, str]:
                 r_one = one.card["attack"].get("params", {}).get("restarts", 1)
                 if many.id == one.id and many.steps == one.steps and r_many >= 5 and r_one == 1:
                     pairs.append((many, one))
-    return _compare_all(pairs, 0.01)
+    return Pairs(pairs, 0.01)
 
 
-@register("C13", "unreliable", "results", "EoT 2K is much stronger than EoT K (K too small)")
+@register("C13", "unreliable", "results", "EoT 2K is much stronger than EoT K (K too small)",
+          "convergence", "the number is an upper bound; run more EoT draws (--eot)")
 def _c13(results: Results) -> tuple[str, str]:
     pairs = []
     for group in _groups(columns(results)):
@@ -462,14 +624,15 @@ def _c13(results: Results) -> tuple[str, str]:
                     pairs.append((double, single))
     if not pairs:      # the cascade: the EoT-2K member must add little to what came before
         return _cascade_gain(results, lambda m: m.endswith("@eot=2k"), 0.01)
-    return _compare_all(pairs, 0.01)
+    return Pairs(pairs, 0.01)
 
 
 def _best_white(group: list[Column]) -> list[Column]:
     return [c for c in group if _white(c) and c.grad == "bptt"]
 
 
-@register("C14", "unreliable", "results", "Square (black-box) beats the best white-box attack")
+@register("C14", "unreliable", "results", "Square (black-box) beats the best white-box attack",
+          "masking", "a black-box attack found what the gradient missed; an upper bound")
 def _c14(results: Results) -> tuple[str, str]:
     pairs = []
     for group in _groups(columns(results)):
@@ -479,10 +642,11 @@ def _c14(results: Results) -> tuple[str, str]:
             pairs += [(c, best) for c in group if c.id == "square"]
     if not pairs:
         return _cascade_gain(results, lambda m: m.startswith("square"), 0.005)
-    return _compare_all(pairs, 0.005)
+    return Pairs(pairs, 0.005)
 
 
-@register("C15", "unreliable", "results", "a transfer attack beats the best white-box attack")
+@register("C15", "unreliable", "results", "a transfer attack beats the best white-box attack",
+          "masking", "a transfer attack found what the own gradient missed; an upper bound")
 def _c15(results: Results) -> tuple[str, str]:
     pairs = []
     for group in _groups(columns(results)):
@@ -492,20 +656,22 @@ def _c15(results: Results) -> tuple[str, str]:
             pairs += [(c, best) for c in group if c.id.startswith("transfer-")]
     if not pairs:
         return _cascade_gain(results, lambda m: m.startswith("transfer-"), 0.01)
-    return _compare_all(pairs, 0.01)
+    return Pairs(pairs, 0.01)
 
 
-@register("C16", "unreliable", "results", "random noise beats PGD-10")
+@register("C16", "unreliable", "results", "random noise beats PGD-10",
+          "masking", "the gradient attack is worse than random; the number is an upper bound")
 def _c16(results: Results) -> tuple[str, str]:
     pairs = []
     for group in _groups(columns(results)):
         pgd = [c for c in group if c.id == "pgd10" and c.grad == "bptt"]
         pairs += [(noise, p) for noise in group if noise.id.startswith("noise") for p in pgd
                   if p.eot == max(x.eot for x in pgd)]
-    return _compare_all(pairs, 0.0)
+    return Pairs(pairs, 0.0)
 
 
-@register("C17", "unreliable", "results", "attack strength order broken (classic masking sign)")
+@register("C17", "unreliable", "results", "attack strength order broken (classic masking sign)",
+          "masking", "weaker attacks beat stronger ones; the number is an upper bound")
 def _c17(results: Results) -> tuple[str, str]:
     pairs = []
     for group in _groups(columns(results)):
@@ -520,10 +686,11 @@ def _c17(results: Results) -> tuple[str, str]:
             pairs += [(short, long) for short, long in itertools.pairwise(pgds)]   # PGD rising with n?
             strong = [c for c in same if c.id.startswith(("apgd", "autoattack")) and not c.id.endswith("-rh")]
             pairs += [(p, s) for s in strong for p in pgd10]    # APGD/AutoAttack above PGD-10?
-    return _compare_all(pairs, 0.01)
+    return Pairs(pairs, 0.01)
 
 
-@register("C18", "warn", "results", "another surrogate or BPTR is stronger than the model's own")
+@register("C18", "warn", "results", "another surrogate or BPTR is stronger than the model's own",
+          "masking", "the own surrogate overestimates robustness; report the minimum")
 def _c18(results: Results) -> tuple[str, str]:
     pairs = []
     for group in _groups(columns(results)):
@@ -533,20 +700,22 @@ def _c18(results: Results) -> tuple[str, str]:
                           and own.id == other.id and own.eot == other.eot and own.steps == other.steps]
     if not pairs:
         return _cascade_gain(results, lambda m: "@surrogate=" in m, 0.02)
-    return _compare_all(pairs, 0.02)
+    return Pairs(pairs, 0.02)
 
 
-@register("C19", "warn", "results", "APGD-DLR or APGD-T much stronger than APGD-CE (CE saturation)")
+@register("C19", "warn", "results", "APGD-DLR or APGD-T much stronger than APGD-CE (CE saturation)",
+          "masking", "cross-entropy saturates; the number is an upper bound, use a margin loss")
 def _c19(results: Results) -> tuple[str, str]:
     pairs = []
     for group in _groups(columns(results)):
         ce = [c for c in group if c.id == "apgd-ce" and c.grad == "bptt"]
         pairs += [(other, base) for other in group if other.id in ("apgd-dlr", "apgd-t")
                   for base in ce if base.eot == other.eot]
-    return _compare_all(pairs, 0.05)
+    return Pairs(pairs, 0.05)
 
 
-@register("C20", "error", "results", "bookkeeping: worst case above MRA, or AutoAttack above a part")
+@register("C20", "error", "results", "bookkeeping: worst case above MRA, or AutoAttack above a part",
+          "invalid", "a bookkeeping bug; the numbers are void")
 def _c20(results: Results) -> tuple[str, str]:
     row = results.row or {}
     top = row.get("headline") or {}
@@ -562,13 +731,14 @@ def _c20(results: Results) -> tuple[str, str]:
     for group in _groups(columns(results)):
         for aa in (c for c in group if c.id.startswith("autoattack-")):
             pairs += [(part, aa) for part in group if part.id in parts and part.eot >= aa.eot]
-    status, detail = _compare_all(pairs, 0.0)
-    if status == "skip" and worst is not None and least is not None:
-        return "pass", f"worst case {100 * worst:.2f}% <= MRA {100 * least:.2f}%"
-    return status, detail
+    if worst is not None and least is not None:
+        bounded = f"worst case {100 * worst:.2f}% <= MRA {100 * least:.2f}%"
+        return Pairs(pairs, 0.0, empty=("pass", bounded))
+    return Pairs(pairs, 0.0)
 
 
-@register("C21", "unreliable", "results", "an EoT drop on a deterministic model (hidden randomness)")
+@register("C21", "unreliable", "results", "an EoT drop on a deterministic model (hidden randomness)",
+          "randomness", "a deterministic model should not gain from EoT: hidden randomness")
 def _c21(results: Results) -> tuple[str, str]:
     if any(c["model"]["stochastic"] for c in results.cards):
         return "skip", "stochastic model: a drop is expected"
@@ -577,7 +747,7 @@ def _c21(results: Results) -> tuple[str, str]:
         for a in group:
             pairs += [(a, b) for b in group if b.id == a.id and b.steps == a.steps
                       and b.grad == a.grad and b.eot != a.eot]
-    return _compare_all(pairs, 0.0)
+    return Pairs(pairs, 0.0)
 
 
 def _cascade_gain(results: Results, member: Callable[[str], bool], margin: float) -> tuple[str, str]:
@@ -595,34 +765,47 @@ def _cascade_gain(results: Results, member: Callable[[str], bool], margin: float
                 columns(Results([by_position[position - 1]]), True)[0]
             # named by its member (``square``, ``apgd-ce@eot=2k``) in the message
             pairs.append((dataclasses.replace(now, id=f"cascade→{name}", eot=1, grad="bptt"), before))
-    return _compare_all(pairs, margin)
+    return Pairs(pairs, margin, nested=True)
 
 
 # ---------------------------------------------------------------------------- running
 def run_probe_checks(probe: Probe, ids: Iterable[str] | None = None) -> list[Outcome]:
-    return _run(probe, "probe", ids)
-
-
-def run_result_checks(results: Results, ids: Iterable[str] | None = None) -> list[Outcome]:
-    return _run(results, "results", ids)
-
-
-def _run(subject: Any, kind: str, ids: Iterable[str] | None) -> list[Outcome]:
     wanted = {CHECKS.canonical(i) for i in ids} if ids else None
     outcomes = []
     for entry in CHECKS.entries():
         spec = entry.obj
-        if spec.kind != kind or (wanted is not None and entry.name not in wanted):
+        if spec.kind != "probe" or (wanted is not None and entry.name not in wanted):
             continue
-        status, detail = spec.fn(subject)
+        status, detail = spec.fn(probe)
         outcomes.append(Outcome(spec.id, spec.level, status, detail))
-    if kind == "probe":
-        subject.model.eval()
+    probe.model.eval()
+    return outcomes
+
+
+def run_result_checks(results: Results, ids: Iterable[str] | None = None,
+                      alpha: float = FAMILY_ALPHA) -> list[Outcome]:
+    """The result checks ``ids`` (all when None). Every result check contributes its pairs to
+    the model's family whichever are asked for, so an outcome does not depend on ``ids``."""
+    wanted = {CHECKS.canonical(i) for i in ids} if ids else None
+    specs = [e for e in CHECKS.entries() if e.obj.kind == "results"]
+    answers = {e.name: e.obj.fn(results) for e in specs}
+    decided = decide([c for name, a in answers.items() if isinstance(a, Pairs)
+                      for c in compare(name, a)], alpha)
+    family = family_size(decided)
+    outcomes = []
+    for entry in specs:
+        if wanted is not None and entry.name not in wanted:
+            continue
+        answer = answers[entry.name]
+        status, detail = _verdict(answer, [c for c in decided if c.check == entry.name], family) \
+            if isinstance(answer, Pairs) else answer
+        outcomes.append(Outcome(entry.obj.id, entry.obj.level, status, detail))
     return outcomes
 
 
 def flagged(outcomes: Iterable[Outcome | dict]) -> list[str]:
-    """``"C07 <summary>"`` for every failed check that marks a model unreliable."""
+    """``"C07 gradient masking suspected: <summary>; <meaning>"`` (``Outcome.label``) for every
+    failed check that marks a model unreliable."""
     out = []
     for o in outcomes:
         o = o if isinstance(o, Outcome) else Outcome(o["id"], o["level"], o["status"], o.get("detail", ""))
@@ -638,3 +821,14 @@ def warnings(outcomes: Iterable[Outcome | dict]) -> list[str]:
         if o.status == "fail" and o.level == "warn":
             out.append(o.label())
     return out
+
+
+def flag_summary(labels: Iterable[str]) -> str:
+    """Flag labels grouped by what they found, for a table cell: ``masking suspected (C07,
+    C08); not converged (C11)``."""
+    by: dict[str, list[str]] = defaultdict(list)
+    for label in labels:
+        check_id = label.split()[0]
+        finding = CHECKS.entry(check_id).obj.finding if check_id.lower() in CHECKS else "masking"
+        by[SHORT_FINDINGS[finding]].append(check_id)
+    return "; ".join(f"{kind} ({', '.join(ids)})" for kind, ids in by.items())

@@ -25,7 +25,7 @@ from tabulate import tabulate
 
 from snnbench.config import format_eps
 from snnbench.files import atomic_write_json, atomic_write_text
-from snnbench.checks import flagged
+from snnbench.checks import flag_summary, flagged
 from snnbench.checks import warnings as check_warnings
 from snnbench.plots import is_sweep, plots_section
 from snnbench.metrics import (Candidates, accuracy_interval, decode_counts, encode_counts,
@@ -296,7 +296,7 @@ def table_rows(board: Leaderboard, rows: list[dict[str, Any]] | None = None,
 def _model_cell(row: dict[str, Any]) -> str:
     """The model's name, marked when a sanity check failed (docs/protocol.md, "Sanity checks")."""
     flags = row.get("unreliable") or []
-    return f"{row['model']} ⚠ unreliable ({', '.join(f.split()[0] for f in flags)})" if flags \
+    return f"{row['model']} ⚠ unreliable: {flag_summary(flags)}" if flags \
         else row["model"]
 
 

@@ -265,9 +265,114 @@ def test_check_stores_outcomes_flags_a_masking_model_and_the_leaderboard_marks_i
     assert [f.split()[0] for f in row["unreliable"]] == ["C07", "C08"]
     _, paths = api.report(home, home / "out", formats=("md",))
     text = paths[0].read_text()
-    assert "⚠ unreliable (C07, C08)" in text and "## Sanity checks" in text
+    assert "⚠ unreliable: masking suspected (C07, C08)" in text and "## Sanity checks" in text
+    assert "C07 gradient masking suspected: " in text
 
 
 def test_unknown_check_id_is_one_line(home):
     result = CliRunner().invoke(app, ["check", "--home", str(home), "--checks", "C99"])
     assert result.exit_code == 2 and "unknown check 'C99'" in result.stderr
+
+
+# ---------------------------------------------------------------- false alarms under the null
+RECIPE_ATTACKS = [("fgsm", 1), ("rfgsm", 1), ("pgd10", 10), ("pgd20", 20), ("apgd10", 10),
+                  ("mifgsm", 10)]          # zoo/digits.toml's attack list (id, steps)
+
+
+def counts_card(attack_id, counts, *, k_eval, steps=10, eot=1, eps=EPS, sweep=None):
+    """A result card holding the per-sample correct-draw ``counts`` as they are."""
+    n = len(counts)
+    params = {"steps": steps, **({"sweep": sweep} if sweep else {})}
+    return {"model": {"name": "m", "sha256": "s", "stochastic": k_eval > 1},
+            "attack": {"id": attack_id, "eps": eps, "norm": "Linf", "eot": eot, "grad": "bptt",
+                       "params": params},
+            "eval": {"n": n, "split": "test", "k_eval": k_eval},
+            "per_sample": {"adv": encode_counts(counts), "clean": encode_counts(np.full(n, k_eval))},
+            "checks": {"C01": "pass"}}
+
+
+def digits_truth(rng, n):
+    """Per-sample probabilities of surviving an attack, digits-like: a third always broken, a
+    quarter never, the rest anywhere between (the samples that make runs disagree)."""
+    kind = rng.choice(3, size=n, p=[0.3, 0.25, 0.45])
+    return np.where(kind == 0, 0.0, np.where(kind == 1, 1.0, rng.uniform(size=n)))
+
+
+def null_recipe_cards(rng, k_eval, n=360, sweep_n=100, truth=digits_truth):
+    """The digits recipe's cards of one model (its attacks, the EoT Drop pair and the sweep of
+    eps, steps and EoT) when every run has the same per-sample truth: any flag is a false alarm."""
+    p = truth(rng, n)
+    draw = lambda size: rng.binomial(k_eval, p[:size]).astype(np.uint8)  # noqa: E731
+    eot = 2 if k_eval > 1 else 1
+    cards = [counts_card(a, draw(n), k_eval=k_eval, steps=s, eot=eot) for a, s in RECIPE_ATTACKS]
+    sweep = [dict(eps=e, sweep="eps", eot=eot) for e in (8 / 255, 16 / 255, EPS, 64 / 255)]
+    sweep += [dict(steps=s, sweep="steps", eot=eot) for s in (1, 3, 10)]
+    if k_eval > 1:
+        cards.append(counts_card("pgd10", draw(n), k_eval=k_eval, eot=1))      # the Drop pair
+        sweep += [dict(eot=k, sweep="eot") for k in (1, 2, 4)]
+    cards += [counts_card("pgd10", draw(sweep_n), k_eval=k_eval, **kw) for kw in sweep]
+    return cards
+
+
+def family_false_alarms(k_eval, reps, seed=0, truth=digits_truth):
+    """Share of null models with any failed comparing check."""
+    rng = np.random.default_rng(seed)
+    alarms = 0
+    for _ in range(reps):
+        outcomes = run_result_checks(Results(null_recipe_cards(rng, k_eval, truth=truth)))
+        alarms += any(o.status == "fail" for o in outcomes if o.id != "C01")
+    return alarms / reps
+
+
+@pytest.mark.parametrize("k_eval", [1, 3])
+def test_equally_strong_attacks_flag_a_model_at_most_one_percent_of_the_time(k_eval):
+    reps = 1000
+    rate = family_false_alarms(k_eval, reps, seed=k_eval)
+    # 1% plus three Monte-Carlo standard errors of a 1% rate over `reps` models
+    assert rate <= 0.01 + 3 * np.sqrt(0.01 * 0.99 / reps), rate
+
+
+def test_run_checks_its_models_so_the_leaderboard_carries_the_flags(tmp_path):
+    recipe = tmp_path / "one.toml"
+    recipe.write_text('name = "one"\ndataset = "digits"\neps = "32/255"\nattacks = ["fgsm", "pgd10"]\n'
+                      'n = 60\n[train]\nepochs = 1\n[[models]]\ndefense = "vanilla"\n')
+    outcome = api.run(str(recipe), home=tmp_path / "home", out=tmp_path / "boards", device="cpu")
+    (row,) = outcome.board.rows
+    assert {"C07", "C08", "C17"} <= set(row["checks"]) and "C10" not in row["checks"]
+    assert "checked with `snnbench check`" in (tmp_path / "boards" / "one.md").read_text()
+
+
+def test_a_borderline_pair_fails_alone_but_not_in_a_larger_family():
+    # noise below PGD-10 on 8 samples and above on none: exact p = 0.5^8 = 0.0039
+    pgd = np.zeros(200, np.uint8)
+    pgd[:100] = 1
+    noise = pgd.copy()
+    noise[:8] = 0
+    pair = [counts_card("pgd10", pgd, k_eval=1), counts_card("noise-uniform", noise, k_eval=1)]
+    alone = result("C16", pair)
+    assert alone.status == "fail" and "p 0.0039" in alone.detail, alone
+    # three more comparisons of equal runs (C11, C17): Holm asks p <= 1%/4 of the smallest
+    more = [counts_card("fgsm", pgd, k_eval=1, steps=1), counts_card("pgd20", pgd, k_eval=1, steps=20)]
+    assert result("C16", pair + more).status == "pass"
+
+
+def test_sign_test_and_holm_are_exact():
+    from snnbench.checks import holm, sign_test
+    low, high = np.array([0, 0, 0, 1, 1]), np.array([1, 1, 1, 1, 0])
+    assert sign_test(low, high) == (3, 1, pytest.approx(5 / 16))       # P(Bin(4, 1/2) >= 3)
+    assert sign_test(np.array([2, 3, 0]), np.array([3, 3, 3])) == (2, 0, pytest.approx(0.25))
+    # a cascade member that lowers 5 of 100 samples, against a 1% share: P(Bin(100, .01) >= 5)
+    assert sign_test(np.r_[np.zeros(5), np.ones(95)], np.ones(100), 0.01, nested=True)[2] == \
+        pytest.approx(0.00343, abs=1e-5)
+    assert holm([0.004, 0.03, 0.2], 0.01) == [False, False, False]
+    assert holm([0.003, 0.004, 0.2], 0.01) == [True, True, False]   # 1%/3, then 1%/2
+
+
+def test_a_flag_says_what_was_found():
+    from snnbench.checks import Outcome, flag_summary, flagged
+    outcomes = [Outcome("C11", "unreliable", "fail"), Outcome("C07", "unreliable", "fail"),
+                Outcome("C14", "unreliable", "pass")]
+    labels = flagged(outcomes)
+    assert labels[0].startswith("C11 attack not converged: ") and "upper bound" in labels[0]
+    assert labels[1].startswith("C07 gradient masking suspected: ")
+    assert flag_summary(labels) == "not converged (C11); masking suspected (C07)"
