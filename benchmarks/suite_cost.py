@@ -12,7 +12,7 @@ and in one run:
    time is the ``timing.seconds`` of its card (the cascade columns are then derived, free).
 
 It prints each member's time alone, the cascade's time, and the ratio of the cascade to the
-single most expensive member alone: the issue's target is at most 1.50x (evaluation.md section
+single most expensive member alone: the issue's target is at most 1.50x (docs/protocol.md section
 6, issue 10). Seconds depend on the machine; the ratio, measured side by side, is the result.
 """
 from __future__ import annotations

@@ -38,7 +38,7 @@ from snnbench.store import ResultStore
 from snnbench.train import EpochCallback, TrainOutcome, train_model
 
 STORE = "results.sqlite"
-DEFAULT_EPS = {"digits": 32 / 255}   # evaluation.md section 1: 8/255 barely moves 8x8 digits
+DEFAULT_EPS = {"digits": 32 / 255}   # docs/protocol.md: 8/255 barely moves 8x8 digits
 TRACKS = {"ci": (200, 3), "dev": (1000, 9), "paper": (None, 9)}   # n, k_eval
 
 
@@ -282,7 +282,7 @@ def _probe(name: str, card: dict[str, Any], home: str | Path | None, n: int,
                  recipe.norm if recipe else "Linf", k, seed, dev)
 
 
-DIAGNOSE_N = 1000   # evaluation.md section 5: potentials from 1,000 samples (digits has 360)
+DIAGNOSE_N = 1000   # docs/protocol.md: potentials from 1,000 samples (digits has 360)
 
 
 def diagnose(model: str, *, home: str | Path | None = None, n: int = DIAGNOSE_N,
@@ -310,7 +310,7 @@ def check(models: Sequence[str] | None = None, *, home: str | Path | None = None
           checks: Sequence[str] | None = None, seed: int = 0, device: str = "auto",
           data_root: str | Path | None = None,
           recipe: Recipe | None = None) -> dict[str, list[Outcome]]:
-    """Run the sanity checks (evaluation.md section 7) on the named models (all when none):
+    """Run the sanity checks (docs/protocol.md) on the named models (all when none):
     probe checks on ``n`` class-balanced test samples, result checks on the stored cards.
     Every outcome is stored; a model with a failed error/unreliable check is flagged.
     Unset eps and EoT come from ``recipe``, else each card's."""

@@ -1,4 +1,4 @@
-"""Checkpoints: weights in safetensors, everything else in ``card.json`` (design.md 'Files').
+"""Checkpoints: weights in safetensors, everything else in ``card.json`` (docs/guide.md).
 
 Loading never unpickles: safetensors holds only tensors, the card is JSON. ``load`` verifies
 the weights' sha256 against the card, the architecture named in the weights' metadata against

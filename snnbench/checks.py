@@ -1,4 +1,4 @@
-"""Gradient-masking sanity checks (evaluation.md section 7), registered by id.
+"""Gradient-masking sanity checks (docs/protocol.md), registered by id.
 
 Two kinds. *Probe* checks run the model on a small class-balanced test subset (C02-C08, C10,
 C22, C23): determinism, mode side effects, NaN, zero gradients, a PGD loss path, a huge-eps
@@ -140,7 +140,7 @@ def register(check_id: str, level: str, kind: str, summary: str, finding: str,
 
     def decorator(fn: CheckFn) -> CheckFn:
         CHECKS.add(check_id.lower(), CheckSpec(check_id, level, kind, fn, finding, meaning),
-                   summary=summary, paper="evaluation.md section 7")
+                   summary=summary, paper="docs/protocol.md")
         return fn
     return decorator
 

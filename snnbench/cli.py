@@ -268,7 +268,7 @@ def check(models: Annotated[Optional[list[str]], typer.Argument(help="Model name
                         device=device, data_root=data_root)
     flagged = _print_checks(results)
     if flagged:
-        err.print(f"unreliable: {', '.join(flagged)} (failed checks above; evaluation.md section 7)",
+        err.print(f"unreliable: {', '.join(flagged)} (failed checks above; docs/protocol.md)",
                   highlight=False)
         raise typer.Exit(1)
 

@@ -100,7 +100,7 @@ def coerce(key: str, value: Any, default: Any) -> Any:
 
 @dataclass(frozen=True)
 class NeuronConfig:
-    """One spiking layer's neuron (defenses.md section 1); the keys of ``neuron.*``/``surrogate.*``."""
+    """One spiking layer's neuron (docs/defenses.md); the keys of ``neuron.*``/``surrogate.*``."""
 
     kind: str = "lif"
     form: str = "tet"              # "tet": u = k v + I ; "convex": u = k v + (1-k) I
@@ -120,14 +120,14 @@ class NeuronConfig:
             raise SnnbenchError(f"neuron.theta must be positive, got {self.theta}")
 
 
-# Presets of defenses.md section 1. "pku" is the IF neuron of SNN-RAT, SR and StoG.
+# Presets of docs/defenses.md "pku" is the IF neuron of SNN-RAT, SR and StoG.
 TRACKS: dict[str, NeuronConfig] = {
     "tgo": NeuronConfig(),
     "pku": NeuronConfig(decay=1.0),
     "randhet": NeuronConfig(form="convex", decay=0.5, theta=0.5, spike_ge=False,
                             detach_reset=True, surrogate="atan", surrogate_width=2.0),
 }
-# Weight decay of the vanilla recipe per track (defenses.md section 4).
+# Weight decay of the vanilla recipe per track (docs/defenses.md).
 TRACK_WEIGHT_DECAY = {"tgo": 5e-4, "pku": 5e-4, "randhet": 1e-4}
 TRACK_TIMESTEPS = {"tgo": 4, "pku": 8, "randhet": 8}
 
@@ -158,7 +158,7 @@ def neuron_config_from(settings: Mapping[str, Any], kind: str = "lif") -> Neuron
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The training loop's settings (defenses.md section 6: SGD, momentum 0.9, lr 0.1, cosine)."""
+    """The training loop's settings (docs/defenses.md: SGD, momentum 0.9, lr 0.1, cosine)."""
 
     epochs: int = 30
     batch_size: int = 128

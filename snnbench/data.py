@@ -7,7 +7,7 @@ grey levels), pixels / 16, a seeded class-stratified 1,437/360 split (ours; shar
 2009, from torchvision's ``cifar-10-batches-py/`` or ``cifar-100-python/`` (fine labels); CIFAR-10
 also from the JPEG copy ``cifar10-jpeg/`` or its archive (shared/data/README.md: re-encoding
 shifts pixels slightly, so results on it are close to, not identical with, the original's).
-Normalisation: defenses.md section 1 (the reference repos' constants); subsets: evaluation.md
+Normalisation: docs/defenses.md (the reference repos' constants); subsets: docs/protocol.md
 section 1 ("first n/#classes files per class"); crop + flip: the usual CIFAR recipe (pad 4).
 ``dvs-cifar10`` (event frames ``[N, T, 2, H, W]``) lives in ``snnbench.events``.
 
@@ -91,7 +91,7 @@ def load_dataset(name: str, split: str, root: str | Path | None = None) -> tuple
 
 def balanced_subset(labels: Tensor, n: int, num_classes: int) -> Tensor:
     """Indices (ascending) of the first ``n // num_classes`` samples of each class in data set
-    order, one more for the lowest ``n % num_classes`` classes (evaluation.md section 1). ``n`` at
+    order, one more for the lowest ``n % num_classes`` classes (docs/protocol.md). ``n`` at
     least the split's size gives every index; a class short of its share gives all it has."""
     if n < 1 or num_classes < 1:
         raise SnnbenchError(f"a subset needs n >= 1 samples and num_classes >= 1, got n={n}, "

@@ -1,4 +1,4 @@
-"""Registered diagnostics (evaluation.md section 5): why a defence is robust, not how much.
+"""Registered diagnostics (docs/protocol.md): why a defence is robust, not how much.
 
 - ``agcs``: mean cosine similarity of two draws' input gradients at clean inputs (RandHet
   Table 6); 1.0 for a deterministic model.
@@ -103,7 +103,7 @@ def sparsity(probe) -> dict[str, float]:
 
 
 @DIAGNOSTICS.register("spike_rate", summary="spikes per neuron and time step, per spiking layer",
-                      paper="evaluation.md section 5")
+                      paper="docs/protocol.md")
 def spike_rate(probe) -> dict[str, float]:
     rates: dict[str, float] = {}
     handles = []

@@ -2,7 +2,7 @@
 
 For every task: the chunk's clean predictions over ``k_eval`` draws; the attack on the samples
 that are clean-correct in at least one draw (clean-incorrect samples count as non-robust and are
-never attacked, evaluation.md section 6); ``k_eval`` draws on the adversarial inputs. A sample's
+never attacked, docs/protocol.md); ``k_eval`` draws on the adversarial inputs. A sample's
 robust count is ``min(clean, adversarial)`` correct draws. Seeds come from
 ``sha256(seed|model|attack|chunk)``, so a resumed or moved task gives the same result.
 """
@@ -229,7 +229,7 @@ def chunk_candidates(chunk: Chunk) -> Candidates:
 def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
                 chunks: list[Chunk], device: str,
                 extra_eval: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The result card of evaluation.md section 10, built from all chunks of one run."""
+    """The result card of docs/protocol.md, built from all chunks of one run."""
     k_eval = chunks[0].k_eval
     clean = np.concatenate([c.clean for c in chunks])
     adv = np.concatenate([c.adv for c in chunks])
@@ -411,7 +411,7 @@ def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: tor
     order, in this process); returns the finished cards.
 
     Per-attack runs attack every clean-correct sample. With ``cascade``, the attacks also run
-    in order as a cascade (evaluation.md section 6): each on the samples that survived all the
+    in order as a cascade (docs/protocol.md): each on the samples that survived all the
     earlier ones, its column the per-sample minimum so far; with ``per_attack_full`` the
     per-attack runs come first and the cascade is derived from them without a new attack.
     ``paired`` attacks (Drop pairs) run first, on every clean-correct sample.

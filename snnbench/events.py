@@ -16,7 +16,7 @@ oriented as SpikingJelly's ``CIFAR10DVS.load_origin_data`` does (x = 127 - row f
 column field, p = 1 - polarity bit), so frames match the SpikingJelly/PKU pipelines that TGO's
 code base builds on. ``.aedat4`` events are taken as tonic stores them (x, y, on).
 
-Frames (defenses.md section 1, section 8; our choices where TGO is silent, RECONSTRUCTED):
+Frames (docs/defenses.md, section 8; our choices where TGO is silent, RECONSTRUCTED):
 ``tonic.transforms.ToFrame(sensor_size=(128, 128, 2), n_event_bins=T)``: T slices with equal event
 counts (SpikingJelly's ``split_by='number'``), counts per polarity and pixel; T = 10; resized
 128 -> 48 by area interpolation (``F.interpolate(mode="area")``); divided by the sample's largest
@@ -45,7 +45,7 @@ from snnbench.errors import SnnbenchError
 
 FOLDER = "CIFAR10DVS"
 SENSOR = 128             # DVS128: 128 x 128 pixels, 2 polarities
-FRAMES = 10              # T (defenses.md section 8: 10 frames, 48 x 48, our choice)
+FRAMES = 10              # T (docs/defenses.md: 10 frames, 48 x 48, our choice)
 FRAME_SIZE = 48
 TRAIN_FRACTION = 0.9
 SUFFIXES = (".aedat", ".aedat4")

@@ -1,6 +1,6 @@
 """Where the attack matrix runs: ``local`` (this process, in order) or ``ray`` (a Ray cluster).
 
-design.md 'Execution'. :func:`run_models` runs each model's attacks with either executor; the
+docs/guide.md. :func:`run_models` runs each model's attacks with either executor; the
 local one is :func:`snnbench.evaluate.run_attacks`. On Ray, the attack tasks and a recipe's
 training jobs become Ray tasks. Workers get paths and configs, never pickled models: the checkpoint
 folder (safetensors + card, verified on load), the chunk's sample indices, the attack, the

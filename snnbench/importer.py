@@ -1,7 +1,7 @@
 """``snnbench import``: a foreign PyTorch checkpoint (.pt/.pth) as a verified snnbench checkpoint.
 
 The file is read with ``torch.load(weights_only=True)`` and nothing else, so a planted pickle
-that would run code is refused before any of it runs (design.md 'Files'). A plain state dict or
+that would run code is refused before any of it runs (docs/guide.md). A plain state dict or
 one under ``state_dict``/``model``/``net`` is accepted, ``module.`` prefixes (DataParallel) are
 stripped, and every key and shape must match the model built from (defence, arch, data, T).
 The result is an ordinary checkpoint (safetensors + card.json) whose card records the file it

@@ -1,4 +1,4 @@
-"""Paper tables as layouts (evaluation.md section 9): rows and columns of a paper's table,
+"""Paper tables as layouts (docs/protocol.md): rows and columns of a paper's table,
 filled from whatever the store holds, beside the paper's published values.
 
 A layout row names a defence (and the data set and arch of the paper's group); it takes the
@@ -370,7 +370,7 @@ _EOT_COLUMNS = (Column("PGD50 EoT10", ("pgd50-eot10",)), Column("APGD50 EoT10", 
 _RH4_COLUMNS = (Column("Clean", (CLEAN,)), Column("FGSM", ("fgsm",)), Column("MIFGSM", ("mifgsm",)),
                 *_EOT_COLUMNS, Column("MRA", (MRA,)))
 _EOT_NOTE = ("The paper's EoT column labels were lost in our copy; the BrainCog script's "
-             "`eotpgd`/`apgd` (50 steps, 10 draws) stand in (evaluation.md section 9).")
+             "`eotpgd`/`apgd` (50 steps, 10 draws) stand in (docs/protocol.md).")
 _add(Layout("randhet-table2", "RandHet Table 2: TinyImageNet", _RH4_COLUMNS,
             (Row("SNN", "rat", "TinyImageNet", "tinyimagenet", "", (41.06, 24.44, 19.32, 16.39, 7.94, 7.94)),
              Row("RandHet", "randhet+rat", "TinyImageNet", "tinyimagenet", "",

@@ -1,9 +1,9 @@
-"""The results store: one SQLite file per home (design.md 'Files').
+"""The results store: one SQLite file per home (docs/guide.md).
 
 One row per (model sha256, attack key, chunk) holds that chunk's per-sample correct-draw counts
 for the clean and the adversarial inputs; it is written in one transaction, so a killed run
 loses at most the chunk in flight and a rerun skips every stored chunk. Once all chunks of a
-(model, attack key) are in, its result card (evaluation.md section 10) is stored beside them.
+(model, attack key) are in, its result card (docs/protocol.md) is stored beside them.
 Clean-input draws are cached per (model, data, seeds, chunk), shared by every attack.
 A claim table keeps two ``attack`` processes off the same chunk. WAL mode lets readers in
 while a writer works; a ``meta`` table names the tool and schema, so a foreign file is refused.

@@ -1,6 +1,6 @@
 """The training loop: BPTT with the defence's hooks, a checkpoint every epoch, resume after a kill.
 
-defenses.md section 6: SGD (momentum 0.9), lr 0.1 with a per-epoch cosine schedule to 0,
+docs/defenses.md: SGD (momentum 0.9), lr 0.1 with a per-epoch cosine schedule to 0,
 cross-entropy on time-averaged logits, the track's weight decay unless the defence sets another;
 random crop + flip on 32-px data (none on event frames: our choice), seeded per batch and built
 by ``loaders.py`` (worker processes on CUDA); AMP (bf16 where supported) on CUDA, fp32 on the

@@ -1,4 +1,4 @@
-"""``report --format html``: a static leaderboard site from the result cards (design.md 'Files').
+"""``report --format html``: a static leaderboard site from the result cards (docs/guide.md).
 
 Pages, all in one flat folder so every link is a plain relative file name:
 

@@ -1,4 +1,4 @@
-"""The model zoo: manifests of shared checkpoints and their sha256-checked downloads (design.md).
+"""The model zoo: manifests of shared checkpoints and their sha256-checked downloads (docs/guide.md).
 
 ``zoo/models.toml`` names each shared model: defence, arch, dataset, T, where to get it (one or
 more URLs, tried in order), the sha256 and size of the file, the weights' own sha256, licence,

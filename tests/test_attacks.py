@@ -1,5 +1,5 @@
 """Every registered attack: the eps-ball, [0, 1], a real accuracy drop, eps = 0, EoT, and the
-native loops against the libraries they copy (evaluation.md sections 2, 4, 8)."""
+native loops against the libraries they copy (docs/protocol.md, 4, 8)."""
 from __future__ import annotations
 
 import pytest

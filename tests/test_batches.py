@@ -1,5 +1,5 @@
 """The attack batch: the whole chunk on CUDA, halved on out-of-memory, and the batch that fitted
-carried to the next chunk; results never depend on it (design.md 'Execution')."""
+carried to the next chunk; results never depend on it (docs/guide.md)."""
 from __future__ import annotations
 
 import numpy as np

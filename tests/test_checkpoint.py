@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors + card, verified on load (design.md 'Files')."""
+"""Checkpoints: safetensors + card, verified on load (docs/guide.md)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Sanity checks (evaluation.md section 7): each flags a model built to fail it, and a trained
+"""Sanity checks (docs/protocol.md): each flags a model built to fail it, and a trained
 vanilla model passes every one that applies."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Same seed, same model, two homes: bit-identical per-sample results (design.md 'Execution')."""
+"""Same seed, same model, two homes: bit-identical per-sample results (docs/guide.md)."""
 from __future__ import annotations
 
 import shutil

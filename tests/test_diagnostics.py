@@ -1,4 +1,4 @@
-"""Diagnostics (evaluation.md section 5) on neurons with known potentials and on trained models."""
+"""Diagnostics (docs/protocol.md) on neurons with known potentials and on trained models."""
 from __future__ import annotations
 
 import pytest

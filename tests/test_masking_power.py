@@ -1,4 +1,4 @@
-"""Power of the masking checks on planted masking (evaluation.md section 7, docs/protocol.md).
+"""Power of the masking checks on planted masking (docs/protocol.md, docs/protocol.md).
 
 Tiny digits MLPs, each wrapped so that its gradients are obfuscated in a known way, go through
 the real attacks (``run_attacks``) and checks; on every rerun (seed: weights, samples and

@@ -1,4 +1,4 @@
-"""Intervals and aggregates (evaluation.md section 5)."""
+"""Intervals and aggregates (docs/protocol.md)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Stochastic models: the scoring rule of evaluation.md section 4 and its intervals."""
+"""Stochastic models: the scoring rule of docs/protocol.md and its intervals."""
 from __future__ import annotations
 
 import tempfile

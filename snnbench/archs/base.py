@@ -1,9 +1,9 @@
 """The wrapper every snnbench model shares: [0,1] images in, time-averaged logits out.
 
-Direct encoding (defenses.md section 1): the normalised image is repeated over T steps and the
+Direct encoding (docs/defenses.md): the normalised image is repeated over T steps and the
 first conv + BN of the body acts as the encoder; the body works on ``[T*B, ...]`` and ends in a
 non-spiking linear readout whose logits are averaged over T. Event frames ``[B, T, 2, H, W]``
-(any 5-d input) carry their own time axis instead of the repeat (design.md, public API); their
+(any 5-d input) carry their own time axis instead of the repeat (docs/guide.md, public API); their
 T and channels must be the model's.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ class SpikingModel(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """defenses.md section 3: Kaiming-normal convs (fan_out, ReLU), BN (1, 0), linear bias 0."""
+    """docs/defenses.md: Kaiming-normal convs (fan_out, ReLU), BN (1, 0), linear bias 0."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

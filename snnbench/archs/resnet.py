@@ -1,4 +1,4 @@
-"""``sew-resnet19``: BrainCog's SEW-ResNet19 of the RandHet defence (defenses.md section 3).
+"""``sew-resnet19``: BrainCog's SEW-ResNet19 of the RandHet defence (docs/defenses.md).
 
 Sources: Fang et al., "Deep Residual Learning in Spiking Neural Networks", NeurIPS 2021
 (arXiv 2102.04159, SEW "ADD" connection); the ResNet19 of Zheng et al., AAAI 2021; as built by

@@ -1,4 +1,4 @@
-"""``tiny``: a two-layer conv SNN for CPU tests (ours, RECONSTRUCTED; defenses.md section 3).
+"""``tiny``: a two-layer conv SNN for CPU tests (ours, RECONSTRUCTED; docs/defenses.md).
 
 conv3x3(C->16, bias)-BN-LIF, avgpool2, conv3x3(16->32, bias)-BN-LIF, avgpool2, flatten,
 linear(32 * H/4 * W/4 -> K). Parameters at K = 10: 6,186 (8x8x1), 20,586 (28x28x1),

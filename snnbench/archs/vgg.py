@@ -1,4 +1,4 @@
-"""``vgg11``: the PKU VGG-11 of SNN-RAT, SR, StoG, DLIF and TGO (defenses.md section 3).
+"""``vgg11``: the PKU VGG-11 of SNN-RAT, SR, StoG, DLIF and TGO (docs/defenses.md).
 
 Sources: Ding et al., "SNN-RAT: Robustness-enhanced training for spiking neural networks",
 NeurIPS 2022 (putshua/SNN-RAT, no licence: reimplemented from the spec text); the same body is

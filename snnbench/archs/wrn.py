@@ -1,4 +1,4 @@
-"""``wrn16``: the pre-activation WRN-16-4 of the PKU code (defenses.md section 3).
+"""``wrn16``: the pre-activation WRN-16-4 of the PKU code (docs/defenses.md).
 
 Sources: Zagoruyko & Komodakis, "Wide Residual Networks", BMVC 2016 (arXiv 1605.07146), in the
 spiking form of Ding et al., SNN-RAT, NeurIPS 2022 (putshua/SNN-RAT, no licence: reimplemented

@@ -1,5 +1,5 @@
 """AutoAttack and its parts through the original code (PyPI ``pyautoattack`` 0.2.0), never
-torchattacks' re-implementations, which differ from it (evaluation.md section 8).
+torchattacks' re-implementations, which differ from it (docs/protocol.md).
 
 Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
 parameter-free attacks", arXiv 2003.01690 (APGD-CE, APGD-DLR, APGD-T, AutoAttack); FAB: Croce &

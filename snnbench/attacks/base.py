@@ -1,7 +1,7 @@
 """The attack base: settings, a canonical key, and the validity check every output passes.
 
 An attack never knows which defence it faces and never changes the model's mode: models keep
-their randomness on a flag, not on ``model.training`` (evaluation.md section 8).
+their randomness on a flag, not on ``model.training`` (docs/protocol.md).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Expectation over Transformation (EoT) for stochastic models (evaluation.md section 4).
+"""Expectation over Transformation (EoT) for stochastic models (docs/protocol.md).
 
 Athalye et al., "Obfuscated Gradients Give a False Sense of Security", arXiv 1802.00420: each step
 uses g = (1/K) sum_k grad_x L(f(x; xi_k), y) over K independent draws of the model's randomness.

@@ -1,4 +1,4 @@
-"""Named attack suites (evaluation.md sections 2 and 6): which attacks, in which order, with
+"""Named attack suites (docs/protocol.md): which attacks, in which order, with
 which overrides and EoT, and whether they run as a cascade.
 
 A member is ``ID[:STEPS][@surrogate=MODE][@eot=2k]``: ``apgd-ce:25`` overrides the steps
@@ -104,7 +104,7 @@ _add(Suite("paper-randhet", ("fgsm", "pgd10-rh", "apgd10-rh", "mifgsm", "autoatt
            "RandHet Tables 1-4: FGSM, PGD-10, APGD-10, MIFGSM, AutoAttack, PGD/APGD-50 with EoT 10; "
            "stochastic models: PGD-10 with and without EoT 10 for the Drop (Table 3)",
            drop_pairs=("pgd10-rh",)))
-# Cheapest first (evaluation.md section 6); the surrogate sweep favours wide shapes, where a
+# Cheapest first (docs/protocol.md); the surrogate sweep favours wide shapes, where a
 # model that keeps potentials away from threshold (TGO) still passes gradient; then BPTR.
 _add(Suite("full", ("fgsm", "pgd10", "apgd-ce", "mtpgd40", "apgd-t", "fab-t",
                     "transfer-ann-twin-apgd-ce", "transfer-mean-twin-apgd-ce", "square",

@@ -3,7 +3,7 @@
 - ``fgsm``: one eps sign step (Goodfellow et al., arXiv 1412.6572); L2: one eps step along the
   normalised gradient. 1 GE.
 - ``pgd{n}``, n in 7, 10, 20, 30, 40, 50: Madry et al., arXiv 1706.06083; uniform random start,
-  cross-entropy, one restart; n GE. Step 0.01 at eps = 8/255 (2.55/255, TGO; evaluation.md
+  cross-entropy, one restart; n GE. Step 0.01 at eps = 8/255 (2.55/255, TGO; docs/protocol.md
   section 2), scaled in proportion to eps elsewhere: a fixed 0.01 cannot cross the ball at
   digits' 32/255 in 10 steps (PGD-10 then lost to FGSM), so the step is ``0.31875 * eps`` and
   recorded in the attack key.
@@ -16,7 +16,7 @@
 - ``mifgsm``: Dong et al., arXiv 1710.06081; 5 steps of eps/4 (2/255 at 8/255), decay 0.1
   (RandHet's text); ``mifgsm-d1``: decay 1.0 (RandHet's script, torchattacks' default).
 
-EoT (evaluation.md section 4): PGD-family ids with K > 1 run ``EOTPGD(eot_iter=K)``. RFGSM,
+EoT (docs/protocol.md): PGD-family ids with K > 1 run ``EOTPGD(eot_iter=K)``. RFGSM,
 MIFGSM and PGD-L2 have no EoT in torchattacks: with K > 1 they run a native copy of the library's
 step loop on ``eot_gradient`` that equals the library at K = 1 (tested). MIFGSM always runs the
 native copy: the library freezes a sample after a zero gradient (see ``mifgsm_loop``). Linf only

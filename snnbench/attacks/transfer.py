@@ -1,6 +1,6 @@
 """Transfer attacks: adversarial examples crafted on a source model, scored on the target.
 
-``transfer-{source}-{attack}`` (evaluation.md sections 2 and 3): the attack runs on the source
+``transfer-{source}-{attack}`` (docs/protocol.md): the attack runs on the source
 only, so no gradient of the target is ever taken. This catches masking that no gradient variant
 of the target fixes (Athalye et al., arXiv 1802.00420). Sources:
 

@@ -1,5 +1,5 @@
 """``at``: adversarial training on PGD examples (Madry et al. 2018, arXiv 1706.06083;
-defenses.md section 4).
+docs/defenses.md).
 
     x0 = clip01(x + U(-s*eps, s*eps)),  x_{j+1} = clip01(clip_eps(x_j + alpha sign(grad_x CE)))
 

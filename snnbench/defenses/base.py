@@ -1,6 +1,6 @@
 """The Defense protocol: the hooks through which a defence changes training, and nothing more.
 
-A defence never edits the training loop (design.md). Per defenses.md section 5 a defence fills
+A defence never edits the training loop (docs/guide.md). Per docs/defenses.md a defence fills
 some of these slots: a neuron (or a gate after every neuron), training inputs (a generator such
 as AT's PGD or RAT's FGSM), loss terms (which may read membrane potentials or input currents),
 a hook after each optimiser step (RAT's retraction), and optimiser settings. Each defence owns a

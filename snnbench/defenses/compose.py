@@ -1,4 +1,4 @@
-"""Composition ``a+b`` (defenses.md section 5): which members combine, and how.
+"""Composition ``a+b`` (docs/defenses.md): which members combine, and how.
 
 Slots: at most one neuron member (tgo, het, randhet, randhet*, dlif), at most one gate (stog),
 at most one generator (at, rat); loss terms and hooks add up. Members are put in canonical

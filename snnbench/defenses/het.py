@@ -1,5 +1,5 @@
 """``het``: learnable heterogeneous time constants, ``k = sigmoid(w)`` per neuron (the RandHet
-paper's ablation, "following Xu et al."; defenses.md section 2.3). RECONSTRUCTED: per-neuron
+paper's ablation, "following Xu et al."; docs/defenses.md). RECONSTRUCTED: per-neuron
 logits (``het.granularity = neuron | channel | layer``), init w = 0 (k = 0.5, the track LIF at
 init), no weight decay on w. Deterministic. RandHet Table 7 (CIFAR-10, RAT, clean / MRA):
 Het 89.38 / 26.51 against the SNN's 89.55 / 26.44: heterogeneity alone does not help.

@@ -1,6 +1,6 @@
 """``randhet`` and ``randhet*``: random heterogeneous time constants (Wang et al., "Random
 heterogeneous spiking neural network for adversarial defense", iScience 2025; BrainCog
-``RHLIFNode`` / ``RHLIFNode2``; defenses.md section 2.4).
+``RHLIFNode`` / ``RHLIFNode2``; docs/defenses.md).
 
 ``k = sigmoid(sigma * eps)``, ``eps ~ N(0, 1)``: drawn per sample, neuron and time step
 (randhet) or once per forward call per sample and neuron, held over the T steps (randhet*,

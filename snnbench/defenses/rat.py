@@ -1,5 +1,5 @@
 """``rat``: regularised adversarial training (Ding et al., "SNN-RAT", NeurIPS 2022;
-defenses.md section 4).
+docs/defenses.md).
 
 Inputs: FGSM, eps 2/255, no random start (SNN-RAT log ``FGSM[0.007843]``); randhet track: the
 RFGSM generator of ``at``. Weight decay 0. After every optimiser step, on every Conv2d (weight

@@ -1,5 +1,5 @@
 """``sr``: sparse-gradient regularisation (Liu et al., "Enhancing Adversarial Robustness in SNNs
-with Sparse Gradients", ICML 2024; defenses.md section 4).
+with Sparse Gradients", ICML 2024; docs/defenses.md).
 
 On the training batch ``x_in``, with ``f(x) = sigmoid(z_y(x) - z_j(x))`` (z the T-averaged
 logits, j the runner-up class at x_in, kept for the second pass) and ``d = sign(grad_x f(x_in))``

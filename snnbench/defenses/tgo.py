@@ -1,6 +1,6 @@
 """``tgo``: Noisy-LIF neurons plus the membrane-potential constraint (Wang et al., "Robust
 Spiking Neural Networks Against Adversarial Attacks", arXiv 2602.20548, ICLR 2026;
-defenses.md sections 2.2 and 4).
+docs/defenses.md).
 
 For spiking layer l with N_l neurons, on the noise-free pre-reset potentials u of the task
 forward (RECONSTRUCTED: the paper's V(t) does not say whether noise or reset are included):

@@ -1,4 +1,4 @@
-"""``vanilla``: the track's LIF neuron trained with BPTT on clean inputs (defenses.md section 4).
+"""``vanilla``: the track's LIF neuron trained with BPTT on clean inputs (docs/defenses.md).
 
 Cross-entropy on the time-averaged logits, SGD with the track's weight decay (5e-4 on the tgo
 and pku tracks, 1e-4 on the randhet track). Identical to the bare architecture.

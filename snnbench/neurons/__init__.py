@@ -94,7 +94,7 @@ def parse_grad_mode(mode: str) -> tuple[str, Surrogate | None]:
 
 
 def grad_mode(model: nn.Module, mode: str = "own") -> nn.Module:
-    """Choose the attacker's backward pass (evaluation.md section 3), leaving the forward as is."""
+    """Choose the attacker's backward pass (docs/protocol.md), leaving the forward as is."""
     token, override = parse_grad_mode(mode)
     for neuron in spiking_neurons(model):
         neuron.attack_surrogate = override

@@ -1,4 +1,4 @@
-"""DLIF: LIF with a learnable input gain per time step (defenses.md section 2.6).
+"""DLIF: LIF with a learnable input gain per time step (docs/defenses.md).
 
 Paper: Ding et al., "Robust Stable Spiking Neural Networks", ICML 2024, arXiv 2405.20694
 (code: DingJianhao/stable-snn, MIT; quirk Q2: the input is integrated once per step).

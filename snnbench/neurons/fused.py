@@ -1,4 +1,4 @@
-"""The fused multi-step LIF core: the whole T loop in one autograd node (design.md, neurons/).
+"""The fused multi-step LIF core: the whole T loop in one autograd node (docs/guide.md, neurons/).
 
 The naive loop (``LIF.simulate_naive``) builds a graph of ~8 nodes per step, each saving its
 inputs. Here the forward runs the same elementwise operations in the same order (so spikes are

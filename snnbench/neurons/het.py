@@ -1,4 +1,4 @@
-"""Het: LIF with learnable heterogeneous decays (defenses.md section 2.3).
+"""Het: LIF with learnable heterogeneous decays (docs/defenses.md).
 
 Paper: Wang et al., "Random heterogeneous spiking neural network for adversarial defense"
 (RandHet; BrainCog-X/Brain-Cog ``examples/Snn_safety``), ablation "time constants as trainable

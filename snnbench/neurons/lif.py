@@ -1,4 +1,4 @@
-"""The multi-step leaky integrate-and-fire neuron (defenses.md sections 1 and 2.1).
+"""The multi-step leaky integrate-and-fire neuron (docs/defenses.md).
 
 Charge, fire and reset are separate methods so that a new neuron overrides only what differs
 (SpikingJelly's shape). Input and output are ``[T*B, ...]``: the time axis is folded into the

@@ -1,4 +1,4 @@
-"""Noisy-LIF, the neuron of TGO (defenses.md section 2.2).
+"""Noisy-LIF, the neuron of TGO (docs/defenses.md).
 
 Paper: Wang et al., "Robust Spiking Neural Networks Against Adversarial Attacks", ICLR 2026,
 arXiv 2602.20548 (appendix E: firing probability ``Phi((u - theta) / sigma)`` given ``u``).

@@ -1,4 +1,4 @@
-"""RandHet and RandHet*: LIF with random heterogeneous decays (defenses.md section 2.4).
+"""RandHet and RandHet*: LIF with random heterogeneous decays (docs/defenses.md).
 
 Paper: Wang et al., "Random heterogeneous spiking neural network for adversarial defense"
 (code: BrainCog-X/Brain-Cog ``examples/Snn_safety``, ``RHLIFNode`` and ``RHLIFNode2``).

@@ -1,4 +1,4 @@
-"""StoG: a stochastic gate on a spiking layer's output (defenses.md section 2.5).
+"""StoG: a stochastic gate on a spiking layer's output (docs/defenses.md).
 
 Paper: Ding et al., "Enhancing the robustness of spiking neural networks with stochastic gating
 mechanisms", AAAI 2024 (code: DingJianhao/StoG-meets-SNN, MIT).

@@ -1,9 +1,9 @@
 """Surrogate derivatives of the spike step and the spike function that uses them.
 
-defenses.md section 1: the tgo track uses the triangle ``g(x) = max(0, w - |x|) / w**2`` (w = 1,
+docs/defenses.md: the tgo track uses the triangle ``g(x) = max(0, w - |x|) / w**2`` (w = 1,
 peak 1), the randhet track the arctangent ``g(x) = (a/2) / (1 + (pi a x / 2)**2)`` (a = 2, peak 1).
 Every shape here integrates to 1; ``width`` scales its support. The attacker may swap the
-backward pass without touching the forward (evaluation.md section 3): neurons consult
+backward pass without touching the forward (docs/protocol.md): neurons consult
 ``attack_surrogate`` before their own.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Deterministic twins of a spiking model, the sources of transfer attacks (evaluation.md 3).
+"""Deterministic twins of a spiking model, the sources of transfer attacks (docs/protocol.md).
 
 A defence whose randomness or spike nonlinearity hides the gradient is still vulnerable to
 adversarial examples crafted on a smooth or noise-free model with the same weights:
