@@ -253,3 +253,56 @@ def test_attacker_surrogate_changes_the_gradient_not_the_forward(trained_home):
     assert not any(n.rate_backward for n in spiking_neurons(model))          # restored
     with pytest.raises(SnnbenchError):
         create_attack("fgsm", 32 / 255, surrogate="bptx")
+
+
+# --- check C01: every output is checked, and the check itself bites ---------------------------
+
+def _broken_outputs(x: torch.Tensor, eps: float) -> dict[str, torch.Tensor]:
+    return {"outside the ball": (x + 2 * eps).clamp(0, 1) if eps else x + 0.5,
+            "outside [0, 1]": x - 2.0,
+            "NaN": torch.full_like(x, float("nan"))}
+
+
+@pytest.mark.parametrize("kind", ["outside the ball", "outside [0, 1]", "NaN"])
+@pytest.mark.parametrize("attack_id", ATTACKS.names())
+def test_every_attack_path_refuses_an_invalid_output(monkeypatch, digits, attack_id, kind):
+    x, y = digits[0][:4], digits[1][:4]
+    x = x.clamp(0.2, 0.8)                      # room to leave the ball without clamping back
+    attack = create_attack(attack_id, EPS)
+    monkeypatch.setattr(type(attack), "perturb",
+                        lambda self, model, x, y: _broken_outputs(x, self.eps)[kind])
+    with pytest.raises(SnnbenchError, match=f"attack {attack_id} returned"):
+        attack(nn.Linear(64, 10), x, y)
+
+
+def test_the_evaluation_pipeline_refuses_an_invalid_output(monkeypatch, model):
+    from snnbench.attacks.torchattacks import FGSM
+    monkeypatch.setattr(FGSM, "perturb", lambda self, m, x, y: (x + 2 * self.eps).clamp(0, 1))
+    with pytest.raises(SnnbenchError, match="attack fgsm returned a perturbation"):
+        snnbench.evaluate(model, ["fgsm"], n=20)
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_check_valid_bites_just_outside_the_ball_and_not_just_inside(norm):
+    from snnbench.attacks import check_valid
+    eps = 0.25
+    x = torch.full((2, 1, 8, 8), 0.5, dtype=torch.float64)
+    direction = torch.zeros_like(x)
+    direction[:, 0, 0, 0] = 1.0                # one pixel: its size is the same in L2 and Linf
+    if norm == "L2":
+        direction = torch.ones_like(x) / 8.0   # unit L2 norm over 64 pixels
+    for size, valid in ((eps + 1e-5, False), (eps + 1e-7, True), (eps - 1e-7, True)):
+        x_adv = x + size * direction
+        if valid:
+            check_valid(x_adv, x, eps, norm, "probe")
+        else:
+            with pytest.raises(SnnbenchError, match="outside|perturbation of size"):
+                check_valid(x_adv, x, eps, norm, "probe")
+    for bad in (x.clone().fill_(1 + 1e-5), x.clone().fill_(-1e-5)):
+        with pytest.raises(SnnbenchError, match=r"outside \[0, 1\]"):
+            check_valid(bad, bad.clamp(0, 1), eps, norm, "probe")
+    for value in (float("nan"), float("inf")):
+        bad = x.clone()
+        bad[0, 0, 0, 0] = value
+        with pytest.raises(SnnbenchError, match="NaN or infinite"):
+            check_valid(bad, x, eps, norm, "probe")
