@@ -210,6 +210,7 @@ def test_autoattack_standard_hands_k_to_its_parts(stochastic_model, digits):
     assert configured.apgd.eot_iter == configured.apgd_targeted.eot_iter == 3
     assert configured.apgd.n_restarts == 1 and configured.apgd_targeted.n_target_classes == 9
     assert isinstance(configured.square.predict, LogitMeanEoT) and configured.verbose is False
+    assert isinstance(configured.fab.predict, LogitMeanEoT) and configured.fab.predict.k == 3
     rand = create_attack("autoattack-rand", EPS, eot=3)._configure(stochastic_model, digits[0][:4])
     assert rand.attacks_to_run == ["apgd-ce", "apgd-dlr"] and rand.apgd.eot_iter == 20
 
@@ -225,7 +226,9 @@ def test_eot_settings_enter_the_key_and_the_cost():
     assert make("mtpgd10", 2).grad_evals() == 9 * 10 * 2
     assert make("apgd-t", 2).grad_evals() == 9 * 100 * 2
     fab = make("fab-t", 4)
-    assert fab.eot == 1 and fab.params["eot"] == "n/a" and fab.grad_evals() == 900
+    assert fab.eot == 4 and fab.params["eot_mode"] == "logit-mean" and fab.grad_evals() == 3600
+    assert make("fab-t").grad_evals() == 900 and "eot_mode" not in make("fab-t").params
+    assert make("autoattack-standard", 2).grad_evals() == 100 * (1 + 2 * 9) * 2
     square = make("square", 3, steps=300)
     assert square.grad_evals() == 0 and square.params["queries"] == 300
     assert square.params["eot_mode"] == "logit-mean"

@@ -13,12 +13,15 @@ Hein, arXiv 1907.02044; Square: Andriushchenko et al., arXiv 1912.00049.
 - ``apgd-t``: ``APGDAttack_targeted``, 100 iterations per target, 9 targets (#classes - 1 when
   fewer), targeted DLR, ``eot_iter`` K. 900*K GE.
 - ``fab-t``: ``FABAttack_PT`` targeted, 100 iterations, 9 targets, alpha_max 0.1, eta 1.05,
-  beta 0.9. No EoT in FAB: with K > 1 it still runs, one draw per step, and records ``eot=n/a``.
+  beta 0.9. FAB has no EoT of its own: with K > 1 it attacks ``LogitMeanEoT(model, K)`` (the
+  mean logits of K draws: its linearisation, every step and every success decision on the
+  mean; ``eot_mode=logit-mean``). 900*K GE.
 - ``square``: ``SquareAttack``, 5,000 queries (``steps`` overrides), p_init 0.8, 1 restart,
   margin loss, no rescaled schedule (as AutoAttack runs it); K > 1 queries
   ``LogitMeanEoT(model, K)``. 0 GE.
 - ``autoattack-standard``: ``AutoAttack(version='standard')`` = APGD-CE -> APGD-T -> FAB-T ->
-  Square on survivors; with K > 1 its APGD parts get ``eot_iter`` K and Square the logit mean.
+  Square on survivors; with K > 1 its APGD parts get ``eot_iter`` K, FAB-T and Square the
+  logit mean.
   ``autoattack-rand``: ``version='rand'`` = APGD-CE + APGD-DLR with its own EoT 20.
 
 Stochastic models (evaluation.md section 4). The library judges success on one draw: APGD
@@ -251,14 +254,15 @@ class APGDT(Attack):
 
 
 class FAB(Attack):
-    def grad_evals(self) -> int:       # no EoT: one draw per step whatever was asked
-        return int(self.params["steps"]) * int(self.params["targets"])
+    def grad_evals(self) -> int:
+        return int(self.params["steps"]) * int(self.params["targets"]) * self.eot
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.eps == 0:
             return x.clone()
         p = self.params
-        attack = FABAttack_PT(model, norm=self.norm, n_restarts=p["restarts"], n_iter=p["steps"],
+        predict = model if self.eot == 1 else LogitMeanEoT(model, self.eot)
+        attack = FABAttack_PT(predict, norm=self.norm, n_restarts=p["restarts"], n_iter=p["steps"],
                               eps=self.eps, alpha_max=p["alpha_max"], eta=p["eta"],
                               beta=p["beta"], loss_fn=None, verbose=False, seed=p["seed"],
                               targeted=True, device=x.device,
@@ -296,8 +300,7 @@ class AutoAttackRun(Attack):
         p = self.params
         if p["version"] == "rand":
             return 2 * int(p["n_iter"]) * self.eot
-        return int(p["n_iter"]) * (1 + int(p["targets"])) * self.eot \
-            + int(p["n_iter"]) * int(p["targets"])
+        return int(p["n_iter"]) * (1 + 2 * int(p["targets"])) * self.eot
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.eps == 0:
@@ -334,7 +337,7 @@ class AutoAttackRun(Attack):
         attack.apgd_targeted.n_target_classes = attack.fab.n_target_classes = targets
         attack.apgd.eot_iter = attack.apgd_targeted.eot_iter = self.eot
         if self.eot > 1:
-            attack.square.predict = LogitMeanEoT(model, self.eot)
+            attack.square.predict = attack.fab.predict = LogitMeanEoT(model, self.eot)
         attack.get_logits = EoTPrediction(model, self.eot)     # the cascade's decisions
         return attack
 
@@ -406,18 +409,18 @@ def apgd_t(eps: float, norm: str = "Linf", steps: int | None = None, eot: int = 
                   "loss": "dlr-targeted"}, "pyautoattack.APGDAttack_targeted", eot=eot)
 
 
-@ATTACKS.register("fab-t", summary="FAB-T: targeted FAB, 100 iterations x 9 targets, no EoT",
+@ATTACKS.register("fab-t", summary="FAB-T: targeted FAB, 100 iterations x 9 targets, EoT on the logit mean",
                   paper="Croce & Hein 2020, arXiv 1907.02044")
 def fab_t(eps: float, norm: str = "Linf", steps: int | None = None, eot: int = 1) -> Attack:
     """FAB-T (Croce & Hein, arXiv 1907.02044; as in AutoAttack, arXiv 2003.01690) via
     pyautoattack FABAttack_PT(targeted=True): 100 iterations, 9 targets, 1 restart, alpha_max
-    0.1, eta 1.05, beta 0.9, seed 0. FAB has no EoT: with K > 1 it runs once per step and
-    records ``eot=n/a``. 900 GE."""
+    0.1, eta 1.05, beta 0.9, seed 0; K > 1 attacks LogitMeanEoT(model, K) (its steps and its
+    success decisions on the mean logits of K draws). 900*K GE."""
     params = {"steps": steps or 100, "restarts": 1, "targets": 9, "alpha_max": 0.1,
               "eta": 1.05, "beta": 0.9, "seed": 0}
     if eot > 1:
-        params["eot"] = "n/a"
-    return FAB("fab-t", eps, parse_norm(norm), params, "pyautoattack.FABAttack_PT", eot=1)
+        params["eot_mode"] = "logit-mean"
+    return FAB("fab-t", eps, parse_norm(norm), params, "pyautoattack.FABAttack_PT", eot=eot)
 
 
 @ATTACKS.register("square", summary="Square Attack: 5,000 queries, p_init 0.8, gradient-free",
