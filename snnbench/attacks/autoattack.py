@@ -38,8 +38,11 @@ draws agree, so the decision, the clean-correct filter and every successful outp
 library's bit for bit; a sample it did not break gets its highest-loss point (correctly
 classified, so the robust accuracy cannot change) instead of x. The AutoAttack wrappers swap
 these parts in, judge the cascade on ``EoTPrediction`` (the same mean over K draws), and give
-every survivor APGD-CE's highest-loss point instead of x. What stays the library's: FAB-T and
-Square decide on their own terms (see below) before the cascade re-judges them.
+every survivor APGD-CE's highest-loss point instead of x. What stays the library's: inside
+``attack_single_run`` the step-size halving and the jumps back to the best point read the last
+draw's loss (``eot_iter`` only averages the gradient); FAB-T and Square decide on the logit mean
+(above) before the cascade re-judges them; FAB-T hands back x where it found nothing in the
+ball (a minimum-norm attack has no loss to keep).
 
 Every call passes eps, norm, device and seed 0 (the library reseeds torch's *global* RNG with it
 on every call). pyautoattack never changes the model's mode; the caller puts the model in eval
