@@ -163,3 +163,11 @@ def test_autoattack_survivors_get_apgd_ce_points():
     result = with_survivors(x_adv, x, {row_key(x[2]): point, row_key(x[0]): x[0] * 0})
     assert torch.equal(result[0], x_adv[0]) and torch.equal(result[2], point)
     assert torch.equal(result[1], x[1]) and torch.equal(result[3], x[3])   # never attacked
+
+
+def test_autoattack_rand_hands_back_no_clean_input(digits):
+    """Nothing breaks ``Sure``: every sample survives the cascade and gets APGD-CE's point."""
+    x, y = digits[0][:8], torch.zeros(8, dtype=torch.long)
+    torch.manual_seed(0)
+    x_adv = create_attack("autoattack-rand", EPS)(Sure(), x, y)
+    assert bool((x_adv != x).flatten(1).any(1).all())
