@@ -109,7 +109,8 @@ class IterateLog(nn.Module):
             raise SnnbenchError("pyautoattack changed how APGD calls the model (an iterate "
                                 f"without its {self.k} EoT draws); update snnbench's APGD wrapper")
         shape = (-1,) + (1,) * (self.adv.dim() - 1)
-        return torch.where(self.broken.view(shape), self.adv, self.best), self.broken, self.best_loss
+        points = torch.where(self.broken.view(shape), self.adv, self.best)
+        return points, self.broken, self.best_loss
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.model(x)
@@ -412,7 +413,8 @@ def apgd_t(eps: float, norm: str = "Linf", steps: int | None = None, eot: int = 
                   "loss": "dlr-targeted"}, "pyautoattack.APGDAttack_targeted", eot=eot)
 
 
-@ATTACKS.register("fab-t", summary="FAB-T: targeted FAB, 100 iterations x 9 targets, EoT on the logit mean",
+@ATTACKS.register("fab-t", summary="FAB-T: targeted FAB, 100 iterations x 9 targets, EoT on "
+                  "the logit mean",
                   paper="Croce & Hein 2020, arXiv 1907.02044")
 def fab_t(eps: float, norm: str = "Linf", steps: int | None = None, eot: int = 1) -> Attack:
     """FAB-T (Croce & Hein, arXiv 1907.02044; as in AutoAttack, arXiv 2003.01690) via
