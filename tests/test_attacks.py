@@ -210,6 +210,7 @@ def test_autoattack_standard_hands_k_to_its_parts(stochastic_model, digits):
     assert configured.apgd.eot_iter == configured.apgd_targeted.eot_iter == 3
     assert configured.apgd.n_restarts == 1 and configured.apgd_targeted.n_target_classes == 9
     assert isinstance(configured.square.predict, LogitMeanEoT) and configured.verbose is False
+    assert isinstance(configured.fab.predict, LogitMeanEoT) and configured.fab.predict.k == 3
     rand = create_attack("autoattack-rand", EPS, eot=3)._configure(stochastic_model, digits[0][:4])
     assert rand.attacks_to_run == ["apgd-ce", "apgd-dlr"] and rand.apgd.eot_iter == 20
 
@@ -225,7 +226,9 @@ def test_eot_settings_enter_the_key_and_the_cost():
     assert make("mtpgd10", 2).grad_evals() == 9 * 10 * 2
     assert make("apgd-t", 2).grad_evals() == 9 * 100 * 2
     fab = make("fab-t", 4)
-    assert fab.eot == 1 and fab.params["eot"] == "n/a" and fab.grad_evals() == 900
+    assert fab.eot == 4 and fab.params["eot_mode"] == "logit-mean" and fab.grad_evals() == 3600
+    assert make("fab-t").grad_evals() == 900 and "eot_mode" not in make("fab-t").params
+    assert make("autoattack-standard", 2).grad_evals() == 100 * (1 + 2 * 9) * 2
     square = make("square", 3, steps=300)
     assert square.grad_evals() == 0 and square.params["queries"] == 300
     assert square.params["eot_mode"] == "logit-mean"
@@ -253,3 +256,56 @@ def test_attacker_surrogate_changes_the_gradient_not_the_forward(trained_home):
     assert not any(n.rate_backward for n in spiking_neurons(model))          # restored
     with pytest.raises(SnnbenchError):
         create_attack("fgsm", 32 / 255, surrogate="bptx")
+
+
+# --- check C01: every output is checked, and the check itself bites ---------------------------
+
+def _broken_outputs(x: torch.Tensor, eps: float) -> dict[str, torch.Tensor]:
+    return {"outside the ball": (x + 2 * eps).clamp(0, 1) if eps else x + 0.5,
+            "outside [0, 1]": x - 2.0,
+            "NaN": torch.full_like(x, float("nan"))}
+
+
+@pytest.mark.parametrize("kind", ["outside the ball", "outside [0, 1]", "NaN"])
+@pytest.mark.parametrize("attack_id", ATTACKS.names())
+def test_every_attack_path_refuses_an_invalid_output(monkeypatch, digits, attack_id, kind):
+    x, y = digits[0][:4], digits[1][:4]
+    x = x.clamp(0.2, 0.8)                      # room to leave the ball without clamping back
+    attack = create_attack(attack_id, EPS)
+    monkeypatch.setattr(type(attack), "perturb",
+                        lambda self, model, x, y: _broken_outputs(x, self.eps)[kind])
+    with pytest.raises(SnnbenchError, match=f"attack {attack_id} returned"):
+        attack(nn.Linear(64, 10), x, y)
+
+
+def test_the_evaluation_pipeline_refuses_an_invalid_output(monkeypatch, model):
+    from snnbench.attacks.torchattacks import FGSM
+    monkeypatch.setattr(FGSM, "perturb", lambda self, m, x, y: (x + 2 * self.eps).clamp(0, 1))
+    with pytest.raises(SnnbenchError, match="attack fgsm returned a perturbation"):
+        snnbench.evaluate(model, ["fgsm"], n=20)
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_check_valid_bites_just_outside_the_ball_and_not_just_inside(norm):
+    from snnbench.attacks import check_valid
+    eps = 0.25
+    x = torch.full((2, 1, 8, 8), 0.5, dtype=torch.float64)
+    direction = torch.zeros_like(x)
+    direction[:, 0, 0, 0] = 1.0                # one pixel: its size is the same in L2 and Linf
+    if norm == "L2":
+        direction = torch.ones_like(x) / 8.0   # unit L2 norm over 64 pixels
+    for size, valid in ((eps + 1e-5, False), (eps + 1e-7, True), (eps - 1e-7, True)):
+        x_adv = x + size * direction
+        if valid:
+            check_valid(x_adv, x, eps, norm, "probe")
+        else:
+            with pytest.raises(SnnbenchError, match="outside|perturbation of size"):
+                check_valid(x_adv, x, eps, norm, "probe")
+    for bad in (x.clone().fill_(1 + 1e-5), x.clone().fill_(-1e-5)):
+        with pytest.raises(SnnbenchError, match=r"outside \[0, 1\]"):
+            check_valid(bad, bad.clamp(0, 1), eps, norm, "probe")
+    for value in (float("nan"), float("inf")):
+        bad = x.clone()
+        bad[0, 0, 0, 0] = value
+        with pytest.raises(SnnbenchError, match="NaN or infinite"):
+            check_valid(bad, x, eps, norm, "probe")

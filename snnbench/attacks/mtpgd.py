@@ -10,11 +10,14 @@ t on the margin z_t - z_y and keep the best. TGO's MTPGD columns (Table 3) add m
   in the eps-ball, on the momentum m <- 0.9 m + g / mean|g| (MI-FGSM's normalised accumulation,
   Dong et al., arXiv 1710.06081; RECONSTRUCTED: TGO states only "momentum 0.9"), projection
   onto the eps-ball and [0, 1]. g is the EoT gradient (``eot_gradient``, K draws).
-- Per sample the first target whose final iterate is misclassified (one draw) wins; samples no
-  target breaks keep the example with the largest final margin max_{c != y} z_c - z_y. Samples
+- Each target's final iterate is judged on K fresh no-grad draws (``mean_prediction``: the
+  mean softmax, not one draw; on a deterministic model the draw itself): per sample the first
+  target whose final iterate is so misclassified wins; samples no target breaks keep the final
+  iterate with the largest margin max_{c != y} s_c - s_y of that mean prediction (the logits on
+  a deterministic model, as before). The targets are ranked on the same mean at x. Samples
   already broken skip the remaining targets (AutoAttack's cascade within the attack), so 9 n K
-  GE is an upper bound. Clean-misclassified samples are attacked like the others (on a
-  stochastic model one clean draw says little).
+  GE is an upper bound (plus 9 K + K gradient-free passes). Clean-misclassified samples are
+  attacked like the others (on a stochastic model one clean draw says little).
 
 Linf only.
 """
@@ -24,7 +27,7 @@ import torch
 from torch import nn
 
 from snnbench.attacks.base import Attack
-from snnbench.attacks.eot import eot_gradient
+from snnbench.attacks.eot import eot_gradient, eot_predict
 from snnbench.attacks.registry import ATTACKS
 from snnbench.attacks.torchattacks import linf_only, project_linf
 
@@ -74,8 +77,7 @@ class MTPGD(Attack):
             return x.clone()
         p = self.params
         x, y = x.detach(), y.to(x.device)
-        with torch.no_grad():
-            targets = target_classes(model(x), y, p["targets"])
+        targets = target_classes(eot_predict(model, x, self.eot), y, p["targets"])
         best = x.clone()
         best_margin = torch.full((len(x),), -float("inf"), device=x.device)
         broken = torch.zeros(len(x), dtype=torch.bool, device=x.device)
@@ -85,8 +87,7 @@ class MTPGD(Attack):
                 break
             adv = targeted_run(model, x[todo], y[todo], targets[todo, j], self.eps, p["alpha"],
                                p["steps"], p["momentum"], self.eot)
-            with torch.no_grad():
-                m = margin(model(adv), y[todo])
+            m = margin(eot_predict(model, adv, self.eot), y[todo])
             better = (m > 0) | (m > best_margin[todo])
             best[todo[better]] = adv[better]
             best_margin[todo[better]] = m[better]
