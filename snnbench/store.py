@@ -133,10 +133,12 @@ class ResultStore:
         """Schema 1 -> 2: two nullable columns; old chunks read as deterministic runs. Their
         attack keys carry no ``rule=`` token, so no new run ever reuses them."""
         names = {r[1] for r in self._db.execute("PRAGMA table_info(chunks)")}
-        for column in ("adv_select", "origin"):
-            if column not in names:
-                self._db.execute(f"ALTER TABLE chunks ADD COLUMN {column} BLOB")
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA),))
+        missing = [c for c in ("adv_select", "origin") if c not in names]
+        for column in missing:
+            self._db.execute(f"ALTER TABLE chunks ADD COLUMN {column} BLOB")
+        stored = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if stored is not None and stored[0] != str(SCHEMA):   # an up-to-date store stays unwritten
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA),))
 
     def close(self) -> None:
         self._db.close()

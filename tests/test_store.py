@@ -54,3 +54,20 @@ def test_corrupt_file_is_refused(tmp_path):
     path.write_bytes(b"this is not a database at all" * 100)
     with pytest.raises(SnnbenchError, match="not"):
         ResultStore(path)
+
+
+def test_a_schema_1_store_is_migrated_and_its_chunks_read_as_deterministic(tmp_path):
+    import sqlite3
+    path = tmp_path / "old.sqlite"
+    with ResultStore(path) as store:
+        store.put_chunk("sha", "key", chunk(0))
+    db = sqlite3.connect(path)          # as schema 1 wrote it: no selection counts, no origin
+    db.execute("UPDATE chunks SET adv_select = NULL, origin = NULL")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    with ResultStore(path) as store:
+        (old,) = store.chunks("sha", "key")
+        assert store.get_meta("schema") == "2"
+        assert old.candidate_select().tolist() == old.adv.tolist()
+        assert old.candidate_origin().tolist() == [0, 0, 1]     # where adv < clean
