@@ -90,7 +90,7 @@ def run_models(runs: Sequence[ModelRun], *, home: Path, store: str, config: Eval
         for run in runs:
             job = Job(str(model_dir(run.name, home).resolve()), ModelInfo.from_card(run.card),
                       config, device, str(data_root) if data_root is not None else None,
-                      str(home.resolve()), compile, torch.get_num_threads())
+                      str(home.resolve()), compile)
             done, failed = run_ray(ray, job, run.attacks, results, on_chunk, max_chunks,
                                    cascade=run.cascade, per_attack_full=full(run),
                                    paired=run.paired, tail=run.tail)
@@ -163,7 +163,8 @@ class Job:
     data_root: str | None
     home: str | None
     compile: bool = False
-    threads: int = 0              # the driver's torch CPU threads: workers use the same count
+    # the driver's torch CPU threads, taken when the job is made: workers use the same count
+    threads: int = field(default_factory=torch.get_num_threads)
 
 
 def _same_threads(job: Job) -> None:

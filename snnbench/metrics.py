@@ -122,14 +122,17 @@ def mra_interval(per_attack: Sequence[np.ndarray], k_eval: int,
                                                float(np.quantile(rounds_min, 0.975)))
 
 
+SYMMETRY = 0.1     # halves within 10% of each other read as one ± (the larger half)
+
+
 def format_interval(acc: float, ci: Sequence[float] | None, digits: int = 2) -> str:
-    """``value ± half-width`` in percent where the interval is symmetric at the shown
-    precision, else ``value [low, high]``."""
+    """``value ± half-width`` in percent where the interval is close to symmetric (its halves
+    within 10% of each other; the larger half is shown), else ``value [low, high]``."""
     if ci is None:
         return f"{100 * acc:.{digits}f}"
     below, above = 100 * (acc - ci[0]), 100 * (ci[1] - acc)
-    if abs(below - above) < 10 ** -digits:
-        return f"{100 * acc:.{digits}f} ± {above:.{digits}f}"
+    if abs(below - above) <= SYMMETRY * max(below, above):
+        return f"{100 * acc:.{digits}f} ± {max(below, above):.{digits}f}"
     return f"{100 * acc:.{digits}f} [{100 * ci[0]:.{digits}f}, {100 * ci[1]:.{digits}f}]"
 
 

@@ -49,20 +49,16 @@ class Leaderboard:
         return {"schema": LEADERBOARD_SCHEMA, "banner": BANNER, "name": self.name,
                 "columns": self.columns, "rows": self.rows, "cards": self.cards}
 
-    @property
-    def main_setting(self) -> dict[str, Any] | None:
-        """The setting of the main table: the one with the most rows (then the most samples)."""
-        return self.rows[0]["setting"] if self.rows else None
-
     def main_rows(self) -> list[dict[str, Any]]:
         """The rows of the main table (paper layouts and the gate's default read these)."""
-        return [row for row in self.rows if row["setting"] == self.main_setting]
+        return self.tables()[0][1] if self.rows else []
 
     def tables(self) -> list[tuple[dict[str, Any], list[dict[str, Any]], list[str]]]:
-        """``(setting, rows, columns)`` per setting, the main table first."""
+        """``(setting, rows, columns)`` per table, the main table first. A table holds the rows
+        of one setting but for ``k_eval`` (deterministic rows have 1, stochastic ones more)."""
         out: list[tuple[dict[str, Any], list[dict[str, Any]], list[str]]] = []
         for row in self.rows:
-            if not out or out[-1][0] != row["setting"]:
+            if not out or _table_key(out[-1][0]) != _table_key(row["setting"]):
                 out.append((row["setting"], [], []))
             out[-1][1].append(row)
         for _, rows, columns in out:
@@ -89,8 +85,11 @@ def setting_of(card: dict) -> dict[str, Any]:
 
 
 def _setting_key(setting: dict[str, Any]) -> tuple:
-    return tuple(setting[k] for k in ("dataset", "split", "n", "samples", "k_eval", "norm",
-                                      "eps", "seed"))
+    return (*_table_key(setting), setting["k_eval"])
+
+
+def _table_key(setting: dict[str, Any]) -> tuple:
+    return tuple(setting[k] for k in ("dataset", "split", "n", "samples", "norm", "eps", "seed"))
 
 
 def _base(card: dict) -> str:
@@ -129,11 +128,11 @@ def build_leaderboard(cards: list[dict], name: str = "leaderboard",
         row["unreliable"] = flagged(outcomes)
         row["warnings"] = check_warnings(outcomes)
         row["diagnostics"] = (diagnostics or {}).get(row["sha256"], {})
-    per_setting: dict[tuple, int] = defaultdict(int)
+    per_table: dict[tuple, int] = defaultdict(int)
     for row in rows:
-        per_setting[_setting_key(row["setting"])] += 1
-    rows.sort(key=lambda r: (-per_setting[_setting_key(r["setting"])], -r["setting"]["n"],
-                             _setting_key(r["setting"]),
+        per_table[_table_key(row["setting"])] += 1
+    rows.sort(key=lambda r: (-per_table[_table_key(r["setting"])], -r["setting"]["n"],
+                             _table_key(r["setting"]),
                              -((r["headline"] or {}).get("acc") or -1.0), r["model"]))
     columns = sorted({c for row in rows for c in row["attacks"]}, key=_column_order)
     return Leaderboard(name, columns, rows,
@@ -349,9 +348,10 @@ def describe_setting(setting: dict[str, Any], rows: list[dict[str, Any]]) -> str
     threads = sorted({t for r in rows for t in r.get("threads", [])})
     random_rows = [r for r in rows if r["stochastic"]]
     eots = sorted({a["eot"] for r in random_rows for a in r["attacks"].values()})
+    draws = "/".join(str(k) for k in sorted({r["k_eval"] for r in random_rows}))
     stochastic = (f" Stochastic models ({', '.join(r['defense'] for r in random_rows)}): "
-                  f"expected accuracy over {setting['k_eval']} report draws per sample, "
-                  f"candidates chosen on {setting['k_eval']} separate selection draws, attacks "
+                  f"expected accuracy over {draws} report draws per sample, "
+                  f"candidates chosen on {draws} separate selection draws, attacks "
                   f"with EoT K = {'/'.join(map(str, eots))}, bootstrap intervals."
                   if random_rows else "")
     return (f"Data: {setting['dataset']} ({setting['split']} split) · threat model: "
@@ -367,8 +367,9 @@ def describe(board: Leaderboard) -> str:
     reduced = any(d == "digits" for d in datasets) or any(n < 10000 for n in samples)
     note = ("Reduced protocol: small data and/or a subset of the test split, not the papers' "
             "setting. " if reduced else "Full test split. ")
-    return (f"{note}Robust accuracy in %, ± the half-width of the 95% interval (Wilson for "
-            "deterministic models), or [low, high] where it is not symmetric. "
+    return (f"{note}Robust accuracy in %, ± the larger half-width of the 95% interval (Wilson "
+            "for deterministic models, bootstrap for stochastic ones), or [low, high] where its "
+            "halves differ by more than 10%. "
             f"**{HEADLINE}**: the number to cite; per sample, the worst case over every attack "
             "of the row (its columns and the cascade), rows ranked by it. MRA = minimum over "
             "the attack columns (the papers' column), with a bootstrap interval. A `+eot` "

@@ -132,7 +132,7 @@ def test_round_trip_train_attack_report_gate(tmp_path):
     import pandas as pd
     frame = pd.read_csv(out / "digits.csv")
     header = (out / "digits.csv").read_text().splitlines()[0].split(",")
-    assert list(frame.columns) == header and header[:2] == ["model", "defense"]
+    assert list(frame.columns) == header and header[:2] == ["model", "headline"]
     assert {"clean", "fgsm", "pgd10", "mra"} <= set(header) and len(frame) == 1
     assert frame.loc[0, "model"] == "vanilla-tiny-digits"
     assert frame.loc[0, "fgsm"] == pytest.approx(row["attacks"]["fgsm"]["robust_acc"])

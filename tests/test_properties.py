@@ -192,7 +192,7 @@ def test_store_holds_exactly_the_committed_chunks(sequence):
                 raw.execute("BEGIN IMMEDIATE")
                 raw.execute("INSERT OR REPLACE INTO chunks SELECT model_sha, attack_key, ?, n, "
                             "k_eval, clean, adv, seconds, grad_evals, batch_size, seed, env, "
-                            "created FROM chunks LIMIT 1", (i + 100,))
+                            "created, adv_select, origin FROM chunks LIMIT 1", (i + 100,))
                 raw.close()
             else:
                 store.close()
