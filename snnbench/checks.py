@@ -556,8 +556,9 @@ def _verdict(pairs: Pairs, decided: list[Comparison], family: int) -> tuple[str,
 @register("C01", "error", "results", "an adversarial input outside the eps-ball or [0, 1]",
           "invalid", "the run is void; report the attack as a bug")
 def _c01(results: Results) -> tuple[str, str]:
-    # Every attack output is checked before it is counted (attacks.base.check_valid): a run that
-    # failed never produced a card, so a stored card records a pass.
+    # Every attack output is checked before it is counted (attacks.base.check_valid), and each
+    # card records the largest perturbation it measured on what was counted (evaluate.
+    # validity_check): a card's C01 is that measurement, not a constant.
     bad = [c["attack"]["id"] for c in results.cards if c.get("checks", {}).get("C01") != "pass"]
     if not results.cards:
         return "skip", "no stored run"

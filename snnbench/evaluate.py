@@ -185,6 +185,7 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
     ``origin`` names this attack's candidates (its cascade position; 1 for a single run).
     """
     start = time.perf_counter()
+    validity: dict[str, float] = {}
     k_eval = eval_draws(info, config)
     task_seed = stable_seed(config.seed, info.sha256, key, index)
     batch = eval_batch(config, device)
@@ -200,6 +201,7 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
         parts, batch = map_batches(lambda s: attack(model, xt[s].to(device), yt[s].to(device)).cpu(),
                                    len(target), batch, restart=lambda: torch.manual_seed(task_seed))
         x_adv = torch.cat(parts)
+        validity = perturbation_extent(x_adv, xt, attack.norm)
         hit = np.array(current.select)
         hit[target] = count(x_adv, yt, "eval-adv")
         outputs = np.zeros(len(y), np.uint8)
@@ -215,9 +217,27 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
     return Chunk(index, clean.astype(np.uint8), chosen.report.astype(np.uint8), k_eval,
                  time.perf_counter() - start, attack.grad_evals() * len(target),
                  batch, task_seed, {"device": device.type, "attacked": int(len(target)),
-                                    "threads": torch.get_num_threads(),
+                                    "threads": torch.get_num_threads(), **validity,
                                     **({"compiled": True} if is_compiled(model) else {})},
                  chosen.select.astype(np.uint8), chosen.origin.astype(np.uint8))
+
+
+def perturbation_extent(x_adv: torch.Tensor, x: torch.Tensor, norm: str) -> dict[str, float]:
+    """What check C01 reads: the largest perturbation (in the attack's norm) and the input
+    range of a chunk's adversarial inputs, measured on what is counted."""
+    delta = (x_adv - x).flatten(1)
+    size = delta.abs().amax(1) if norm == "Linf" else delta.norm(dim=1)
+    return {"max_delta": float(size.max()), "min_input": float(x_adv.min()),
+            "max_input": float(x_adv.max())}
+
+
+def validity_check(chunks: list[Chunk], eps: float) -> str:
+    """C01 from the measured extents: ``pass`` when every chunk's inputs stayed in the eps-ball
+    (+1e-6) and in [0, 1] (+-1e-6); ``fail`` otherwise (check_valid stops such a run first)."""
+    envs = [c.env or {} for c in chunks if "max_delta" in (c.env or {})]
+    ok = all(e["max_delta"] <= eps + 1e-6 and e["min_input"] >= -1e-6 and e["max_input"] <= 1 + 1e-6
+             for e in envs)
+    return "pass" if ok else "fail"
 
 
 def chunk_candidates(chunk: Chunk) -> Candidates:
@@ -268,12 +288,14 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
                        "clean": encode_counts(clean), "adv": encode_counts(adv),
                        "adv_select": encode_counts(adv_select),
                        "origin": encode_counts(origin)},
+        "validity": {"max_delta": max((float((c.env or {}).get("max_delta", 0.0)) for c in chunks),
+                                      default=0.0), "eps": attack.eps, "norm": attack.norm},
         "timing": {"seconds": round(seconds, 3),
                    "grad_evals": int(sum(c.grad_evals for c in chunks)),
                    "batch_size": min(c.batch_size for c in chunks),
                    # throughput: samples the attack ran on (a cascade member: the survivors)
                    "images_per_s": round(attacked / seconds, 1) if seconds > 0 else None},
-        "checks": {"C01": "pass"}, "flags": [], "created": now(),
+        "checks": {"C01": validity_check(chunks, attack.eps)}, "flags": [], "created": now(),
     }
 
 

@@ -309,3 +309,19 @@ def test_check_valid_bites_just_outside_the_ball_and_not_just_inside(norm):
         bad[0, 0, 0, 0] = value
         with pytest.raises(SnnbenchError, match="NaN or infinite"):
             check_valid(bad, x, eps, norm, "probe")
+
+
+def test_c01_in_a_card_is_measured_not_a_constant():
+    """The card's C01 comes from the perturbation measured on the counted inputs."""
+    import numpy as np
+    from snnbench.evaluate import perturbation_extent, validity_check
+    from snnbench.store import Chunk
+    x = torch.rand(4, 1, 8, 8) * 0.5 + 0.25
+    inside = perturbation_extent(x + 0.1, x, "Linf")
+    outside = perturbation_extent(x + 0.2, x, "Linf")
+    assert inside["max_delta"] == pytest.approx(0.1, abs=1e-6)
+    counts = np.ones(4, np.uint8)
+    chunk = lambda env: Chunk(0, counts, counts, 1, env=env)  # noqa: E731
+    assert validity_check([chunk(inside)], eps=0.1) == "pass"
+    assert validity_check([chunk(inside), chunk(outside)], eps=0.1) == "fail"
+    assert validity_check([chunk(perturbation_extent(x * 4, x, "Linf"))], eps=10.0) == "fail"
