@@ -69,7 +69,7 @@ def test_mra_interval_bootstraps_the_minimum():
 
 def test_intervals_print_brackets_when_asymmetric():
     assert format_interval(0.5, [0.45, 0.55]) == "50.00 ± 5.00"
-    assert format_interval(0.5, [0.46, 0.55]) == "50.00 ± 5.00"         # the larger half
+    assert format_interval(0.5, [0.454, 0.55]) == "50.00 ± 5.00"        # the larger half
     assert format_interval(0.5, [0.40, 0.55]) == "50.00 [40.00, 55.00]"
     assert format_interval(0.02, [0.004, 0.105]) == "2.00 [0.40, 10.50]"
     assert format_interval(0.5, None) == "50.00"
