@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from snnbench.attacks import Attack, create_attack
-from snnbench.attacks.suites import SUITES
+from snnbench.attacks.suites import SUITES, build_member
 from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack, bind_source
 from snnbench.neurons import parse_grad_mode
 from snnbench.checks import (Outcome, Probe, Results, list_checks, run_probe_checks,
@@ -140,7 +140,7 @@ def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | 
         pairs = recipe.drop if recipe and not names and stochastic and k > 1 else ()
         paired = [attack for a in pairs for draws in (1, k)
                   if (attack := create_attack(a, eps, norm, steps, draws)).key() not in keys]
-        tail = [create_attack(a, eps, norm, None, k)
+        tail = [build_member(a, eps, norm, k)
                 for a in (recipe.headline if recipe and not names else ())]
         plan = AttackPlan(chosen_attacks, paired, bool(tail), tail)
     token, _ = parse_grad_mode(surrogate)

@@ -240,3 +240,12 @@ def test_a_headline_tail_runs_only_on_what_the_columns_left(home):
     assert row["headline"]["acc"] == steps[2]["result"]["robust_acc"]
     assert row["headline"]["acc"] <= min(c["result"]["robust_acc"] for c in singles)
     assert row["headline"]["members"][-1] == "pgd10"
+
+
+def test_a_member_sets_a_targeted_attacks_targets():
+    attack = build_member("apgd-t@targets=5", EPS, "Linf", 2)
+    assert attack.params["targets"] == 5 and attack.label == "apgd-t@targets=5"
+    assert attack.key() != build_member("apgd-t", EPS, "Linf", 2).key()
+    for bad in ("pgd10@targets=5", "apgd-t@targets=0", "apgd-t:-2"):
+        with pytest.raises(SnnbenchError):
+            build_member(bad, EPS, "Linf", 1)

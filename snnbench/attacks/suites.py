@@ -1,9 +1,11 @@
 """Named attack suites (docs/protocol.md): which attacks, in which order, with
 which overrides and EoT, and whether they run as a cascade.
 
-A member is ``ID[:STEPS][@surrogate=MODE][@eot=2k]``: ``apgd-ce:25`` overrides the steps
-(iterations or queries); ``@surrogate=`` picks the attacker's spike backward for that member
-(``bptr``, ``SHAPE:WIDTH``); ``@eot=2k`` doubles the suite's EoT K (the convergence check C13).
+A member is ``ID[:STEPS][@surrogate=MODE][@eot=2k][@targets=N]``: ``apgd-ce:25`` overrides the
+steps (iterations or queries); ``@surrogate=`` picks the attacker's spike backward for that
+member (``bptr``, ``SHAPE:WIDTH``); ``@eot=2k`` doubles the suite's EoT K (the convergence check
+C13); ``@targets=N`` sets a targeted attack's number of target classes (APGD-T, FAB-T). A
+recipe's ``headline`` list uses the same grammar.
 ``eot_variants`` lists the EoT settings each member runs with on a stochastic model
 (deterministic models run each once, without EoT; duplicates are dropped).
 
@@ -68,17 +70,25 @@ def build_member(member: str, eps: float, norm: str, eot: int,
     attack_id, _, steps = head.partition(":")
     if steps_override is not None:
         steps = str(steps_override)
-    surrogate = None
+    surrogate, targets = None, None
     for modifier in modifiers:
         key, _, value = modifier.partition("=")
         if key == "surrogate":
             surrogate = value
         elif key == "eot" and value == "2k":
             eot = 2 * eot if eot > 1 else 1
+        elif key == "targets" and value.isdigit() and int(value) >= 1:
+            targets = int(value)
         else:
             raise SnnbenchError(f"cannot read suite member {member!r}: unknown modifier {modifier!r}")
+    if steps and not (steps.isdigit() and int(steps) >= 1):
+        raise SnnbenchError(f"cannot read suite member {member!r}: steps must be a count >= 1")
     attack = attack_factory(attack_id)(eps=eps, norm=norm, steps=int(steps) if steps else None,
                                        eot=eot)
+    if targets is not None:
+        if "targets" not in attack.params:
+            raise SnnbenchError(f"cannot read suite member {member!r}: {attack_id} has no targets")
+        attack = dataclasses.replace(attack, params={**attack.params, "targets": targets})
     if surrogate is not None:
         token, _ = parse_grad_mode(surrogate)
         attack = dataclasses.replace(attack, grad=token)
