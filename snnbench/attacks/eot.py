@@ -60,21 +60,6 @@ def eot_predict(model: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
         return mean_prediction([model(x) for _ in range(k)])
 
 
-class EoTPrediction(nn.Module):
-    """``forward(x)`` = ``eot_predict(model, x, k)``: a stand-in for the model wherever a library
-    only *decides* (AutoAttack's cascade), never where it takes gradients."""
-
-    def __init__(self, model: nn.Module, k: int) -> None:
-        super().__init__()
-        if k < 1:
-            raise ValueError(f"EoT needs k >= 1 draws, got {k}")
-        self.model = model
-        self.k = k
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return eot_predict(self.model, x, self.k)
-
-
 class LogitMeanEoT(nn.Module):
     """``forward(x)`` = mean logits of ``k`` draws of ``model`` (sequential, one pass in memory).
 
@@ -93,3 +78,11 @@ class LogitMeanEoT(nn.Module):
         for _ in range(self.k - 1):
             total = total + self.model(x)
         return total / self.k
+
+
+class EoTPrediction(LogitMeanEoT):
+    """``forward(x)`` = ``eot_predict(model, x, k)``: a stand-in for the model wherever a library
+    only *decides* (AutoAttack's cascade), never where it takes gradients."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return eot_predict(self.model, x, self.k)
