@@ -1,9 +1,10 @@
 """The attack matrix: (model x attack x chunk) tasks, each stored in one transaction.
 
-For every task: the chunk's clean predictions over ``k_eval`` draws; the attack on the samples
-that are clean-correct in at least one draw (clean-incorrect samples count as non-robust and are
-never attacked, docs/protocol.md); ``k_eval`` draws on the adversarial inputs. A sample's
-robust count is ``min(clean, adversarial)`` correct draws. Seeds come from
+For every task: the chunk's clean predictions over ``k_eval`` selection and report draws; the
+attack on the samples whose candidate input still has a correct selection draw (clean-incorrect
+samples count as non-robust and are never attacked, docs/protocol.md); selection draws on the
+adversarial inputs decide which candidate each sample keeps (ties to the adversarial one), and
+fresh report draws score it (:func:`run_chunk`). Seeds come from
 ``sha256(seed|model|attack|chunk)``, so a resumed or moved task gives the same result.
 """
 from __future__ import annotations
