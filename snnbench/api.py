@@ -257,6 +257,7 @@ def _join_model_cards(board: Leaderboard, home: str | Path | None) -> None:
         if card.get("weights_sha256") != row["sha256"]:
             continue
         row["settings"] = card["spec"]["settings"]
+        row["train_seed"] = (card.get("train") or {}).get("seed")
         epochs = [e for e in card.get("history", []) if e.get("seconds")]
         if epochs:
             row["train_s_epoch"] = statistics.median(e["seconds"] for e in epochs)
