@@ -168,3 +168,15 @@ def test_layout_keeps_one_row_per_seed_and_never_mixes_settings():
                  and r["group"] == "WRN-16-4"]
     assert record["n_seeds"] == 1 and record["ours"]["FGSM"] == pytest.approx(0.30)
     assert "one training seed per row" in table.description
+
+
+def test_drop_columns_read_the_pgd_pair_before_the_alphabetically_first():
+    row = synthetic_row("rat+randhet", "cifar10", "sew-resnet19")
+    row["drop"] = {"apgd-ce": {"value": 0.3}, "pgd10": {"value": 0.1}}
+    row["attacks"]["apgd-ce"] = {"robust_acc": 0.6}
+    row["attacks"]["apgd-ce+eot"] = {"robust_acc": 0.3}
+    (mine,) = [r for r in render_layout(get_layout("randhet-table3"), [row]).records if r["model"]]
+    assert mine["ours"]["Drop"] == 0.1 and mine["ours"]["RA no EoT"] == 0.5
+    del row["drop"]["pgd10"]
+    (mine,) = [r for r in render_layout(get_layout("randhet-table3"), [row]).records if r["model"]]
+    assert mine["ours"]["Drop"] == 0.3 and mine["ours"]["RA EoT"] == 0.3
