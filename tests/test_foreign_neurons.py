@@ -304,3 +304,15 @@ def test_a_surrogate_that_does_not_spike_is_refused():
     model = Mixed(neuron.LIFNode(surrogate_function=surrogate.ATan(spiking=False)))
     with pytest.raises(SnnbenchError, match="not the Heaviside step"):
         grad_mode(model, "bptr")
+
+
+def test_a_plan_is_checked_before_anything_runs():
+    from snnbench.attacks.suites import SUITES
+    from snnbench.attacks.transfer import check_reaches
+    plan = SUITES.get("full").attacks(EPS, "Linf", False, 1, None, False)
+    with pytest.raises(SnnbenchError, match="MyLIF"):
+        check_reaches(Mixed(MyLIF()), plan)
+    plain = [a for a in plan if a.grad == "bptt" and not a.id.startswith("transfer-")]
+    check_reaches(Mixed(MyLIF()), plain)          # plain attacks never refuse
+    spikingjelly()
+    check_reaches(SJNet("s"), plan)               # every member reaches SpikingJelly's LIF
