@@ -157,7 +157,8 @@ class SJNet(nn.Module):
         from spikingjelly.activation_based import functional
         self.reset_net = functional.reset_net
         self.step_mode = step_mode
-        self.conv, self.fc, self.head = nn.Conv2d(1, 8, 3, padding=1), nn.Linear(512, 32), nn.Linear(32, 10)
+        self.conv, self.fc = nn.Conv2d(1, 8, 3, padding=1), nn.Linear(512, 32)
+        self.head = nn.Linear(32, 10)
         self.lif1, self.lif2 = sj_lif(step_mode), sj_lif(step_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,7 +177,8 @@ class LeakyNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv, self.fc, self.head = nn.Conv2d(1, 8, 3, padding=1), nn.Linear(512, 32), nn.Linear(32, 10)
+        self.conv, self.fc = nn.Conv2d(1, 8, 3, padding=1), nn.Linear(512, 32)
+        self.head = nn.Linear(32, 10)
         self.lif1, self.lif2 = leaky(), leaky()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -316,3 +318,33 @@ def test_a_plan_is_checked_before_anything_runs():
     check_reaches(Mixed(MyLIF()), plain)          # plain attacks never refuse
     spikingjelly()
     check_reaches(SJNet("s"), plan)               # every member reaches SpikingJelly's LIF
+
+
+class HiddenLeakyNet(nn.Module):
+    """snntorch with ``init_hidden=True``: the state lives in the neurons, reset by utils.reset."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.head = nn.Linear(64, 32), nn.Linear(32, 10)
+        self.lif = snntorch().Leaky(beta=0.5, reset_mechanism="zero", init_hidden=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from snntorch import utils
+        utils.reset(self)
+        steps = [self.head(self.lif(4 * self.fc(x.flatten(1)))) for _ in range(T)]
+        return torch.stack(steps).mean(0)
+
+
+def test_a_twin_resets_the_snntorch_state_its_copies_keep():
+    import copy
+    torch.manual_seed(0)
+    model = HiddenLeakyNet().eval()
+    x, _ = digits(8)
+    with torch.no_grad():
+        expected = model(x)
+        plain_copy, twin = copy.deepcopy(model), mean_twin(model)
+        for net in (plain_copy, twin):
+            net(1 - x)                                    # leaves a membrane behind
+        # snntorch's reset never reaches a deep copy; the twin resets its own.
+        assert not torch.equal(plain_copy(x), expected)
+        assert torch.equal(twin(x), expected)

@@ -48,7 +48,7 @@ SUPPORTED = (f"snnbench's neurons, SpikingJelly {SJ_PATH}.{{{', '.join(SJ_NEURON
              f"snntorch.{{{', '.join(SNNTORCH_NEURONS)}}}")
 # Signs of a spiking neuron snnbench does not know: where a library keeps its neurons, the
 # attributes they carry, their usual class names.
-NEURON_PATHS = (SJ_PATH, "snntorch._neurons", "norse.torch", "sinabs.layers", "braincog")
+NEURON_PATHS = (SJ_PATH, "snntorch._neurons", "norse.torch.module", "braincog.base.node")
 NEURON_ATTRS = ("surrogate_function", "spike_grad", "spike_fn", "surrogate_grad_fn",
                 "v_threshold")
 NEURON_NAME = re.compile(r"LIF|IFNode|IFCell|IAF|Neuron|Leaky|Izhikevich|Spik")
@@ -227,26 +227,26 @@ def _new_pass(model: nn.Module, args: tuple) -> None:
             module.__dict__[PASS] = _Firing()
 
 
-def _hook_ids(module: nn.Module, fn: Any, hooks: dict) -> list[int]:
+def _hook_ids(fn: Any, hooks: dict) -> list[int]:
     return [key for key, hook in hooks.items() if hook is fn]
 
 
 def _remove_hooks(module: nn.Module) -> None:
     # By identity, not by handle: a twin's deep copy carries the hooks, and a copied handle
     # would remove the original's.
-    for key in _hook_ids(module, _rate_output, module._forward_hooks):
+    for key in _hook_ids(_rate_output, module._forward_hooks):
         del module._forward_hooks[key]
         module._forward_hooks_with_kwargs.pop(key, None)
-    for key in _hook_ids(module, _new_pass, module._forward_pre_hooks):
+    for key in _hook_ids(_new_pass, module._forward_pre_hooks):
         del module._forward_pre_hooks[key]
     module.__dict__.pop(PASS, None)
 
 
 def set_rate_backward(model: nn.Module, neurons: list[tuple[nn.Module, Kind]]) -> None:
-    if not _hook_ids(model, _new_pass, model._forward_pre_hooks):
+    if not _hook_ids(_new_pass, model._forward_pre_hooks):
         model.register_forward_pre_hook(_new_pass)
     for module, _ in neurons:
-        if not _hook_ids(module, _rate_output, module._forward_hooks):
+        if not _hook_ids(_rate_output, module._forward_hooks):
             module.register_forward_hook(_rate_output, with_kwargs=True)
         module.__dict__[PASS] = _Firing()
 
@@ -340,13 +340,4 @@ def prepare_twin(twin: nn.Module, what: str) -> None:
     check_reachable(twin, what)
     if any(kind is SNNTORCH for _, kind in foreign_neurons(twin)):
         twin.register_forward_pre_hook(_reset_copied_snntorch_state)
-
-
-def reset_foreign_state(model: nn.Module) -> None:
-    """Put every foreign neuron at rest (SpikingJelly ``reset()``, snntorch ``reset_mem()``)."""
-    for module, kind in foreign_neurons(model):
-        if kind is SPIKINGJELLY:
-            module.reset()
-        elif isinstance(getattr(module, "mem", None), torch.Tensor):
-            module.mem = torch.zeros_like(module.mem)
 
