@@ -12,6 +12,7 @@ from torch import nn
 
 from snnbench.config import NeuronConfig
 from snnbench.neurons.dlif import DLIF
+from snnbench.neurons.foreign import set_foreign_grad_mode
 from snnbench.neurons.het import HetLIF
 from snnbench.neurons.lif import LIF
 from snnbench.neurons.noisy import NoisyLIF
@@ -94,8 +95,13 @@ def parse_grad_mode(mode: str) -> tuple[str, Surrogate | None]:
 
 
 def grad_mode(model: nn.Module, mode: str = "own") -> nn.Module:
-    """Choose the attacker's backward pass (docs/protocol.md), leaving the forward as is."""
+    """Choose the attacker's backward pass (docs/protocol.md), leaving the forward as is.
+
+    SpikingJelly's and snntorch's neurons follow too (``snnbench.neurons.foreign``); a mode
+    other than ``own`` refuses a model with a neuron it cannot reach, or with none at all.
+    """
     token, override = parse_grad_mode(mode)
+    set_foreign_grad_mode(model, token, override)      # first: a refusal leaves ours untouched
     for neuron in spiking_neurons(model):
         neuron.attack_surrogate = override
         neuron.rate_backward = token == "bptr"
