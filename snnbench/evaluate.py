@@ -100,10 +100,10 @@ def state_dict_sha256(model: nn.Module) -> str:
 
 
 def module_sha256(model: nn.Module) -> str:
-    """What results are stored under for a module without a card: its class and its state
-    dict, so two parameter-free modules of different classes never share a cache."""
-    kind = f"{type(model).__module__}.{type(model).__qualname__}"
-    return hashlib.sha256(f"{kind}|{state_dict_sha256(model)}".encode()).hexdigest()
+    """What results are stored under for a module without a card: its class name (not its
+    import path, which depends on how it was imported) and its state dict, so two
+    parameter-free modules of different classes never share a cache."""
+    return hashlib.sha256(f"{type(model).__qualname__}|{state_dict_sha256(model)}".encode()).hexdigest()
 
 
 def eval_draws(info: ModelInfo, config: EvalConfig) -> int:

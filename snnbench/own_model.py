@@ -22,7 +22,7 @@ from torch import nn
 
 from snnbench.errors import SnnbenchError
 
-GAP = 1e-5          # logits further apart than this differ (check C03's tolerance)
+GAP = 1e-5          # logits further apart than this (relative beyond 1) differ: check C03's tolerance
 PROBE_BATCH = 8     # images the inspection runs on; a second batch of PROBE_BATCH - 3 finds the batch axis
 PROBE_SEED = 1234
 OWN_CARD_SCHEMA = "snnbench.own-model"   # <home>/modules/<name>/card.json (api.evaluate)
@@ -131,7 +131,7 @@ def inspect_module(model: nn.Module, x: torch.Tensor, num_classes: int,
                             f"stochastic ({said}) but {did}; fix the declaration (or drop it: "
                             "snnbench detects randomness) or the model")
     how = ("declared " if declared is not None else "detected: ") + (
-        f"two passes with different seeds differ by up to {gap:.3g} in the logits" if random
+        f"two passes with different seeds differ by up to {gap:.3g} (relative) in the logits" if random
         else "passes with different seeds give the same logits")
     if random and not seeded:
         how += "; its randomness does not follow torch.manual_seed, so draws cannot be replayed"
@@ -150,10 +150,11 @@ def _pass(model: nn.Module, x: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def _gap(a: torch.Tensor, b: torch.Tensor) -> float:
-    """The largest logit difference (infinite when the shapes differ)."""
+    """The largest logit difference, relative to the largest logit when that exceeds 1 (float
+    noise of GPU kernels scales with it); infinite when the shapes differ."""
     if a.shape != b.shape:
         return float("inf")
-    return float((a - b).abs().max()) if a.numel() else 0.0
+    return float((a - b).abs().max() / a.abs().max().clamp(min=1)) if a.numel() else 0.0
 
 
 def _output_layout(model: nn.Module, probe: torch.Tensor, out: torch.Tensor,

@@ -53,7 +53,6 @@ class StatefulNet(PlainNet):
 def _trained(model: PlainNet, steps: int = 150) -> PlainNet:
     """A few full-batch Adam steps on the digits training split (about a second)."""
     from snnbench.data import load_dataset
-    torch.manual_seed(0)
     x, y = load_dataset("digits", "train")
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(steps):
@@ -64,16 +63,20 @@ def _trained(model: PlainNet, steps: int = 150) -> PlainNet:
 
 
 def plain_net() -> PlainNet:
+    torch.manual_seed(0)
     return _trained(PlainNet())
 
 
 def noisy_net() -> NoisyNet:
+    torch.manual_seed(0)
     return _trained(NoisyNet())
 
 
 def time_first_net() -> TimeFirstNet:
+    torch.manual_seed(0)
     return _trained(TimeFirstNet())
 
 
 def stateful_net() -> StatefulNet:
+    torch.manual_seed(0)
     return _trained(StatefulNet())
