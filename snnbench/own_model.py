@@ -125,7 +125,7 @@ def inspect_module(model: nn.Module, x: torch.Tensor, num_classes: int,
     random = gap > GAP
     if declared is not None and declared != random:
         said = f"{declared_by}{declared}" if declared_by.endswith("=") else f"{declared_by} says {declared}"
-        did = (f"two passes with different seeds differ by up to {gap:.3g} in the logits" if random
+        did = (f"two passes with different seeds differ by up to {gap:.3g} (relative) in the logits" if random
                else "passes with different seeds gave the same logits (to 1e-5)")
         raise SnnbenchError(f"{type(model).__name__} is declared {'' if declared else 'not '}"
                             f"stochastic ({said}) but {did}; fix the declaration (or drop it: "

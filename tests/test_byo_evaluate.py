@@ -156,3 +156,16 @@ def test_attack_help_says_it_runs_the_users_code():
 def test_a_bad_model_reference_is_one_error_line(ref, message, tmp_path):
     result = runner.invoke(app, ["attack", "--model", ref, "--home", str(tmp_path)])
     assert result.exit_code == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("fixture, random", [("trained_home", False), ("stochastic_home", True)])
+def test_detection_agrees_with_snnbench_own_declarations(request, fixture, random):
+    """snnbench's own models through evaluate: the module declares itself (its ``stochastic``
+    attribute) and the passes agree, vanilla deterministic and RandHet random."""
+    home = request.getfixturevalue(fixture)
+    (name,) = api.home_models(home)
+    model = snnbench.load(name, home)
+    assert model.stochastic is random
+    result = quick(model)
+    assert result.stochastic is random and result.model["declared"]["stochastic"] is random
+    assert result.k_eval == (3 if random else 1)
