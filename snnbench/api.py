@@ -540,6 +540,9 @@ def evaluate(model: nn.Module, *, dataset: str, suite: str | None = None,
                          chunk_size=chunk_size, max_chunks=None)
     attacks = [attacks] if isinstance(attacks, str) else attacks
     name = check_name(name or type(model).__name__, "--name")
+    if home is not None and name in home_models(home):      # would hide that model's row
+        raise SnnbenchError(f"{name!r} is a trained model in {home_path(home) / 'models'}; "
+                            "give your module another name (--name)")
     info = dataset_info(dataset)
     given = _own_recipe(recipe, info.name, suite, attacks)
     eps_value = parse_eps(eps) if eps is not None else None

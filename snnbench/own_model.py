@@ -109,16 +109,20 @@ def inspect_module(model: nn.Module, x: torch.Tensor, num_classes: int,
         fresh = copy.deepcopy(model)
     except Exception:          # noqa: BLE001  (a module that cannot be copied: no replay test)
         fresh = None
-    first, again = _pass(model, probe, PROBE_SEED), _pass(model, probe, PROBE_SEED)
+    first = _first_pass(model, probe)
+    again = _pass(model, probe, PROBE_SEED)
     seeded = True
     if _gap(first, again) > GAP:
-        if fresh is None or (_gap(_pass(fresh, probe, PROBE_SEED), first) <= GAP
-                             and _gap(_pass(fresh, probe, PROBE_SEED), again) <= GAP):
+        replayed = fresh is not None and _gap(_pass(fresh, probe, PROBE_SEED), first) <= GAP \
+            and _gap(_pass(fresh, probe, PROBE_SEED), again) <= GAP
+        if replayed or fresh is None:
+            why = ("a fresh copy repeats the same sequence" if replayed else
+                   "(it cannot be copied to tell state from randomness outside torch's generator)")
             raise SnnbenchError(
-                f"{type(model).__name__} keeps state between calls: the same input twice gives "
-                "different outputs, and a fresh copy repeats the same sequence; reset the state "
-                "at the start of forward (SpikingJelly: functional.reset_net(self); snntorch: "
-                "utils.reset(self) or init_leaky()) and run it again")
+                f"{type(model).__name__} keeps state between calls: the same input twice, same "
+                f"seed, gives different outputs, {why}; reset the state at the start of forward "
+                "(SpikingJelly: functional.reset_net(self); snntorch: utils.reset(self) or "
+                "init_leaky()) and run it again")
         seeded = False          # random, but not from torch's generator: draws cannot be replayed
     other = _pass(model, probe, PROBE_SEED + 7)
     gap = max(_gap(first, other), _gap(first, again))
@@ -137,6 +141,19 @@ def inspect_module(model: nn.Module, x: torch.Tensor, num_classes: int,
         how += "; its randomness does not follow torch.manual_seed, so draws cannot be replayed"
     time_first, timesteps, output = _output_layout(model, probe, first, num_classes)
     return Inspection(random, how, output, time_first, timesteps, declared)
+
+
+def _first_pass(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The first pass, where a model built for other inputs fails: one line, cause chained."""
+    try:
+        return _pass(model, x, PROBE_SEED)
+    except SnnbenchError:
+        raise
+    except Exception as exc:          # noqa: BLE001  (the user's code: any error it raises)
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise SnnbenchError(f"{type(model).__name__} fails on images {list(x.shape)} in [0, 1] "
+                            f"({type(exc).__name__}: {first}); it must take [B, C, H, W] images "
+                            "of the data set (check --data / dataset=)") from exc
 
 
 def _pass(model: nn.Module, x: torch.Tensor, seed: int) -> torch.Tensor:

@@ -118,9 +118,14 @@ def test_a_module_that_keeps_state_between_calls_is_refused_with_the_reset_hint(
         quick(byo_models.stateful_net())
 
 
-def test_the_old_positional_attacks_are_gone_with_a_clear_type_error():
-    with pytest.raises(TypeError):
-        snnbench.evaluate(byo_models.PlainNet(), ["fgsm"])       # noqa: the API changed on purpose
+def test_a_module_for_other_inputs_fails_in_one_line():
+    with pytest.raises(SnnbenchError, match=r"Linear fails on images \[8, 1, 8, 8\].*--data"):
+        quick(nn.Linear(3 * 32 * 32, 10))
+
+
+def test_a_name_that_a_trained_model_holds_is_refused(home):
+    with pytest.raises(SnnbenchError, match="is a trained model"):
+        quick(byo_models.PlainNet(), home=home, name="vanilla-tiny-digits")
 
 
 def test_attack_model_from_a_file_writes_a_row_that_report_and_check_read(tmp_path, monkeypatch):
