@@ -105,42 +105,46 @@ def inspect_module(model: nn.Module, x: torch.Tensor, num_classes: int,
     ``declared`` (by ``declared_by``: the argument or the model's attribute)."""
     model.eval()
     probe = x[:PROBE_BATCH]
+    first, again = _same_seed_twice(model, probe)
+    gap = max(_gap(first, _pass(model, probe, PROBE_SEED + 7)), _gap(first, again))
+    random = gap > GAP
+    seen = (f"two passes with different seeds differ by up to {gap:.3g} (relative) in the logits"
+            if random else "passes with different seeds give the same logits (to 1e-5)")
+    if declared is not None and declared != random:
+        said = f"{declared_by}{declared}" if declared_by.endswith("=") else f"{declared_by} says {declared}"
+        raise SnnbenchError(f"{type(model).__name__} is declared {'' if declared else 'not '}"
+                            f"stochastic ({said}) but {seen}; fix the declaration (or drop it: "
+                            "snnbench detects randomness) or the model")
+    how = ("declared and confirmed: " if declared is not None else "detected: ") + seen
+    if _gap(first, again) > GAP:
+        how += "; its randomness does not follow torch.manual_seed, so draws cannot be replayed"
+    time_first, timesteps, output = _output_layout(model, probe, first, num_classes)
+    return Inspection(random, how, output, time_first, timesteps, declared)
+
+
+def _same_seed_twice(model: nn.Module, probe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two passes with one seed. Should they differ, a copy taken before them tells state kept
+    between calls (the copy repeats the sequence: refused) from randomness outside torch's
+    generator (it does not: allowed, as a stochastic model)."""
     try:
         fresh = copy.deepcopy(model)
     except Exception:          # noqa: BLE001  (a module that cannot be copied: no replay test)
         fresh = None
     first = _first_pass(model, probe)
     again = _pass(model, probe, PROBE_SEED)
-    seeded = True
-    if _gap(first, again) > GAP:
-        replayed = fresh is not None and _gap(_pass(fresh, probe, PROBE_SEED), first) <= GAP \
-            and _gap(_pass(fresh, probe, PROBE_SEED), again) <= GAP
-        if replayed or fresh is None:
-            why = ("a fresh copy repeats the same sequence" if replayed else
-                   "(it cannot be copied to tell state from randomness outside torch's generator)")
-            raise SnnbenchError(
-                f"{type(model).__name__} keeps state between calls: the same input twice, same "
-                f"seed, gives different outputs, {why}; reset the state at the start of forward "
-                "(SpikingJelly: functional.reset_net(self); snntorch: utils.reset(self) or "
-                "init_leaky()) and run it again")
-        seeded = False          # random, but not from torch's generator: draws cannot be replayed
-    other = _pass(model, probe, PROBE_SEED + 7)
-    gap = max(_gap(first, other), _gap(first, again))
-    random = gap > GAP
-    if declared is not None and declared != random:
-        said = f"{declared_by}{declared}" if declared_by.endswith("=") else f"{declared_by} says {declared}"
-        did = (f"two passes with different seeds differ by up to {gap:.3g} (relative) in the logits" if random
-               else "passes with different seeds gave the same logits (to 1e-5)")
-        raise SnnbenchError(f"{type(model).__name__} is declared {'' if declared else 'not '}"
-                            f"stochastic ({said}) but {did}; fix the declaration (or drop it: "
-                            "snnbench detects randomness) or the model")
-    how = ("declared " if declared is not None else "detected: ") + (
-        f"two passes with different seeds differ by up to {gap:.3g} (relative) in the logits" if random
-        else "passes with different seeds give the same logits")
-    if random and not seeded:
-        how += "; its randomness does not follow torch.manual_seed, so draws cannot be replayed"
-    time_first, timesteps, output = _output_layout(model, probe, first, num_classes)
-    return Inspection(random, how, output, time_first, timesteps, declared)
+    if _gap(first, again) <= GAP:
+        return first, again
+    replayed = fresh is not None and _gap(_pass(fresh, probe, PROBE_SEED), first) <= GAP \
+        and _gap(_pass(fresh, probe, PROBE_SEED), again) <= GAP
+    if replayed or fresh is None:
+        why = ("a fresh copy repeats the same sequence" if replayed else
+               "(it cannot be copied to tell state from randomness outside torch's generator)")
+        raise SnnbenchError(
+            f"{type(model).__name__} keeps state between calls: the same input twice, same "
+            f"seed, gives different outputs, {why}; reset the state at the start of forward "
+            "(SpikingJelly: functional.reset_net(self); snntorch: utils.reset(self) or "
+            "init_leaky()) and run it again")
+    return first, again
 
 
 def _first_pass(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save
@@ -71,7 +72,7 @@ def test_a_deterministic_module_stays_deterministic():
 
 @pytest.mark.parametrize("factory, declared, behaviour", [
     (byo_models.noisy_net, False, "differ by up to"),
-    (byo_models.plain_net, True, "gave the same logits")])
+    (byo_models.plain_net, True, "give the same logits")])
 def test_a_declaration_the_behaviour_contradicts_is_an_error(factory, declared, behaviour):
     with pytest.raises(SnnbenchError, match=f"stochastic={declared}.*{behaviour}"):
         quick(factory(), stochastic=declared)
@@ -98,6 +99,20 @@ def test_time_first_outputs_are_averaged_over_time_and_the_card_says_so():
     with torch.no_grad():
         clean = float((net(x).mean(0).argmax(1) == y).float().mean())
     assert card["result"]["clean_acc"] == pytest.approx(clean)
+
+
+class NumpyNoise(nn.Module):
+    """Random through numpy, which torch.manual_seed does not reach."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        noise = torch.as_tensor(np.random.default_rng().normal(size=(len(x), 10)), dtype=x.dtype)
+        return x.flatten(1)[:, :10] + noise
+
+
+def test_randomness_outside_torchs_generator_is_stochastic_and_the_card_says_so():
+    with pytest.warns(UserWarning, match="is random"):
+        result = quick(NumpyNoise())
+    assert result.stochastic and "cannot be replayed" in result.model["randomness"]
 
 
 class BatchSecond(nn.Module):
