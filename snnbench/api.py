@@ -566,10 +566,10 @@ def evaluate(model: nn.Module, *, dataset: str, suite: str | None = None,
             write_own_card(folder, card)
         store = stack.enter_context(ResultStore(folder / STORE))
         cards = run_attacks(own, model_info, plan.attacks, x, y, store, config, dev, on_chunk,
-                            cascade=plan.cascade, per_attack_full=per_attack_full or not plan.cascade,
-                            paired=plan.paired, tail=plan.tail)
-        outcomes = _own_checks(own, card, store, x, y, info.num_classes, eot, seed, dev,
-                               None if suite == "full" else [c for c in list_checks() if c != "C10"],
+                            cascade=plan.cascade, paired=plan.paired, tail=plan.tail,
+                            per_attack_full=per_attack_full or not plan.cascade)
+        ids = None if suite == "full" else [c for c in list_checks() if c != "C10"]
+        outcomes = _own_checks(own, card, store, x, y, info.num_classes, eot, seed, dev, ids,
                                given) if checks else []
     board = build_leaderboard(cards, name, {card["sha256"]: [o.to_dict() for o in outcomes]})
     return Evaluation(name, card, cards, board.rows[0] if board.rows else None, outcomes)
@@ -631,7 +631,8 @@ def _own_checks(own: OwnModel, card: dict[str, Any], store: ResultStore, x: Any,
     return outcomes
 
 
-def _outcomes(probe: Probe, store: ResultStore, sha: str, ids: Sequence[str] | None) -> list[Outcome]:
+def _outcomes(probe: Probe, store: ResultStore, sha: str,
+              ids: Sequence[str] | None) -> list[Outcome]:
     """Probe checks on ``probe`` and result checks on the stored cards of ``sha``, stored."""
     own = [c for c in store.cards() if c["model"]["sha256"] == sha]
     board = build_leaderboard(own, "check") if own else None

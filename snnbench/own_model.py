@@ -22,8 +22,8 @@ from torch import nn
 
 from snnbench.errors import SnnbenchError
 
-GAP = 1e-5          # logits further apart than this (relative beyond 1) differ: check C03's tolerance
-PROBE_BATCH = 8     # images the inspection runs on; a second batch of PROBE_BATCH - 3 finds the batch axis
+GAP = 1e-5          # logits further apart (relative beyond 1) differ: check C03's tolerance
+PROBE_BATCH = 8     # images the inspection runs on (then PROBE_BATCH - 3: the batch axis)
 PROBE_SEED = 1234
 OWN_CARD_SCHEMA = "snnbench.own-model"   # <home>/modules/<name>/card.json (api.evaluate)
 
@@ -74,7 +74,8 @@ class OwnModel(nn.Module):
     """The user's module as the protocol sees it: ``[T, B, K]`` outputs averaged over T, and
     the ``stochastic`` flag the attacks and the evaluation draws read."""
 
-    def __init__(self, inner: nn.Module, stochastic: bool, time_first: bool, timesteps: int) -> None:
+    def __init__(self, inner: nn.Module, stochastic: bool, time_first: bool,
+                 timesteps: int) -> None:
         super().__init__()
         self.inner = inner
         self.stochastic = stochastic
@@ -111,7 +112,8 @@ def inspect_module(model: nn.Module, x: torch.Tensor, num_classes: int,
     seen = (f"two passes with different seeds differ by up to {gap:.3g} (relative) in the logits"
             if random else "passes with different seeds give the same logits (to 1e-5)")
     if declared is not None and declared != random:
-        said = f"{declared_by}{declared}" if declared_by.endswith("=") else f"{declared_by} says {declared}"
+        said = (f"{declared_by}{declared}" if declared_by.endswith("=")
+                else f"{declared_by} says {declared}")
         raise SnnbenchError(f"{type(model).__name__} is declared {'' if declared else 'not '}"
                             f"stochastic ({said}) but {seen}; fix the declaration (or drop it: "
                             "snnbench detects randomness) or the model")
@@ -185,7 +187,8 @@ def _output_layout(model: nn.Module, probe: torch.Tensor, out: torch.Tensor,
     batch, so T = B does not confuse it."""
     small = _pass(model, probe[:max(1, len(probe) - 3)], PROBE_SEED)
     moved = [d for d in range(out.dim()) if d >= small.dim() or out.shape[d] != small.shape[d]]
-    shape = f"{list(out.shape)} for a batch of {len(probe)} and {list(small.shape)} for {len(small)}"
+    shape = (f"{list(out.shape)} for a batch of {len(probe)} and {list(small.shape)} for "
+             f"{len(small)}")
     if out.dim() == 2 and moved == [0] and out.shape[1] == num_classes:
         return False, 0, "[B, K] logits"
     if out.dim() == 3 and moved == [1] and out.shape[2] == num_classes:

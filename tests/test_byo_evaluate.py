@@ -34,7 +34,8 @@ def quick(model: nn.Module, **options):
 
 def test_a_plain_module_is_a_leaderboard_row_that_report_and_gate_read(tmp_path):
     net = byo_models.plain_net()
-    state = hashlib.sha256(save({k: v.contiguous() for k, v in net.state_dict().items()})).hexdigest()
+    tensors = {k: v.contiguous() for k, v in net.state_dict().items()}
+    state = hashlib.sha256(save(tensors)).hexdigest()
     result = snnbench.evaluate(net, dataset="digits", suite="quick", n=40, home=tmp_path,
                                name="my-net", device="cpu")
     quick_ids = {a.id for a in SUITES.get("quick").attacks(32 / 255)}
@@ -92,7 +93,8 @@ def test_time_first_outputs_are_averaged_over_time_and_the_card_says_so():
     net = byo_models.time_first_net()
     result = quick(net, n=40)
     (card,) = result.cards
-    assert result.model["output"].startswith("[T, B, K] with T = 3") and result.model["timesteps"] == 3
+    assert result.model["output"].startswith("[T, B, K] with T = 3")
+    assert result.model["timesteps"] == 3
     assert any("averaged over T" in note for note in card["model"]["notes"])
     x, y = load_dataset("digits", "test")
     x, y = select_samples(x, y, 40, 10)
@@ -151,7 +153,8 @@ def test_attack_model_from_a_file_writes_a_row_that_report_and_check_read(tmp_pa
     assert result.exit_code == 0, result.output
     assert "plain_net: [B, K] logits" in result.stdout and "headline (worst case)" in result.stdout
     board = api.leaderboard(tmp_path)
-    assert [r["model"] for r in board.rows] == ["plain_net"] and set(board.rows[0]["attacks"]) == {"fgsm", "pgd10"}
+    assert [r["model"] for r in board.rows] == ["plain_net"]
+    assert set(board.rows[0]["attacks"]) == {"fgsm", "pgd10"}
     monkeypatch.chdir(MODELS.parent)     # MODULE:CALLABLE, importable from the current directory
     checked = runner.invoke(app, ["check", "--model", "byo_models:plain_net", "--name", "plain_net",
                                   "--checks", "C03,C20", "--n", "20", "--home", str(tmp_path),
@@ -175,7 +178,8 @@ def test_attack_help_says_it_runs_the_users_code():
 ])
 def test_a_bad_model_reference_is_one_error_line(ref, message, tmp_path):
     result = runner.invoke(app, ["attack", "--model", ref, "--home", str(tmp_path)])
-    assert result.exit_code == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize("fixture, random", [("trained_home", False), ("stochastic_home", True)])
