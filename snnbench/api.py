@@ -626,9 +626,7 @@ def _own_checks(own: OwnModel, card: dict[str, Any], store: ResultStore, x: Any,
     px, py = select_samples(x, y, n, num_classes)
     k = eot or (max(recipe.eot, 4) if recipe else 4)
     probe = Probe(own, px, py, own.stochastic, num_classes, card["eps"], card["norm"], k, seed, dev)
-    outcomes = _outcomes(probe, store, card["sha256"], ids)
-    own.eval()
-    return outcomes
+    return _outcomes(probe, store, card["sha256"], ids)
 
 
 def _outcomes(probe: Probe, store: ResultStore, sha: str,
