@@ -38,6 +38,10 @@ ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (this proces
 CompileOpt = Annotated[bool, typer.Option("--compile", help="Run the model through torch.compile (opt-in; the first batches pay for compiling).")]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Processes that build training batches (default: 0 on the CPU, up to 4 on CUDA).")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to use with --executor ray, e.g. auto or HOST:6379 (default: start a local one).")]
+OwnModelOpt = Annotated[Optional[str], typer.Option("--model", help="Your own model: MODULE:CALLABLE (importable from the current directory) or path/to/file.py:CALLABLE, a function returning the nn.Module with its weights loaded ([B,C,H,W] images in [0,1] -> logits). RUNS THAT PYTHON CODE: pass only code you trust.")]
+OwnDataOpt = Annotated[str, typer.Option("--data", help="With --model: the data set it classifies.")]
+OwnNameOpt = Annotated[Optional[str], typer.Option("--name", help="With --model: the row's name (default: the callable's name).")]
+OwnStochasticOpt = Annotated[Optional[bool], typer.Option("--stochastic/--deterministic", help="With --model: declare its randomness (default: detected; a contradiction is an error).", show_default=False)]
 
 
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -208,10 +212,31 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
            chunk_size: Annotated[int, typer.Option(help="Samples per stored chunk.")] = 500,
            executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None,
            compile_: CompileOpt = False,
+           own_model: OwnModelOpt = None, data: OwnDataOpt = "digits", name: OwnNameOpt = None,
+           stochastic: OwnStochasticOpt = None,
+           no_checks: Annotated[bool, typer.Option("--no-checks", help="With --model: skip the sanity checks.")] = False,
            seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
            device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
-    """Run the attack matrix on the home's models; stored chunks are skipped, so reruns resume."""
+    """Run the attack matrix on the home's models; stored chunks are skipped, so reruns resume.
+
+    With --model MODULE:CALLABLE, attack your own PyTorch model instead: this imports and runs
+    that Python code (only pass code you trust). Its row lands in the home's results like any
+    other, so `snnbench report` and `snnbench gate` read it."""
     names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
+    if own_model is not None:
+        if models or track or executor != "local" or compile_:
+            raise SnnbenchError("--model attacks one model from code; drop the model names, "
+                                "--track, --executor and --compile")
+        with _progress(quiet) as progress:
+            result = _evaluate_own(own_model, data, name, stochastic, not no_checks, home=home,
+                                   attacks=names, suite=suite, recipe=recipe, eot=eot,
+                                   surrogate=surrogate, per_attack_full=per_attack_full, eps=eps,
+                                   steps=steps, norm=norm, n=n, chunk_size=chunk_size, seed=seed,
+                                   device=device, data_root=data_root,
+                                   on_chunk=_Bars(progress).on_chunk)
+        _print_cards(result.cards)
+        _print_own(result, home)
+        return
     with _progress(quiet) as progress:
         cards = api.attack(models, home=home, attacks=names, eps=eps, norm=norm, steps=steps, n=n,
                            suite=suite, eot=eot, surrogate=surrogate,
@@ -228,6 +253,30 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
                   "`snnbench check`", highlight=False)
         if flagged:
             raise typer.Exit(1)
+
+
+def _evaluate_own(ref: str, data: str, name: str | None, stochastic: bool | None, checks: bool,
+                  **options: Any) -> Any:
+    """``attack --model``: import the callable (the user's code, on purpose) and evaluate it."""
+    from snnbench.own_model import load_callable
+    model, fn = load_callable(ref)
+    return api.evaluate(model, dataset=data, name=name or fn, stochastic=stochastic,
+                        checks=checks, source=ref, **options)
+
+
+def _print_own(result: Any, home: Path | None) -> None:
+    """The module's reading, its headline and flags; exit 1 when a check flagged it."""
+    out.print(f"{result.name}: {result.model['output']}; randomness {result.model['randomness']}"
+              f" -> {'stochastic' if result.stochastic else 'deterministic'}, k_eval "
+              f"{result.k_eval}", highlight=False, soft_wrap=True)
+    top = result.headline
+    if top:
+        out.print(f"headline (worst case): {100 * top['acc']:.2f}% [{100 * top['ci95'][0]:.2f}, "
+                  f"{100 * top['ci95'][1]:.2f}] on {top['n']} samples; results in "
+                  f"{api.home_path(home) / api.STORE}", highlight=False, soft_wrap=True)
+    if result.flags:
+        err.print(f"unreliable: {result.name}: {'; '.join(result.flags)}", highlight=False)
+        raise typer.Exit(1)
 
 
 def _print_cards(cards: list[dict]) -> None:
@@ -260,12 +309,26 @@ def check(models: Annotated[Optional[list[str]], typer.Argument(help="Model name
           eps: Annotated[Optional[str], typer.Option(help="Budget of the probe attacks (default: the recipe's).")] = None,
           eot: Annotated[Optional[int], typer.Option(help="EoT draws per step on stochastic models.")] = None,
           only: Annotated[Optional[str], typer.Option("--checks", help="Comma-separated check ids, e.g. C07,C08.")] = None,
+          own_model: OwnModelOpt = None, name: OwnNameOpt = None,
           seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
           device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
-    """Run the gradient-masking sanity checks and store them; exit 1 when a model is flagged."""
+    """Run the gradient-masking sanity checks and store them; exit 1 when a model is flagged.
+
+    With --model MODULE:CALLABLE, check your own model, stored before by `attack --model`
+    (its data set, budget and declaration come from there): this runs that Python code."""
     ids = [c.strip() for c in only.split(",") if c.strip()] if only else None
-    results = api.check(models, home=home, n=n, eps=eps, eot=eot, checks=ids, seed=seed,
-                        device=device, data_root=data_root)
+    if own_model is not None:
+        from snnbench.own_model import load_callable
+        if models or eps:
+            raise SnnbenchError("--model checks one model from code with the budget it was "
+                                "attacked at; drop the model names and --eps")
+        module, fn = load_callable(own_model)
+        results = {name or fn: api.check_own(module, name or fn, home=home, n=n, eot=eot,
+                                             checks=ids, seed=seed, device=device,
+                                             data_root=data_root)}
+    else:
+        results = api.check(models, home=home, n=n, eps=eps, eot=eot, checks=ids, seed=seed,
+                            device=device, data_root=data_root)
     flagged = _print_checks(results)
     if flagged:
         err.print(f"unreliable: {', '.join(flagged)} (failed checks above; docs/protocol.md)",
