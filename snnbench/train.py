@@ -29,7 +29,7 @@ from torch import nn
 from snnbench.checkpoint import (CARD, default_home, load_card, read_weights_meta,
                                  save_checkpoint, save_weights, weights_meta)
 from snnbench.config import TRACK_WEIGHT_DECAY, ModelConfig, TrainConfig, model_name
-from snnbench.data import dataset_info, input_card, load_dataset
+from snnbench.data import data_source, dataset_info, input_card, load_dataset
 from snnbench.defenses import Composite, Defense, LossContext, create_defense
 from snnbench.errors import SnnbenchError
 from snnbench.files import atomic_write_json, check_name, stable_seed
@@ -277,7 +277,7 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
     card = save_checkpoint(folder, model, spec, {
         "name": name, "defense": spec.defense, "arch": spec.arch, "dataset": spec.dataset,
         "timesteps": spec.timesteps, "stochastic": defense.stochastic(),
-        "input": input_card(info),
+        "input": input_card(info), "data_source": data_source(spec.dataset, data_root),
         "train": dataclasses.asdict(train), "weight_decay": decay, **recipe_fields(recipe),
         "history": history, "clean_accuracy": {"split": "test", "n": len(x_test), "acc": clean},
         "device": dev.type, **({"compiled": True} if compile else {})})
