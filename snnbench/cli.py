@@ -286,7 +286,7 @@ def check(models: Annotated[Optional[list[str]], typer.Argument(help="Model name
 @app.command()
 @command
 def diagnose(model: Annotated[str, typer.Argument(help="Model name in the home.")],
-             n: Annotated[int, typer.Option("--n", help="Test samples (potentials from 1,000 in the spec).")] = api.DIAGNOSE_N,
+             n: Annotated[int, typer.Option("--n", help="Test samples (docs/protocol.md: potentials from 1,000).")] = api.DIAGNOSE_N,
              metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated: agcs, tnf, sparsity, spike_rate.")] = None,
              seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:

@@ -13,7 +13,7 @@ A ``.part`` whose transfer broke stays in the cache for the next pull; one with 
 checksum is deleted. Nothing is fetched for an entry without a sha256, nothing is unpickled.
 
 URLs: ``http(s)://...`` through ``urllib`` (standard library), a local path or ``file://``, or
-``hf://owner/repo/path/in/repo`` through ``huggingface_hub`` (``pip install snnbench[hub]``).
+``hf://owner/repo/path/in/repo`` through ``huggingface_hub`` (``pip install 'huggingface_hub>=0.20'``; in a clone ``pip install '.[hub]'``).
 Unlike RobustBench's ``load_model`` (no checksum, ``torch.load``), bytes and weights are checked.
 """
 from __future__ import annotations
@@ -282,7 +282,7 @@ def _fetch_hub(url: str, part: Path, home: Path) -> None:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise SnnbenchError(f"{url} is on the Hugging Face Hub, which needs huggingface_hub: "
-                            "pip install 'snnbench[hub]'") from None
+                            "pip install 'huggingface_hub>=0.20' (in a clone: pip install '.[hub]')") from None
     parts = url[len("hf://"):].split("/", 2)
     if len(parts) < 3 or not all(parts):
         raise SnnbenchError(f"bad Hub url {url!r}: write hf://owner/repo/path/in/repo")
