@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,3 +253,25 @@ def test_benchmark_scripts_exist_with_their_options(command):
     for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", command.text):
         assert f'"{option}"' in source or f"'{option}'" in source, \
             f"{command}: {tokens[1]} has no option {option}"
+
+
+def test_the_checks_catch_broken_commands(tmp_path, monkeypatch):
+    """Each check fails on a command it must refuse (so a passing run means something)."""
+    from snnbench.errors import SnnbenchError
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    (tmp_path / "bad.md").write_text(
+        "Text.\n\n    snnbench attack --atacks fgsm\n    snnbench attack --attacks apgd-ce:2x\n"
+        "    snnbench run digit\n    pip install 'snnbench[dvs]'\n    snnbench frobnicate\n\n"
+        "```bash\npython benchmarks/none.py --fast   # needs: gpu\n```\n")
+    bad = _commands(tmp_path / "bad.md")
+    assert [c.line for c in bad] == [3, 4, 5, 6, 7, 10] and bad[-1].needs == {"gpu"}
+    for command in (bad[0], bad[4]):
+        with pytest.raises(AssertionError):
+            test_snnbench_command_parses(command)
+    for command in (bad[1], bad[2]):
+        with pytest.raises(SnnbenchError):
+            test_snnbench_command_parses(command)
+    with pytest.raises(AssertionError):
+        test_pip_installs_snnbench_from_the_clone(bad[3])
+    with pytest.raises(AssertionError):
+        test_benchmark_scripts_exist_with_their_options(bad[5])
