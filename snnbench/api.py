@@ -34,7 +34,7 @@ from snnbench.executors import ModelRun, check_executor, run_models
 from snnbench.gate import ALPHA as GATE_ALPHA, GateResult, compare, read_baseline
 from snnbench.importer import import_checkpoint  # noqa: F401  (the API of `snnbench import`)
 from snnbench.layouts import get_layout, render_layout, write_layout
-from snnbench.plots import SWEEP, plot_sweeps
+from snnbench.plots import SWEEP, is_sweep, plot_sweeps
 from snnbench.recipe import Recipe, Sweep, load_recipe, parse_recipe_text
 from snnbench.report import FORMATS, Leaderboard, build_leaderboard, write_report
 from snnbench.own_model import OWN_CARD_SCHEMA, PROBE_BATCH, OwnModel, inspect_module
@@ -140,7 +140,7 @@ def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | 
                           chosen.drop_attacks(eps, norm, stochastic, eot, steps), chosen.cascade)
     else:
         k = (eot or (recipe.eot if recipe else 1)) if stochastic else 1
-        chosen_attacks = [create_attack(a, eps, norm, steps, k) for a in (names or recipe.attacks)]
+        chosen_attacks = [named_attack(a, eps, norm, steps, k) for a in (names or recipe.attacks)]
         keys = {a.key() for a in chosen_attacks}
         pairs = recipe.drop if recipe and not names and stochastic and k > 1 else ()
         paired = [attack for a in pairs for draws in (1, k)
@@ -154,6 +154,14 @@ def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | 
     swap = lambda attacks: [a if a.grad == token else dataclasses.replace(a, grad=token)  # noqa: E731
                             for a in attacks]
     return AttackPlan(swap(plan.attacks), swap(plan.paired), plan.cascade, swap(plan.tail))
+
+
+def named_attack(name: str, eps: float, norm: str, steps: int | None, eot: int) -> Attack:
+    """An ``--attacks`` (or recipe) entry: an attack id, or the suite-member grammar
+    ``ID[:STEPS][@surrogate=MODE][@eot=2k][@targets=N]`` (``apgd-ce:20``); ``--steps`` wins."""
+    if "@" in name or name.rpartition(":")[2].isdigit():
+        return build_member(name, eps, norm, eot, steps)
+    return create_attack(name, eps, norm, steps, eot)
 
 
 def attack(models: Sequence[str] | None = None, *, home: str | Path | None = None,
@@ -263,6 +271,8 @@ def _join_model_cards(board: Leaderboard, home: str | Path | None) -> None:
             continue
         row["settings"] = card["spec"]["settings"]
         row["train_seed"] = (card.get("train") or {}).get("seed")
+        if card.get("data_source"):         # which copy of the data (the JPEG CIFAR-10 or not)
+            row["data_source"] = card["data_source"]
         epochs = [e for e in card.get("history", []) if e.get("seconds")]
         if epochs:
             row["train_s_epoch"] = statistics.median(e["seconds"] for e in epochs)
@@ -339,13 +349,16 @@ def check(models: Sequence[str] | None = None, *, home: str | Path | None = None
     return out
 
 
-def report(home: str | Path | None = None, out: str | Path = "leaderboards",
+def report(home: str | Path | None = None, out: str | Path | None = None,
            formats: Sequence[str] = FORMATS, name: str | None = None,
-           layout: str | None = None, plots: bool = False) -> tuple[Leaderboard, list[Path]]:
+           layout: str | None = None, plots: bool | None = False) -> tuple[Leaderboard, list[Path]]:
     """Write the leaderboard, or with ``layout`` a paper table (``<name>-<layout>.*``); with
-    ``plots`` also the sweep curves (``<name>-eps.png`` ...), linked from the Markdown."""
+    ``plots`` also the sweep curves (``<name>-eps.png`` ...), linked from the Markdown;
+    ``plots=None``: when the store holds sweep runs. ``out`` defaults to ``<home>/leaderboards``
+    (a user's files stay out of a clone; the committed ones are written with an explicit out)."""
     if "html" in formats:
-        return site(home, out, name, plots)
+        return site(home, out if out is not None else "site", name, plots is not False)
+    out = Path(out) if out is not None else home_path(home) / "leaderboards"
     table = get_layout(layout) if layout and layout != "leaderboard" else None
     board = leaderboard(home, name)
     check_name(board.name, "leaderboard --name")       # the files' stem: stays inside --out
@@ -353,9 +366,11 @@ def report(home: str | Path | None = None, out: str | Path = "leaderboards",
         raise SnnbenchError(f"no finished attack results in {home_path(home) / STORE}; run "
                             "`snnbench attack` first")
     figures: list[Path] = []
-    if plots:
+    if plots is not False:
         with open_store(home) as store:
-            figures = plot_sweeps(store.cards(), Path(out), board.name)
+            cards = store.cards()
+        if plots or (table is None and any(is_sweep(c) for c in cards)):
+            figures = plot_sweeps(cards, Path(out), board.name)
     if table is not None:
         return board, figures + write_layout(render_layout(table, board.main_rows()), Path(out),
                                              board.name, tuple(formats), figures)
@@ -422,7 +437,7 @@ class RunOutcome:
 
 
 def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
-        out: str | Path = "leaderboards", device: str = "auto",
+        out: str | Path | None = None, device: str = "auto",
         data_root: str | Path | None = None, on_epoch: EpochCallback | None = None,
         on_chunk: ChunkCallback | None = None,
         on_model: Any = None, executor: str = "local",

@@ -18,7 +18,7 @@ from snnbench import api, runtime
 from snnbench.cli_zoo import zoo_app
 from snnbench.config import ModelConfig, TrainConfig, format_eps, parse_assignment
 from snnbench.errors import SnnbenchError
-from snnbench.report import attack_label
+from snnbench.report import attack_label, cascade_member
 
 app = typer.Typer(name="snnbench", no_args_is_help=True, add_completion=False,
                   help="Benchmark the adversarial robustness of spiking neural networks.")
@@ -33,7 +33,7 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the leaderboard files.")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Folder for the leaderboard files (default: HOME/leaderboards; the committed ones: --out leaderboards).")]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (this process) or ray (tasks on a Ray cluster; needs the ray extra: docs/scaling.md).")]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="Run the model through torch.compile (opt-in; the first batches pay for compiling).")]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Processes that build training batches (default: 0 on the CPU, up to 4 on CUDA).")]
@@ -62,10 +62,20 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from snnbench import __version__
+        out.print(f"snnbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _setup(threads: Annotated[Optional[int], typer.Option(
         "--threads", envvar="SNNBENCH_THREADS",
-        help="CPU threads for torch (default: one per idle core).")] = None) -> None:
+        help="CPU threads for torch (default: one per idle core).")] = None,
+        version: Annotated[bool, typer.Option(
+            "--version", callback=_print_version, is_eager=True,
+            help="Print the version and exit.")] = False) -> None:
     """Benchmark the adversarial robustness of spiking neural networks."""
     runtime.tune_allocator()
     try:
@@ -287,7 +297,7 @@ def _print_cards(cards: list[dict]) -> None:
     for card in cards:
         r = card["result"]
         cascade = card["eval"].get("cascade")
-        label = f"→{attack_label(card)} ({cascade['position']}/{cascade['of']})" if cascade \
+        label = f"→{cascade_member(card)} ({cascade['position']}/{cascade['of']})" if cascade \
             else attack_label(card)
         table.add_row(card["model"]["name"], label, format_eps(card["attack"]["eps"]),
                       f"{100 * r['clean_acc']:.2f}", f"{100 * r['robust_acc']:.2f}",
@@ -339,7 +349,7 @@ def check(models: Annotated[Optional[list[str]], typer.Argument(help="Model name
 @app.command()
 @command
 def diagnose(model: Annotated[str, typer.Argument(help="Model name in the home.")],
-             n: Annotated[int, typer.Option("--n", help="Test samples (potentials from 1,000 in the spec).")] = api.DIAGNOSE_N,
+             n: Annotated[int, typer.Option("--n", help="Test samples (docs/protocol.md: potentials from 1,000).")] = api.DIAGNOSE_N,
              metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated: agcs, tnf, sparsity, spike_rate.")] = None,
              seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
@@ -373,10 +383,10 @@ def _print_checks(results: dict[str, list]) -> list[str]:
 @app.command()
 @command
 def report(format: Annotated[str, typer.Option("--format", help="md, csv, json, all (the three) or html (a static site).")] = "all",
-           out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the files (default: leaderboards/; html: site/).")] = None,
+           out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the files (default: HOME/leaderboards; html: site/; the committed ones: --out leaderboards).")] = None,
            name: Annotated[Optional[str], typer.Option(help="File name (default: the recipe's).")] = None,
            layout: Annotated[str, typer.Option(help="Table shape: leaderboard, or a paper table (see `snnbench list layouts`).")] = "leaderboard",
-           plots: Annotated[bool, typer.Option("--plots", help="Also draw accuracy vs eps / steps / EoT (PNG and SVG) from the sweep runs.")] = False,
+           plots: Annotated[Optional[bool], typer.Option("--plots/--no-plots", help="Draw accuracy vs eps / steps / EoT (PNG and SVG) from the sweep runs (default: when the store holds any).")] = None,
            home: HomeOpt = None, debug: DebugOpt = False) -> None:
     """Write the leaderboard (or a paper's table) from the stored result cards."""
     formats = ("md", "csv", "json") if format == "all" else (format,)
@@ -384,8 +394,8 @@ def report(format: Annotated[str, typer.Option("--format", help="md, csv, json, 
         raise SnnbenchError(f"unknown format {format!r}; choose md, csv, json, all or html")
     if format == "html" and layout != "leaderboard":
         raise SnnbenchError("--format html writes every layout the store can fill; drop --layout")
-    out_dir = out_dir or Path("site" if format == "html" else "leaderboards")
-    board, written = api.report(home, out_dir, formats, name, layout, plots or format == "html")
+    out_dir = out_dir or (Path("site") if format == "html" else api.home_path(home) / "leaderboards")
+    board, written = api.report(home, out_dir, formats, name, layout, True if format == "html" else plots)
     if format == "html":
         out.print(f"site: {out_dir / 'index.html'} ({len(written)} files)", highlight=False)
         return
@@ -433,7 +443,7 @@ def _gate_cell(cell: Any) -> str:
 @app.command()
 @command
 def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo name (default: digits).")] = None,
-        out_dir: OutOpt = Path("leaderboards"), executor: ExecutorOpt = "local",
+        out_dir: OutOpt = None, executor: ExecutorOpt = "local",
         ray_address: RayAddressOpt = None, workers: WorkersOpt = None,
         compile_: CompileOpt = False, home: HomeOpt = None, data_root: DataRootOpt = None,
         device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
@@ -445,7 +455,8 @@ def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo
         def on_model(config: ModelConfig) -> None:
             current["name"] = config.name or f"{config.defense}-{config.arch}"
 
-        outcome = api.run(recipe, home=home, out=out_dir, device=device, data_root=data_root,
+        outcome = api.run(recipe, home=home, out=out_dir or api.home_path(home) / "leaderboards",
+                          device=device, data_root=data_root,
                           on_epoch=lambda d, t, s: bars.on_epoch(current.get("name", ""))(d, t, s),
                           on_chunk=bars.on_chunk, on_model=on_model, executor=executor,
                           ray_address=ray_address, workers=workers, compile=compile_)
