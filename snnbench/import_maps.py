@@ -22,11 +22,10 @@ with ``old + "."``; the first matching rule wins, so user ``--map`` rules come f
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from snnbench.archs import vgg, wrn
-from snnbench.archs import resnet
+from snnbench.archs import resnet, vgg, wrn
 from snnbench.errors import SnnbenchError
 
 Rename = tuple[str, str]
@@ -56,7 +55,6 @@ class Preset:
     cifar_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     order_fallback: bool = False
     summary: str = ""
-    archs_note: str = field(default="")
 
     def rules(self, arch: str) -> list[Rename]:
         if not self.renames:

@@ -42,6 +42,7 @@ from snnbench.train import TrainOutcome, accuracy
 NESTED = ("state_dict", "model", "net")      # where training scripts commonly put the weights
 PREFIXES = ("module.", "_orig_mod.")         # DataParallel, torch.compile
 SHOWN = 3                                    # offending keys named in an error
+Norm = tuple[list[float], list[float]]       # input (mean, std) per channel
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -116,7 +117,7 @@ class Translation:
     """A foreign state dict under our names, and what was taken out of it on the way."""
 
     state: dict[str, torch.Tensor]
-    norm: tuple[list[float], list[float]] | None = None     # the file's normalize buffers
+    norm: Norm | None = None                                 # the file's normalize buffers
     dropped: list[str] = field(default_factory=list)        # constants checked, unused, --drop
 
 
@@ -227,15 +228,16 @@ def pair_in_order(state: dict[str, torch.Tensor], expected: dict[str, torch.Tens
     for (theirs, value), (ours, want) in zip(state.items(), expected.items()):
         if theirs.rsplit(".", 1)[-1] != ours.rsplit(".", 1)[-1] or value.shape != want.shape:
             raise SnnbenchError(f"in declaration order {path.name}'s {theirs} "
-                                f"{tuple(value.shape)} meets the model's {ours} {tuple(want.shape)}:"
-                                " the net's layers differ from the model's or come in another "
-                                "order; rename keys with --map OLD=NEW")
+                                f"{tuple(value.shape)} meets the model's {ours} "
+                                f"{tuple(want.shape)}: the net's layers differ from the "
+                                "model's or come in another order; rename keys with --map OLD=NEW")
         paired[ours] = value
     return paired
 
 
-def choose_norm(spec: ModelSpec, source: str | None, from_file: tuple[list[float], list[float]] | None,
-                mean: Sequence[float] | None, std: Sequence[float] | None) -> dict[str, list[float]] | None:
+def choose_norm(spec: ModelSpec, source: str | None, from_file: Norm | None,
+                mean: Sequence[float] | None,
+                std: Sequence[float] | None) -> dict[str, list[float]] | None:
     """The model's input (mean, std): --mean/--std, else the file's buffers, else the preset's
     (BrainCog: CIFAR-10's on CIFAR-10 and CIFAR-100), else the data set's (None)."""
     info = dataset_info(spec.dataset)

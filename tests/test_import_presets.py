@@ -216,7 +216,7 @@ def test_a_spikingjelly_net_gives_our_logits_on_the_digits_test_set(tmp_path):
     model = snnbench.load(outcome.folder)
     with torch.no_grad():
         theirs, ours = logits(X_TEST), model(X_TEST)
-    assert ours.std(0).sum() > 0               # logits differ between images: spikes reach the readout
+    assert ours.std(0).sum() > 0        # logits differ between images: spikes reach the readout
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)    # measured: 0.0 on CPU
     assert torch.equal(ours.argmax(1), theirs.argmax(1))
 
