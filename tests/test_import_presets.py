@@ -16,21 +16,34 @@ from snnbench.errors import SnnbenchError
 from snnbench.import_maps import PRESETS, inverse, rename
 from snnbench.importer import choose_norm
 from snnbench.model import ModelSpec, build, resolve
+from snnbench.runtime import place
 
 X_TEST, _ = load_dataset("digits", "test")
 BATCH = X_TEST[:16]
 
 
 def perturbed_state(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Every float tensor of ``model`` redrawn (BN scales and statistics too), so that two
-    same-shaped tensors swapped by a wrong map change the logits."""
+    """``model``'s state with every BN scale, shift and statistic, bias and mixing weight
+    redrawn (convs and linears keep their random init), so that two same-shaped tensors swapped
+    by a wrong map change the logits; BN shifts lean positive so that every layer fires."""
     gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in model.state_dict().items():
-        if value.is_floating_point():
-            value = 0.5 + torch.rand(value.shape, generator=gen) if key.endswith("running_var") \
-                else 0.3 * torch.randn(value.shape, generator=gen)
-        state[key] = value.clone()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def draw(like: torch.Tensor, centre: float, spread: float) -> torch.Tensor:
+        return centre + spread * torch.randn(like.shape, generator=gen)
+    for key, value in state.items():
+        module = key.rsplit(".", 1)[0]
+        batchnorm = f"{module}.running_var" in state
+        if key.endswith("running_var"):
+            value.copy_(0.5 + torch.rand(value.shape, generator=gen))
+        elif key.endswith("running_mean"):
+            value.copy_(draw(value, 0.0, 0.1))
+        elif batchnorm and key.endswith("weight"):
+            value.copy_(draw(value, 1.0, 0.2))
+        elif key.endswith("bias"):
+            value.copy_(draw(value, 0.5 if batchnorm else 0.0, 0.3))
+        elif key.endswith("mix"):
+            value.copy_(draw(value, 0.5, 0.2))
     model.load_state_dict(state)
     return state
 
@@ -55,21 +68,30 @@ def braincog_nodes(model, values):
 
 
 def import_and_compare(path, config, reference, tmp_path, **options):
+    """Import ``path``; its tensors must be ``reference``'s, bit for bit, and so its logits
+    (both placed alike: the import places for the CPU, channels_last where the arch asks)."""
     outcome = api.import_checkpoint(path, config, home=tmp_path / "home", device="cpu", **options)
     imported = snnbench.load(outcome.folder)
-    torch.manual_seed(1)
-    theirs = imported(BATCH)
-    torch.manual_seed(1)
-    ours = reference.eval()(BATCH)
+    want = reference.state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in imported.state_dict().items())
+    reference = place(reference, "cpu").eval()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        theirs = imported(BATCH)
+        torch.manual_seed(1)
+        ours = reference(BATCH)
     assert torch.equal(theirs, ours)
+    assert ours.std(0).sum() > 0        # logits differ between images: spikes reach the readout
     return outcome
 
 
-def test_snn_rat_wrn16_imports_to_identical_logits(tmp_path):
-    config = ModelConfig("vanilla", "wrn16", "digits", 2, "pku")
+@pytest.mark.parametrize("arch,key", [("wrn16", "block2.0.convShortcut.weight"),
+                                      ("vgg11", "classifier.3.weight")])
+def test_snn_rat_imports_to_identical_logits(tmp_path, arch, key):
+    config = ModelConfig("vanilla", arch, "digits", 1, "pku")
     model = build(resolve(config))
-    path = foreign_file(tmp_path, perturbed_state(model), "snn-rat", "wrn16")
-    assert "block2.0.convShortcut.weight" in torch.load(path)["state_dict"]
+    path = foreign_file(tmp_path, perturbed_state(model), "snn-rat", arch)
+    assert key in torch.load(path)["state_dict"]
     outcome = import_and_compare(path, config, model, tmp_path, source="snn-rat")
     assert outcome.card["imported_from"]["from"] == "snn-rat"
     assert "input_norm" not in outcome.card["spec"]          # SNN-RAT uses the data set's stats
@@ -147,7 +169,9 @@ def test_mean_and_std_go_into_the_card_and_loading_honours_them(tmp_path):
     assert card["spec"]["input_norm"] == {"mean": [0.25], "std": [0.5]}
     assert card["input"]["std"] == [0.5]
     loaded = snnbench.load("vanilla-tiny-digits", tmp_path / "home")
-    assert torch.equal(loaded(BATCH), model.eval()(BATCH))
+    assert loaded.normalize.mean.flatten().tolist() == [0.25]
+    with torch.no_grad():
+        assert torch.equal(loaded(BATCH), place(model, "cpu").eval()(BATCH))
     again = invoke("import", path, "--arch", "tiny", "--defense", "vanilla", "--timesteps", "2",
                    "--mean", "0.25", "--std", "0.5", "--home", tmp_path / "home")
     assert "up to date" in again.stdout
