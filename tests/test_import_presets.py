@@ -115,13 +115,18 @@ def test_snn_rat_vgg11_map_covers_every_key_and_shape():
     ("randhet", {"threshold": 0.5, "act_fun.alpha": 2.0, "sigma": 1.0, "w": 0.0}),  # RHLIFNode
 ], ids=["lif", "rhlif"])
 def test_braincog_sew_resnet19_imports_with_its_constants_dropped(tmp_path, defense, constants):
+    """The RHLIF file also holds BrainCog's ``normalize`` buffers: the card takes them."""
     config = ModelConfig(defense, "sew-resnet19", "digits", 2, "randhet")
-    model = build(resolve(config))
+    norm = {"mean": [0.125], "std": [0.75]} if defense == "randhet" else None
+    model = build(dataclasses.replace(resolve(config), input_norm=norm))
     nodes = braincog_nodes(model, constants)
     assert len(nodes) == 19 * len(constants)                 # 38 (LIF) or 76 (RHLIF)
-    path = foreign_file(tmp_path, perturbed_state(model), "braincog", "sew-resnet19", nodes)
+    buffers = {f"normalize.{k}": torch.tensor(v) for k, v in (norm or {}).items()}
+    path = foreign_file(tmp_path, perturbed_state(model), "braincog", "sew-resnet19",
+                        {**nodes, **buffers})
     outcome = import_and_compare(path, config, model, tmp_path, source="braincog")
     assert outcome.card["imported_from"]["dropped"] == len(nodes)
+    assert outcome.card["spec"].get("input_norm") == norm
 
 
 def test_a_different_neuron_constant_is_refused_naming_key_and_values(tmp_path):
@@ -253,3 +258,18 @@ def test_a_spikingjelly_plif_with_another_decay_is_refused(tmp_path):
                                             r"neuron.decay is 0.5"):
         api.import_checkpoint(path, ModelConfig("vanilla", "tiny", "digits", 4),
                               home=tmp_path / "home", source="spikingjelly")
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    (("--from", "keras"), "unknown --from 'keras'; choose one of snn-rat, braincog, spikingjelly"),
+    (("--from", "snn-rat"), "--from snn-rat maps vgg11, wrn16, not tiny"),
+    (("--mean", "half"), "--mean takes comma-separated numbers"),
+    (("--std", "0.5,0.5"), "std [0.5, 0.5] must hold 1 finite numbers"),
+    (("--map", "body"), "--map 'body' is not OLD=NEW"),
+], ids=["source", "arch", "mean", "channels", "map"])
+def test_bad_import_options_are_one_line(tmp_path, extra, fragment):
+    path = tmp_path / "tiny.pth"
+    torch.save(build(resolve(ModelConfig("vanilla", "tiny", "digits", 2))).state_dict(), path)
+    refused(invoke("import", path, "--arch", "tiny", "--defense", "vanilla", "--home",
+                   tmp_path / "home", *extra), fragment)
+    assert not (tmp_path / "home").exists()
