@@ -182,7 +182,7 @@ def _floats_option(text: str | None, option: str) -> list[float] | None:
 
 @app.command("import")
 @command
-def import_(file: Annotated[Path, typer.Argument(help="A .pt/.pth state dict (read with weights_only=True).")],
+def import_(file: Annotated[Path, typer.Argument(help="A .pt/.pth state dict (read with weights_only=True) or .safetensors.")],
             arch: Annotated[str, typer.Option(help="Architecture the weights belong to.")],
             defense: Annotated[str, typer.Option(help="Defence the model was trained with, e.g. vanilla.")],
             data: Annotated[str, typer.Option(help="Data set (see `snnbench list datasets`).")] = "digits",

@@ -46,7 +46,8 @@ Norm = tuple[list[float], list[float]]       # input (mean, std) per channel
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a ``.pt``/``.pth`` file, read without unpickling any code."""
+    """The tensors of a ``.pt``/``.pth`` (or ``.safetensors``) file, read without unpickling
+    any code."""
     path = Path(path)
     if not path.is_file():
         raise SnnbenchError(f"no file {path}; pass the path of a .pt or .pth checkpoint")

@@ -273,3 +273,12 @@ def test_bad_import_options_are_one_line(tmp_path, extra, fragment):
     refused(invoke("import", path, "--arch", "tiny", "--defense", "vanilla", "--home",
                    tmp_path / "home", *extra), fragment)
     assert not (tmp_path / "home").exists()
+
+
+def test_a_safetensors_file_imports_too(tmp_path):
+    from safetensors.torch import save_file
+    config = ModelConfig("vanilla", "tiny", "digits", 2)
+    model = build(resolve(config))
+    path = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in perturbed_state(model).items()}, str(path))
+    import_and_compare(path, config, model, tmp_path)
