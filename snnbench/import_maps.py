@@ -9,7 +9,7 @@ neuron constants it saves as parameters, and how it normalises its input:
 - ``braincog`` (BrainCog-X/Brain-Cog ``examples/Snn_safety/RandHet-SNN``): ``sew-resnet19``
   (``conv1``/``bn1``, ``layerN.i``, ``fc1``); every node saves ``threshold`` and its AtanGrad
   ``act_fun.alpha``, RHLIF nodes also ``sigma`` and ``w``; the CIFAR-10 statistics for CIFAR-10
-  and CIFAR-100 alike (quirk Q5), or the ``normalize.mean``/``normalize.std`` buffers when the
+  and CIFAR-100 alike, as its data loader does), or the ``normalize.mean``/``normalize.std`` buffers when the
   file holds them.
 - ``spikingjelly``: a net built from SpikingJelly's layers in our layer order (the body
   without the ``body.`` prefix), with or without ``layer.SeqToANNContainer`` groups, which only
