@@ -5,6 +5,13 @@ first conv + BN of the body acts as the encoder; the body works on ``[T*B, ...]`
 non-spiking linear readout whose logits are averaged over T. Event frames ``[B, T, 2, H, W]``
 (any 5-d input) carry their own time axis instead of the repeat (docs/guide.md, public API); their
 T and channels must be the model's.
+
+Encode once (docs/performance.md): the encoder sees the same image at every step, so a body
+that offers ``encode(image, repeats)`` and ``decode(steps)`` (``body(x) == decode(encode(x, 1))``)
+runs its encoder on ``[B, ...]`` and repeats the result over T instead: the same logits and
+input gradients up to rounding, T times less encoder work. BatchNorm in train mode sees the
+same batch statistics on one copy as on T; its running variance is updated as over the T
+copies (:func:`repeated_batch_norm`), so the running statistics are those of the per-step path.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from snnbench.errors import SnnbenchError
 
@@ -49,6 +57,8 @@ class SpikingModel(nn.Module):
         self.stochastic = stochastic
         self.events = events
         self.channels_last_on = tuple(channels_last_on)
+        # Run the body's encoder once per image where it offers one (module docstring).
+        self.encode_once = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
@@ -59,6 +69,11 @@ class SpikingModel(nn.Module):
             raise SnnbenchError(f"this model takes event frames [B, {self.timesteps}, "
                                 f"{self.normalize.mean.shape[1]}, H, W], got shape "
                                 f"{tuple(x.shape)}; pass the data set's frames")
+        elif self.encode_once and hasattr(self.body, "encode"):
+            encoded = self.body.encode(self.normalize(x), self.timesteps)
+            # cat keeps the encoder's memory layout (channels_last), a reshape would not
+            logits = self.body.decode(torch.cat([encoded] * self.timesteps))
+            return logits.view(self.timesteps, batch, logits.shape[-1]).mean(0)
         else:
             image = self.normalize(x)
             steps = image.unsqueeze(0).expand(self.timesteps, *image.shape).flatten(0, 1)
@@ -72,6 +87,62 @@ class SpikingModel(nn.Module):
                                 f"for this model (T = its time steps), got shape "
                                 f"{tuple(x.shape)}; build the model with timesteps = the number "
                                 f"of frames")
+
+
+class EncodedSequential(nn.Sequential):
+    """A sequential body whose first ``encoder_length`` layers (conv, BN) are its encoder.
+
+    The same layers, the same state_dict keys as ``nn.Sequential``; ``encode``/``decode`` split
+    its forward at the encoder's end (module docstring).
+    """
+
+    def __init__(self, *layers: nn.Module, encoder_length: int) -> None:
+        super().__init__(*layers)
+        self.encoder_length = encoder_length
+
+    def encode(self, image: torch.Tensor, repeats: int) -> torch.Tensor:
+        return run_encoder(list(self)[:self.encoder_length], image, repeats)
+
+    def decode(self, steps: torch.Tensor) -> torch.Tensor:
+        for layer in list(self)[self.encoder_length:]:
+            steps = layer(steps)
+        return steps
+
+
+def run_encoder(layers: Sequence[nn.Module], image: torch.Tensor, repeats: int) -> torch.Tensor:
+    """Per-sample layers (convs, BatchNorm) on one copy of an input repeated ``repeats`` times."""
+    for layer in layers:
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            image = repeated_batch_norm(layer, image, repeats)
+        elif isinstance(layer, (nn.Conv2d, nn.Identity)):
+            image = layer(image)
+        else:
+            raise SnnbenchError(f"an encoder layer must be a convolution or BatchNorm (per "
+                                f"sample, no state), got {type(layer).__name__}; leave it out "
+                                f"of the arch's encoder")
+    return image
+
+
+def repeated_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor,
+                        repeats: int) -> torch.Tensor:
+    """``norm`` applied to ``repeats`` stacked copies of ``x``, computed on one copy.
+
+    Normalisation and gradients are those of the copies (same mean, same biased variance).
+    Only the running variance would differ: PyTorch stores the unbiased variance ``n/(n-1)``
+    times the biased one, n = the values per channel, here counted over all copies.
+    """
+    if repeats == 1 or not (norm.training and norm.track_running_stats):
+        return norm(x)
+    norm.num_batches_tracked.add_(1)
+    factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+    out = F.batch_norm(x, None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
+    with torch.no_grad():
+        dims = [d for d in range(x.dim()) if d != 1]
+        var, mean = torch.var_mean(x, dim=dims, correction=0)
+        count = repeats * x.numel() // x.shape[1]
+        norm.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+        norm.running_var.mul_(1 - factor).add_(var, alpha=factor * count / (count - 1))
+    return out
 
 
 def init_weights(module: nn.Module) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from snnbench.archs.base import init_weights
+from snnbench.archs.base import init_weights, run_encoder
 from snnbench.archs.registry import ARCHS
 from snnbench.neurons import NeuronFactory
 
@@ -77,7 +77,14 @@ class SEWResNet(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.blocks(self.stem(x)))
+        return self.decode(self.encode(x, 1))
+
+    def encode(self, image: torch.Tensor, repeats: int) -> torch.Tensor:
+        """The stem's conv + BN."""
+        return run_encoder(list(self.stem)[:2], image, repeats)
+
+    def decode(self, steps: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.blocks(self.stem[2](steps)))
         return self.fc(x.flatten(1))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from snnbench.archs.base import init_weights
+from snnbench.archs.base import EncodedSequential, init_weights
 from snnbench.archs.registry import ARCHS
 from snnbench.neurons import NeuronFactory
 
@@ -17,13 +17,14 @@ from snnbench.neurons import NeuronFactory
                 paper="snnbench (RECONSTRUCTED)", channels_last=("cpu", "cuda"))
 def tiny(neuron: NeuronFactory, *, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     size = image_size
-    body = nn.Sequential(
+    body = EncodedSequential(
         nn.Conv2d(in_channels, 16, 3, padding=1), nn.BatchNorm2d(16), neuron((16, size, size)),
         nn.AvgPool2d(2),
         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), neuron((32, size // 2, size // 2)),
         nn.AvgPool2d(2),
         nn.Flatten(),
         nn.Linear(32 * (size // 4) ** 2, num_classes),
+        encoder_length=2,           # the first conv + BN, run once per image
     )
     init_weights(body)
     return body

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from snnbench.archs.base import init_weights
+from snnbench.archs.base import EncodedSequential, init_weights
 from snnbench.archs.registry import ARCHS
 from snnbench.neurons import NeuronFactory
 
@@ -48,12 +48,13 @@ def vgg11(neuron: NeuronFactory, *, in_channels: int, num_classes: int,
     """The PKU VGG-11 body ``[T*B, C, H, W] -> [T*B, K]``; ``image_size`` must be at least 8."""
     features, size = _features(neuron, in_channels, image_size)
     flat = STAGES[-1][-1] * size * size
-    body = nn.Sequential(
+    body = EncodedSequential(
         *features,
         nn.Flatten(),
         nn.Linear(flat, HIDDEN), neuron((HIDDEN,)),
         nn.Linear(HIDDEN, HIDDEN), neuron((HIDDEN,)),
         nn.Linear(HIDDEN, num_classes),
+        encoder_length=2,           # the first conv + BN, run once per image
     )
     init_weights(body)
     return body

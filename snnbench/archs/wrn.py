@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from snnbench.archs.base import init_weights
+from snnbench.archs.base import init_weights, run_encoder
 from snnbench.archs.registry import ARCHS
 from snnbench.neurons import NeuronFactory
 
@@ -86,7 +86,14 @@ class WideResNet(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.stem(x))
+        return self.decode(self.stem(x))
+
+    def encode(self, image: torch.Tensor, repeats: int) -> torch.Tensor:
+        """The stem conv (the first BN sits inside the first block, so it runs per step)."""
+        return run_encoder([self.stem], image, repeats)
+
+    def decode(self, steps: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(steps)
         x = self.pool(self.act(self.bn(x)))
         return self.fc(x.flatten(1))
 
