@@ -180,3 +180,68 @@ def test_attack_surrogate_is_used_by_fused_backward():
     neuron.attack_surrogate = Surrogate("atan", 2.0)
     _, other = run(neuron, x, "fused")
     assert not torch.allclose(own[0], other[0])
+
+
+def native_or_skip():
+    from snnbench.neurons import native
+    if native.module() is None:
+        pytest.skip(f"no native kernel here: {native.status()}")
+    return native
+
+
+@pytest.mark.parametrize("surrogate", ["triangle", "atan", "rect", "sigmoid", "fastsigmoid", "exp"])
+@pytest.mark.parametrize("form", list(CONFIGS))
+@pytest.mark.parametrize("noise", [None, "diffusive", "escape"])
+def test_native_kernel_matches_the_pytorch_loop(surrogate, form, noise):
+    """float32 channels_last: spikes and potentials equal bit for bit, float64 gradients within
+    1e-6 of the PyTorch fused loop (itself tested against the naive loop above)."""
+    from snnbench.neurons.fused import FusedLIF, Spec, run_forward
+    native = native_or_skip()
+    c = CONFIGS[form]
+    timesteps, shape = 4, (BATCH, 3, 5, 6)
+    spec = Spec(convex=c.form == "convex", theta=c.theta, ge=c.spike_ge,
+                detach_reset=c.detach_reset, surrogate=Surrogate(surrogate, 1.5),
+                escape=noise == "escape")
+    torch.manual_seed(4)
+    x = (0.8 * torch.randn(timesteps * BATCH, *shape[1:]) + 0.4).to(
+        memory_format=torch.channels_last).view(timesteps, *shape)
+    drawn = None if noise is None else 0.3 * torch.randn(timesteps, *shape)   # row-major draws
+    assert native.covers(x, c.decay, None, drawn, spec)
+    expected_u, got_u = torch.empty_like(x), torch.empty_like(x)
+    expected = run_forward(x, c.decay, None, drawn, spec, expected_u)
+    got = native.forward(x, c.decay, native.like(x, drawn), spec, got_u)
+    assert torch.equal(got, expected) and torch.equal(got_u, expected_u)
+    assert 0 < got.mean() < 1
+    grads = []
+    for use_native in (False, True):
+        xd = x.double().requires_grad_()
+        with pytest.MonkeyPatch.context() as patch:
+            if not use_native:
+                patch.setattr(native, "covers", lambda *args: False)
+            y = FusedLIF.apply(xd, c.decay, None, None if drawn is None else drawn.double(), spec)
+            weights = torch.linspace(-1, 2, y.numel(), dtype=y.dtype).view_as(y)
+            grads.append(torch.autograd.grad((y * weights).sum(), xd)[0])
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-6, atol=1e-6)
+    assert grads[1].abs().sum() > 0
+
+
+def test_without_the_native_kernel_the_pytorch_loop_runs(monkeypatch):
+    from snnbench.neurons import native
+    neuron = build("lif", {}, TRACKS["tgo"], 4)
+    x = inputs(4)
+    y_default, g_default = run(neuron, x, "fused")
+    monkeypatch.setenv(native.ENV, "0")
+    assert native.module() is None and "SNNBENCH_NATIVE=0" in native.status()
+    y_off, g_off = run(neuron, x, "fused")
+    assert torch.equal(y_default, y_off)
+    torch.testing.assert_close(g_off[0], g_default[0], rtol=1e-6, atol=1e-6)
+    monkeypatch.delenv(native.ENV)                        # a failed build: one line, PyTorch path
+    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setattr(native, "_why_not", None)
+
+    def broken():
+        raise RuntimeError("Error building extension\nno compiler found")
+
+    monkeypatch.setattr(native, "_build", broken)
+    assert native.module() is None and "no compiler found" in native.status()
+    assert torch.equal(run(neuron, x, "fused")[0], y_default)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
+from snnbench.neurons import native
 from snnbench.neurons.surrogate import Surrogate
 
 
@@ -124,13 +125,24 @@ def run_forward(x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.
     return spikes
 
 
+def forward_any(x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.Tensor | None,
+                spec: Spec, potentials: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`run_forward`, by the native kernel where it covers the call (``native``)."""
+    if native.covers(x, decay, gain, noise, spec) and native.same_layout(x, potentials):
+        return native.forward(x, decay, native.like(x, noise), spec, potentials)
+    return run_forward(x, decay, gain, noise, spec, potentials)
+
+
 class FusedLIF(torch.autograd.Function):
     """``FusedLIF.apply(x, decay, gain, noise, spec)``: spikes ``[T, B, ...]`` with BPTT."""
 
     @staticmethod
     def forward(ctx, x, decay, gain, noise, spec):  # type: ignore[override]
+        if native.covers(x, decay, gain, noise, spec):
+            x = x if native.same_layout(x) else x.contiguous()
+            noise = native.like(x, noise)
         potentials = torch.empty_like(x)
-        spikes = run_forward(x, decay, gain, noise, spec, potentials)
+        spikes = forward_any(x, decay, gain, noise, spec, potentials)
         decay_grad = isinstance(decay, torch.Tensor) and ctx.needs_input_grad[1]
         gain_grad = gain is not None and ctx.needs_input_grad[2]
         keep_x = (decay_grad and spec.convex) or gain_grad
@@ -149,6 +161,8 @@ class FusedLIF(torch.autograd.Function):
         if decay is None:
             decay = ctx.float_decay
         want_x, want_k, want_p = ctx.needs_input_grad[:3]
+        if want_x and not (want_k or want_p) and native.covers(potentials, decay, gain, noise, spec):
+            return native.backward(grad_spikes, potentials, noise, decay, spec), None, None, None, None
         steps = potentials.shape[0]
         # grad_u is written straight into grad_x[t] when dI_t = du_t (tet form, no gain).
         direct = want_x and not spec.convex and gain is None
@@ -226,4 +240,4 @@ def fused_lif(x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.Te
     if torch.is_grad_enabled() and any(a.requires_grad for a in tensors):
         return FusedLIF.apply(x, decay, gain, noise, spec)
     with torch.no_grad():
-        return run_forward(x, decay, gain, noise, spec)
+        return forward_any(x, decay, gain, noise, spec)
