@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -52,9 +53,10 @@ from torch import nn  # noqa: E402
 
 import snnbench  # noqa: E402
 from snnbench import runtime  # noqa: E402
-from snnbench.config import NeuronConfig  # noqa: E402
+from snnbench.config import TRACKS, NeuronConfig  # noqa: E402
 from snnbench.model import create_model  # noqa: E402
-from snnbench.neurons import LIF  # noqa: E402
+from snnbench.neurons import LIF, native, neuron_factory  # noqa: E402
+from snnbench.neurons.fused import Spec, fused_lif  # noqa: E402
 from snnbench.neurons.lif import use_neuron_impl  # noqa: E402
 
 MIB = 2 ** 20
@@ -136,6 +138,34 @@ def with_impl(impl: str, fn: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
+def with_native(on: bool, fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` with the native kernel allowed (``on``) or switched off (``SNNBENCH_NATIVE=0``)."""
+    def run() -> object:
+        previous = os.environ.get(native.ENV)
+        if not on:
+            os.environ[native.ENV] = "0"
+        try:
+            return fn()
+        finally:
+            if previous is None:
+                os.environ.pop(native.ENV, None)
+            else:
+                os.environ[native.ENV] = previous
+    return run
+
+
+def copy_pass(like: torch.Tensor) -> Callable[[], object]:
+    """``torch.add(a, b, out=c)`` over three tensors the size of ``like``: the measured cost of
+    moving ``3 * like.nbytes`` through memory (the bandwidth the bounds use)."""
+    a, b, c = torch.randn_like(like), torch.randn_like(like), torch.empty_like(like)
+    return lambda: torch.add(a, b, out=c)
+
+
+def bound_seconds(moved_bytes: float, like: torch.Tensor, add_seconds: float) -> float:
+    """Seconds to move ``moved_bytes`` at the bandwidth ``copy_pass(like)`` measured."""
+    return add_seconds * moved_bytes / (3 * like.numel() * like.element_size())
+
+
 def neuron_part(timesteps: int, batch: int, repeats: int) -> None:
     torch.manual_seed(0)
     shape = (64, 32, 32)
@@ -157,21 +187,90 @@ def neuron_part(timesteps: int, batch: int, repeats: int) -> None:
     def forward(module: nn.Module) -> Callable[[], object]:
         return lambda: module(x.detach().requires_grad_())
 
-    variants = {"fused": with_impl("fused", step(ours)), "naive": with_impl("naive", step(ours)),
-                "sj": step(theirs)}
+    variants = {"fused": with_impl("fused", step(ours)),
+                "fused-pytorch": with_native(False, with_impl("fused", step(ours))),
+                "naive": with_impl("naive", step(ours)), "sj": step(theirs), "add": copy_pass(x)}
     memory = {"fused": saved_bytes(with_impl("fused", forward(ours))),
+              "fused-pytorch": saved_bytes(with_native(False, with_impl("fused", forward(ours)))),
               "naive": saved_bytes(with_impl("naive", forward(ours))),
               "sj": saved_bytes(forward(theirs))}
     times = medians(variants, repeats)
+    # six passes over [T*B, ...]: read x, write spikes, write u; read grad, read u, write grad
+    bound = bound_seconds(6 * x.numel() * x.element_size(), x, times["add"])
+    bandwidth = 3 * x.numel() * x.element_size() / times["add"] / 2 ** 30
     print(f"\n[neuron] LIF on [T*B, 64, 32, 32], T={timesteps}, B={batch} "
-          f"({x.numel() / 1e6:.1f} M values); same spikes as SJ: {'yes' if same else 'NO'}")
-    print(f"  {'':8}{'fwd+bwd ms':>12}{'saved MiB':>12}")
-    for name in variants:
-        print(f"  {name:8}{1000 * times[name]:12.1f}{memory[name] / MIB:12.1f}")
+          f"({x.numel() / 1e6:.1f} M values); same spikes as SJ: {'yes' if same else 'NO'}; "
+          f"fused path: {native.status()}")
+    print(f"  memory bound: 6 passes over {x.numel() * x.element_size() / MIB:.0f} MiB at "
+          f"{bandwidth:.1f} GiB/s (torch.add over three such tensors, {1000 * times['add']:.2f} ms, "
+          f"measured alongside) = {1000 * bound:.2f} ms")
+    print(f"  {'':14}{'fwd+bwd ms':>12}{'x bound':>9}{'saved MiB':>12}")
+    for name in memory:
+        print(f"  {name:14}{1000 * times[name]:12.1f}{times[name] / bound:9.2f}"
+              f"{memory[name] / MIB:12.1f}")
     print(f"  fused vs SJ: {ratio(times['sj'], times['fused'])} faster, "
           f"{memory['fused'] / memory['sj']:.2f} of its saved memory")
     print(f"  fused vs naive: {ratio(times['naive'], times['fused'])} faster, "
           f"{memory['fused'] / memory['naive']:.2f} of its saved memory")
+
+
+# Every neuron with a fused path, as its defence builds it: (label, kind, options).
+NEURON_KINDS = [("lif", "lif", {}), ("noisy diffusive", "noisy", {"mode": "diffusive"}),
+                ("noisy escape", "noisy", {"mode": "escape"}), ("het", "het", {}),
+                ("randhet", "randhet", {"per_step": True}),
+                ("randhet*", "randhet", {"per_step": False}), ("dlif", "dlif", {})]
+
+
+def kinds_part(timesteps: int, batch: int, repeats: int) -> None:
+    """Each neuron's fused core, forward + input gradient (an attack step's share), against
+    its memory bound; the random numbers it draws are drawn once, outside the timing."""
+    torch.manual_seed(0)
+    shape = (64, 32, 32)
+    x = (0.8 * torch.randn(timesteps * batch, *shape) + 0.4).to(memory_format=torch.channels_last)
+    grad = torch.randn_like(x)
+    variants: dict[str, Callable[[], object]] = {"add": copy_pass(x)}
+    moved: dict[str, float] = {}
+    paths: dict[str, str] = {}
+    for label, kind, options in NEURON_KINDS:
+        config = dataclasses.replace(TRACKS["tgo"], kind=kind, surrogate="atan",
+                                     surrogate_width=2.0)
+        neuron = neuron_factory(config, timesteps, **options)(shape)
+        steps = x.view(timesteps, batch, *shape)
+        extra = neuron.fused_inputs(steps)
+        decay = extra.decay.detach() if isinstance(extra.decay, torch.Tensor) else extra.decay
+        gain = None if extra.gain is None else extra.gain.detach()
+        spec = Spec(convex=config.form == "convex", theta=config.theta, ge=config.spike_ge,
+                    detach_reset=config.detach_reset, surrogate=neuron.surrogate,
+                    decay_per_step=extra.decay_per_step, escape=extra.escape)
+        paths[label] = "native" if native.covers(steps, decay, gain, extra.noise, spec) \
+            else "pytorch"
+
+        def run(decay=decay, gain=gain, noise=extra.noise, spec=spec) -> object:
+            inp = x.detach().view(timesteps, batch, *shape).requires_grad_()
+            fused_lif(inp, decay, gain, noise, spec).backward(grad.view_as(inp))
+            return inp.grad
+
+        variants[label] = run
+        variants[label + " (pytorch)"] = with_native(False, run)
+        # six passes over x, plus what reads the noise and the decays (forward, and backward
+        # where it needs them)
+        extra_bytes = 0
+        if extra.noise is not None:
+            extra_bytes += (2 if extra.escape else 1) * extra.noise.numel()
+        if isinstance(decay, torch.Tensor):
+            extra_bytes += 2 * decay.numel()
+        moved[label] = (6 * x.numel() + extra_bytes) * x.element_size()
+    times = medians(variants, repeats)
+    print(f"\n[neurons] every fused neuron core, forward + input gradient, [T*B, 64, 32, 32], "
+          f"T={timesteps}, B={batch}, channels_last; bound = its passes at the bandwidth of "
+          f"torch.add measured alongside ({1000 * times['add']:.2f} ms for three tensors)")
+    print(f"  {'':16}{'path':>8}{'bound ms':>10}{'ours ms':>9}{'x bound':>9}"
+          f"{'pytorch ms':>12}{'x bound':>9}")
+    for label, _, _ in NEURON_KINDS:
+        bound = bound_seconds(moved[label], x, times["add"])
+        ours, plain = times[label], times[label + " (pytorch)"]
+        print(f"  {label:16}{paths[label]:>8}{1000 * bound:10.2f}{1000 * ours:9.2f}"
+              f"{ours / bound:9.2f}{1000 * plain:12.2f}{plain / bound:9.2f}")
 
 
 def network(timesteps: int) -> nn.Module:
@@ -209,43 +308,64 @@ def data(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
             torch.randint(0, 10, (batch,), generator=generator))
 
 
+def pgd_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Callable[[], object]:
+    """One PGD step as the attacks run it: eval mode, forward, input gradient, signed step."""
+    loss_fn = nn.CrossEntropyLoss()
+
+    def run() -> object:
+        model.eval()
+        x = images.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(loss_fn(model(x), labels), x)
+        return (x.detach() + 2 / 255 * grad.sign()).clamp_(0, 1)
+    return run
+
+
 def network_part(timesteps: int, batch: int, repeats: int) -> None:
     ours = network(timesteps)
     theirs = sj_twin(ours, timesteps)              # same weights and layout, SJ's neurons
+    theirs.encode_once = False                     # the model as it ran before: conv per step
     images, labels = data(batch)
     with torch.no_grad():
         same = torch.equal(ours.eval()(images), theirs.eval()(images))
-    nchw = copy.deepcopy(ours).to(memory_format=torch.contiguous_format)
+    sj_once = copy.deepcopy(theirs)
+    sj_once.encode_once = True
+    per_step = copy.deepcopy(ours)
+    per_step.encode_once = False
     # Separate copies per variant: each trains its own weights (same start).
-    models = {"fused": ours, "naive": copy.deepcopy(ours), "sj": theirs, "fused-nchw": nchw}
-    impl = {"fused": "fused", "naive": "naive", "fused-nchw": "fused"}
-    train = {name: with_impl(impl[name], train_step(models[name], images, labels))
-             if name in impl else train_step(models[name], images, labels) for name in models}
-    infer = {name: with_impl(impl[name], inference(models[name], images))
-             if name in impl else inference(models[name], images) for name in models}
+    models = {"fused": ours, "fused-per-step": per_step, "fused-pytorch": copy.deepcopy(ours),
+              "sj": theirs, "sj-once": sj_once}
+
+    def wrapped(name: str, fn: Callable[[], object]) -> Callable[[], object]:
+        return with_native(False, fn) if name == "fused-pytorch" else fn
+
+    parts = {"train": train_step, "pgd": pgd_step}
+    variants = {(part, name): wrapped(name, make(models[name], images, labels))
+                for part, make in parts.items() for name in models}
+    variants.update({("infer", name): wrapped(name, inference(models[name], images))
+                     for name in models})
     memory = {}
     for name, model in models.items():
         model.train()
-        forward = (lambda m=model: m(images))
-        run = with_impl(impl[name], forward) if name in impl else forward
+        run = wrapped(name, lambda m=model: m(images))
         memory[name] = saved_bytes(run, tuple(model.parameters()) + tuple(model.buffers()))
-    train_s = medians(train, repeats)
-    infer_s = medians(infer, repeats)
-    print(f"\n[network] tiny arch, CIFAR size 32x32x3, T={timesteps}, B={batch}, channels_last "
-          f"(fused-nchw: the same in NCHW); same logits with SJ neurons: "
+    times = medians(variants, repeats)
+    print(f"\n[network] tiny arch, CIFAR size 32x32x3, T={timesteps}, B={batch}, channels_last; "
+          f"sj: SpikingJelly's LIFNode in our model on the per-step path (first conv + BN on all "
+          f"T copies, as before encode-once); same logits with SJ neurons: "
           f"{'yes' if same else 'NO'}")
-    print(f"  {'':11}{'train ms':>10}{'infer ms':>10}{'saved MiB':>11}")
+    print(f"  {'':15}{'train ms':>10}{'pgd ms':>9}{'infer ms':>10}{'saved MiB':>11}")
     for name in models:
-        print(f"  {name:11}{1000 * train_s[name]:10.1f}{1000 * infer_s[name]:10.1f}"
-              f"{memory[name] / MIB:11.1f}")
-    print(f"  fused vs SJ: train {ratio(train_s['sj'], train_s['fused'])}, "
-          f"infer {ratio(infer_s['sj'], infer_s['fused'])} faster, "
-          f"{memory['fused'] / memory['sj']:.2f} of its saved memory")
-    print(f"  fused vs naive: train {ratio(train_s['naive'], train_s['fused'])}, "
-          f"infer {ratio(infer_s['naive'], infer_s['fused'])} faster")
-    print(f"  channels_last vs NCHW (fused): train "
-          f"{ratio(train_s['fused-nchw'], train_s['fused'])}, "
-          f"infer {ratio(infer_s['fused-nchw'], infer_s['fused'])} faster")
+        print(f"  {name:15}{1000 * times['train', name]:10.1f}{1000 * times['pgd', name]:9.1f}"
+              f"{1000 * times['infer', name]:10.1f}{memory[name] / MIB:11.1f}")
+
+    def versus(other: str) -> str:
+        return ", ".join(f"{part} {ratio(times[part, other], times[part, 'fused'])}"
+                         for part in ("train", "pgd", "infer"))
+
+    print(f"  fused vs sj: {versus('sj')} faster (targets: train and pgd >= 2.0x)")
+    print(f"  fused vs sj-once (SJ neurons, encoder once too): {versus('sj-once')}")
+    print(f"  encode once (fused vs fused-per-step): {versus('fused-per-step')}")
+    print(f"  native kernel (fused vs fused-pytorch): {versus('fused-pytorch')}")
 
 
 def child_train(timesteps: int, batch: int, repeats: int, tune: bool) -> None:
@@ -289,6 +409,8 @@ def main() -> None:
                         help="comma-separated batch sizes for part 3")
     parser.add_argument("--skip-allocator", action="store_true",
                         help="leave out part 3 (the two subprocesses)")
+    parser.add_argument("--skip-kinds", action="store_true",
+                        help="leave out part 2 (every neuron kind against its bound)")
     parser.add_argument("--child-train", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tune", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -313,6 +435,9 @@ def main() -> None:
           "alike; absolute times are not comparable across runs).")
     for timesteps in steps:
         neuron_part(timesteps, args.batch, args.repeats)
+    if not args.skip_kinds:
+        for timesteps in steps:
+            kinds_part(timesteps, args.batch, args.repeats)
     for timesteps in steps:
         network_part(timesteps, args.batch, args.repeats)
     if not args.skip_allocator:

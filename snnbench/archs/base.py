@@ -135,13 +135,16 @@ def repeated_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor,
         return norm(x)
     norm.num_batches_tracked.add_(1)
     factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
-    out = F.batch_norm(x, None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
+    # momentum 1 stores this batch's mean and unbiased variance (one copy's count) in the
+    # scratch buffers: the statistics the normalisation itself computed, no extra pass
+    mean, var = torch.zeros_like(norm.running_mean), torch.ones_like(norm.running_var)
+    out = F.batch_norm(x, mean, var, norm.weight, norm.bias, True, 1.0, norm.eps)
     with torch.no_grad():
-        dims = [d for d in range(x.dim()) if d != 1]
-        var, mean = torch.var_mean(x, dim=dims, correction=0)
-        count = repeats * x.numel() // x.shape[1]
+        one = x.numel() // x.shape[1]
+        count = repeats * one
         norm.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-        norm.running_var.mul_(1 - factor).add_(var, alpha=factor * count / (count - 1))
+        norm.running_var.mul_(1 - factor).add_(
+            var, alpha=factor * (one - 1) / one * count / (count - 1))
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from snnbench.archs.base import EncodedSequential, init_weights
+from snnbench.archs.pool import AvgPool2x2
 from snnbench.archs.registry import ARCHS
 from snnbench.neurons import NeuronFactory
 
@@ -19,9 +20,9 @@ def tiny(neuron: NeuronFactory, *, in_channels: int, num_classes: int, image_siz
     size = image_size
     body = EncodedSequential(
         nn.Conv2d(in_channels, 16, 3, padding=1), nn.BatchNorm2d(16), neuron((16, size, size)),
-        nn.AvgPool2d(2),
+        AvgPool2x2(),
         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), neuron((32, size // 2, size // 2)),
-        nn.AvgPool2d(2),
+        AvgPool2x2(),
         nn.Flatten(),
         nn.Linear(32 * (size // 4) ** 2, num_classes),
         encoder_length=2,           # the first conv + BN, run once per image

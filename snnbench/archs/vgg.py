@@ -16,6 +16,7 @@ from __future__ import annotations
 from torch import nn
 
 from snnbench.archs.base import EncodedSequential, init_weights
+from snnbench.archs.pool import AvgPool2x2
 from snnbench.archs.registry import ARCHS
 from snnbench.neurons import NeuronFactory
 
@@ -35,7 +36,7 @@ def _features(neuron: NeuronFactory, in_channels: int,
                        neuron((width, size, size))]
             channels = width
         if index < len(STAGES) - 1:
-            layers.append(nn.AvgPool2d(2))
+            layers.append(AvgPool2x2())
             size //= 2
     return layers, size
 
