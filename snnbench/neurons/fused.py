@@ -129,7 +129,7 @@ def forward_any(x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.
                 spec: Spec, potentials: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`run_forward`, by the native kernel where it covers the call (``native``)."""
     if native.covers(x, decay, gain, noise, spec) and native.same_layout(x, potentials):
-        return native.forward(x, decay, native.like(x, noise), spec, potentials)
+        return native.forward(x, decay, gain, noise, spec, potentials)
     return run_forward(x, decay, gain, noise, spec, potentials)
 
 
@@ -161,8 +161,10 @@ class FusedLIF(torch.autograd.Function):
         if decay is None:
             decay = ctx.float_decay
         want_x, want_k, want_p = ctx.needs_input_grad[:3]
-        if want_x and not (want_k or want_p) and native.covers(potentials, decay, gain, noise, spec):
-            return native.backward(grad_spikes, potentials, noise, decay, spec), None, None, None, None
+        if native.covers(potentials, decay, gain, noise, spec):
+            grads = native.backward(grad_spikes, potentials, noise, decay, gain, x, spec,
+                                    (want_x, want_k, want_p))
+            return (*grads, None, None)
         steps = potentials.shape[0]
         # grad_u is written straight into grad_x[t] when dI_t = du_t (tet form, no gain).
         direct = want_x and not spec.convex and gain is None

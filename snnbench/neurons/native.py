@@ -7,10 +7,12 @@ once, and backward reads the output gradient and ``u_t`` and writes the input gr
 the memory-traffic bound of docs/performance.md.
 
 Built at first use with ``torch.utils.cpp_extension.load_inline`` (a C++ compiler and ninja;
-cached by PyTorch under ``TORCH_EXTENSIONS_DIR``), for the cases it covers: a float decay (LIF,
-Noisy-LIF; tet or convex form), no gain, the registered surrogates, float32/float64 CPU tensors
-of one memory layout. Anything else, or a machine without a compiler, or
-``SNNBENCH_NATIVE=0``, takes the PyTorch path; :func:`status` says which path runs and why.
+cached by PyTorch under ``TORCH_EXTENSIONS_DIR``). It covers every neuron with a fused path
+(LIF, Noisy-LIF, Het, RandHet, RandHet*, DLIF; tet or convex form; input, decay and gain
+gradients) with the registered surrogates, on float32/float64 CPU tensors; noise, decays and
+gains that arrive in another memory layout or broadcast are copied into the input's first.
+Anything else (CUDA, a surrogate registered later), a machine without a compiler, or
+``SNNBENCH_NATIVE=0`` takes the PyTorch path; :func:`status` says which path runs and why.
 Same operations in the same order as the PyTorch loop (``-ffp-contract=off``: no fused
 multiply-add), so spikes and potentials are equal bit for bit; gradients agree within rounding.
 """
@@ -28,54 +30,23 @@ _SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <cmath>
+#include <mutex>
+#include <vector>
 
 namespace {
 constexpr int64_t BLOCK = 256;
 
+// One fused call. Tensors are [T, N] in one memory layout (N = one step's values); the decay is
+// a float or a tensor (per step: T stride N, else held over T: stride 0); gains one per step.
 template <typename S>
-inline S surrogate(S x, int kind, S w) {
-  S a = std::abs(x);
-  switch (kind) {
-    case 0: return std::max(S(0), w - a) / (w * w);
-    case 1: { S y = S(M_PI) * w * x / S(2); return (w / S(2)) / (S(1) + y * y); }
-    case 2: return a < w / S(2) ? S(1) / w : S(0);
-    case 3: { S k = S(4) / w; S s = S(1) / (S(1) + std::exp(-k * x)); return k * s * (S(1) - s); }
-    case 4: { S k = S(2) / w; S d = S(1) + k * a; return k / (S(2) * d * d); }
-    default: return std::exp(-a / w) / (S(2) * w);
-  }
-}
-
-// NOISE: 0 none, 1 diffusive (added to u), 2 escape (added to what fires). Branch-free inner
-// loops over BLOCK neighbours (vectorised); every flag a template parameter.
-template <typename S, bool CONVEX, bool GE, int NOISE>
-void forward_kernel(const S* __restrict__ x, const S* __restrict__ noise, S* __restrict__ spikes,
-                    S* __restrict__ pot, int64_t T, int64_t N, double decay, double theta_d) {
-  const S k = S(decay), c = S(1.0 - decay), theta = S(theta_d);
-  at::parallel_for(0, N, 16 * BLOCK, [&](int64_t begin, int64_t end) {
-    alignas(64) S v[BLOCK];
-    for (int64_t b0 = begin; b0 < end; b0 += BLOCK) {
-      const int64_t n = std::min(BLOCK, end - b0);
-      for (int64_t t = 0; t < T; ++t) {
-        const int64_t o = t * N + b0;
-        const S* __restrict__ xt = x + o;
-        const S* __restrict__ nt = NOISE ? noise + o : nullptr;
-        S* __restrict__ st = spikes + o;
-        S* __restrict__ ut = pot + o;
-        const S keep = t == 0 ? S(0) : k;
-        for (int64_t j = 0; j < n; ++j) {
-          const S drive = CONVEX ? c * xt[j] : xt[j];
-          S u = t == 0 ? drive : v[j] * keep + drive;
-          if (NOISE == 1) u = u + nt[j];
-          const S z = NOISE == 2 ? u + nt[j] : u;
-          const S s = GE ? S(z >= theta) : S(z > theta);
-          st[j] = s;
-          ut[j] = u;
-          v[j] = u - u * s;
-        }
-      }
-    }
-  });
-}
+struct Args {
+  const S* x; const S* noise; const S* decay; const S* gain;
+  S* spikes; S* pot;
+  const S* grad; S* grad_x; S* grad_k; double* grad_p;
+  int64_t T, N, decay_tstride;
+  double k, theta, width;
+  bool convex, ge, detach, per_step_k_grad;
+};
 
 template <typename S>
 inline S surrogate(S x, S w, int kind) {
@@ -91,112 +62,193 @@ inline S surrogate(S x, S w, int kind) {
   }
 }
 
-template <typename S, bool CONVEX, bool GE, bool ESCAPE, bool DETACH, int KIND>
-void backward_kernel(const S* __restrict__ grad, const S* __restrict__ pot,
-                     const S* __restrict__ noise, S* __restrict__ grad_x, int64_t T, int64_t N,
-                     double decay, double theta_d, double width) {
-  const S k = S(decay), c = S(1.0 - decay), theta = S(theta_d), w = S(width);
-  at::parallel_for(0, N, 16 * BLOCK, [&](int64_t begin, int64_t end) {
-    alignas(64) S carry[BLOCK];     // du_{t+1}
+// The PyTorch loop's operations in its order: current = p_t x; drive = (1 - k) current
+// (convex); u = k v + drive; (+ diffusive noise); s = H(z - theta); v = u - u s.
+// NOISE: 0 none, 1 diffusive (into u), 2 escape (into what fires); KT: the decay is a tensor.
+template <typename S, int NOISE, bool KT>
+void forward_kernel(const Args<S>& a) {
+  const S theta = S(a.theta), k0 = S(a.k), c0 = a.convex ? S(1.0 - a.k) : S(1);
+  at::parallel_for(0, a.N, 16 * BLOCK, [&](int64_t begin, int64_t end) {
+    alignas(64) S v[BLOCK];
     for (int64_t b0 = begin; b0 < end; b0 += BLOCK) {
       const int64_t n = std::min(BLOCK, end - b0);
-      for (int64_t j = 0; j < n; ++j) carry[j] = S(0);
-      for (int64_t t = T - 1; t >= 0; --t) {
-        const int64_t o = t * N + b0;
-        const S* __restrict__ gt = grad + o;
-        const S* __restrict__ ut = pot + o;
-        const S* __restrict__ nt = ESCAPE ? noise + o : nullptr;
-        S* __restrict__ dxt = grad_x + o;
+      for (int64_t t = 0; t < a.T; ++t) {
+        const int64_t o = t * a.N + b0;
+        const S* __restrict__ xt = a.x + o;
+        const S* __restrict__ nt = NOISE ? a.noise + o : nullptr;
+        const S* __restrict__ kt = KT ? a.decay + t * a.decay_tstride + b0 : nullptr;
+        S* __restrict__ st = a.spikes + o;
+        S* __restrict__ ut = a.pot + o;
+        const S p = a.gain ? a.gain[t] : S(1);
+        const bool first = t == 0, ge = a.ge, convex = a.convex;
         for (int64_t j = 0; j < n; ++j) {
-          const S u = ut[j];
-          const S z = ESCAPE ? u + nt[j] : u;
-          const S silent = GE ? S(z < theta) : S(z <= theta);
-          const S dv = carry[j] * k;
-          const S ds = DETACH ? gt[j] : gt[j] - dv * u;
-          const S du = dv * silent + ds * surrogate<S>(z - theta, w, KIND);
-          dxt[j] = CONVEX ? du * c : du;
-          carry[j] = du;
+          const S k = KT ? kt[j] : k0;
+          const S c = KT ? (convex ? S(1) - k : S(1)) : c0;
+          const S drive = c * (p * xt[j]);
+          S u = first ? drive : k * v[j] + drive;
+          if (NOISE == 1) u = u + nt[j];
+          const S z = NOISE == 2 ? u + nt[j] : u;
+          const S s = ge ? S(z >= theta) : S(z > theta);
+          st[j] = s;
+          ut[j] = u;
+          v[j] = u - u * s;
         }
       }
     }
   });
 }
 
-// Runtime flags to template instances.
-template <typename S, bool CONVEX, bool GE>
-void forward_noise(const S* x, const S* noise, S* spikes, S* pot, int64_t T, int64_t N,
-                   double decay, double theta, int mode) {
-  if (mode == 0) forward_kernel<S, CONVEX, GE, 0>(x, noise, spikes, pot, T, N, decay, theta);
-  else if (mode == 1) forward_kernel<S, CONVEX, GE, 1>(x, noise, spikes, pot, T, N, decay, theta);
-  else forward_kernel<S, CONVEX, GE, 2>(x, noise, spikes, pot, T, N, decay, theta);
+// BPTT through the hard reset (snnbench/neurons/fused.py docstring), per neuron, t = T-1..0:
+// du = dv (1 - s) + (ds - [not detach] dv u) g(z - theta), dv = du_{t+1} k_{t+1};
+// dI = du c p; dk_t = du (v_{t-1} - [convex] p I); dp_t = sum du c I.
+template <typename S, bool ESCAPE, bool KT, int KIND, bool WANT_K, bool WANT_P>
+void backward_kernel(const Args<S>& a) {
+  const S theta = S(a.theta), w = S(a.width), k0 = S(a.k), c0 = a.convex ? S(1.0 - a.k) : S(1);
+  const S keep_reset = a.detach ? S(0) : S(1);
+  std::mutex lock;
+  at::parallel_for(0, a.N, 16 * BLOCK, [&](int64_t begin, int64_t end) {
+    alignas(64) S carry[BLOCK];          // du_{t+1} k_{t+1}
+    alignas(64) S held[BLOCK];           // the decay gradient summed over t (held decay)
+    std::vector<double> partial(WANT_P ? a.T : 0, 0.0);
+    for (int64_t b0 = begin; b0 < end; b0 += BLOCK) {
+      const int64_t n = std::min(BLOCK, end - b0);
+      for (int64_t j = 0; j < n; ++j) { carry[j] = S(0); held[j] = S(0); }
+      for (int64_t t = a.T - 1; t >= 0; --t) {
+        const int64_t o = t * a.N + b0;
+        const S* __restrict__ gt = a.grad + o;
+        const S* __restrict__ ut = a.pot + o;
+        const S* __restrict__ nt = ESCAPE ? a.noise + o : nullptr;
+        const S* __restrict__ kt = KT ? a.decay + t * a.decay_tstride + b0 : nullptr;
+        const S* __restrict__ xt = (WANT_P || (WANT_K && a.convex)) ? a.x + o : nullptr;
+        const S* __restrict__ up = (WANT_K && t > 0) ? a.pot + o - a.N : nullptr;
+        const S* __restrict__ np = (WANT_K && ESCAPE && t > 0) ? a.noise + o - a.N : nullptr;
+        S* __restrict__ dxt = a.grad_x + o;
+        const S p = a.gain ? a.gain[t] : S(1);
+        const bool ge = a.ge, convex = a.convex, later = t > 0;
+        double dp = 0.0;
+        for (int64_t j = 0; j < n; ++j) {
+          const S u = ut[j];
+          const S z = ESCAPE ? u + nt[j] : u;
+          const S silent = ge ? S(z < theta) : S(z <= theta);
+          const S dv = carry[j];
+          const S ds = gt[j] - keep_reset * (dv * u);
+          const S du = dv * silent + ds * surrogate<S>(z - theta, w, KIND);
+          const S k = KT ? kt[j] : k0;
+          const S c = KT ? (convex ? S(1) - k : S(1)) : c0;
+          dxt[j] = (du * c) * p;
+          if (WANT_P) dp += double(du * c * xt[j]);
+          if (WANT_K) {
+            S term = S(0);
+            if (later) {
+              const S zp = ESCAPE ? up[j] + np[j] : up[j];
+              const S sp = ge ? S(zp < theta) : S(zp <= theta);
+              term = du * (up[j] * sp);
+            }
+            if (convex) term = term - du * (p * xt[j]);
+            if (a.per_step_k_grad) a.grad_k[o + j] = term; else held[j] += term;
+          }
+          carry[j] = du * k;
+        }
+        if (WANT_P) partial[t] += dp;
+      }
+      if (WANT_K && !a.per_step_k_grad)
+        for (int64_t j = 0; j < n; ++j) a.grad_k[b0 + j] = held[j];
+    }
+    if (WANT_P) {
+      std::lock_guard<std::mutex> guard(lock);
+      for (int64_t t = 0; t < a.T; ++t) a.grad_p[t] += partial[t];
+    }
+  });
 }
 
-template <typename S, bool CONVEX, bool GE, bool ESCAPE, bool DETACH>
-void backward_kind(const S* g, const S* u, const S* n, S* dx, int64_t T, int64_t N, double decay,
-                   double theta, double width, int kind) {
+template <typename S, bool ESCAPE, bool KT, int KIND>
+void backward_wants(const Args<S>& a, bool want_k, bool want_p) {
+  if (want_k && want_p) backward_kernel<S, ESCAPE, KT, KIND, true, true>(a);
+  else if (want_k) backward_kernel<S, ESCAPE, KT, KIND, true, false>(a);
+  else if (want_p) backward_kernel<S, ESCAPE, KT, KIND, false, true>(a);
+  else backward_kernel<S, ESCAPE, KT, KIND, false, false>(a);
+}
+
+template <typename S, bool ESCAPE, bool KT>
+void backward_kind(const Args<S>& a, int kind, bool want_k, bool want_p) {
   switch (kind) {
-    case 0: backward_kernel<S, CONVEX, GE, ESCAPE, DETACH, 0>(g, u, n, dx, T, N, decay, theta, width); break;
-    case 1: backward_kernel<S, CONVEX, GE, ESCAPE, DETACH, 1>(g, u, n, dx, T, N, decay, theta, width); break;
-    case 2: backward_kernel<S, CONVEX, GE, ESCAPE, DETACH, 2>(g, u, n, dx, T, N, decay, theta, width); break;
-    case 3: backward_kernel<S, CONVEX, GE, ESCAPE, DETACH, 3>(g, u, n, dx, T, N, decay, theta, width); break;
-    case 4: backward_kernel<S, CONVEX, GE, ESCAPE, DETACH, 4>(g, u, n, dx, T, N, decay, theta, width); break;
-    default: backward_kernel<S, CONVEX, GE, ESCAPE, DETACH, 5>(g, u, n, dx, T, N, decay, theta, width);
+    case 0: backward_wants<S, ESCAPE, KT, 0>(a, want_k, want_p); break;
+    case 1: backward_wants<S, ESCAPE, KT, 1>(a, want_k, want_p); break;
+    case 2: backward_wants<S, ESCAPE, KT, 2>(a, want_k, want_p); break;
+    case 3: backward_wants<S, ESCAPE, KT, 3>(a, want_k, want_p); break;
+    case 4: backward_wants<S, ESCAPE, KT, 4>(a, want_k, want_p); break;
+    default: backward_wants<S, ESCAPE, KT, 5>(a, want_k, want_p);
   }
 }
 
-template <typename S, bool CONVEX, bool GE>
-void backward_flags(const S* g, const S* u, const S* n, S* dx, int64_t T, int64_t N,
-                    double decay, double theta, double width, int kind, bool escape, bool detach) {
-  if (escape && detach) backward_kind<S, CONVEX, GE, true, true>(g, u, n, dx, T, N, decay, theta, width, kind);
-  else if (escape) backward_kind<S, CONVEX, GE, true, false>(g, u, n, dx, T, N, decay, theta, width, kind);
-  else if (detach) backward_kind<S, CONVEX, GE, false, true>(g, u, n, dx, T, N, decay, theta, width, kind);
-  else backward_kind<S, CONVEX, GE, false, false>(g, u, n, dx, T, N, decay, theta, width, kind);
+template <typename S>
+const S* ptr(const c10::optional<torch::Tensor>& t) {
+  return t ? t->data_ptr<S>() : nullptr;
+}
+
+template <typename S>
+Args<S> args(const torch::Tensor& like, const c10::optional<torch::Tensor>& decay_t,
+             bool per_step, const c10::optional<torch::Tensor>& gain, double decay,
+             bool convex, double theta, bool ge) {
+  Args<S> a{};
+  a.T = like.size(0); a.N = like.numel() / a.T;
+  a.decay = ptr<S>(decay_t); a.decay_tstride = per_step ? a.N : 0; a.gain = ptr<S>(gain);
+  a.k = decay; a.convex = convex; a.theta = theta; a.ge = ge;
+  return a;
 }
 }  // namespace
 
-void lif_forward(torch::Tensor x, c10::optional<torch::Tensor> noise, torch::Tensor spikes,
-                 torch::Tensor pot_, double decay, bool convex, double theta,
-                 bool ge, bool escape) {
-  c10::optional<torch::Tensor> pot = pot_;
-  const int64_t T = x.size(0), N = x.numel() / T;
+void lif_forward(torch::Tensor x, c10::optional<torch::Tensor> noise,
+                 c10::optional<torch::Tensor> decay_t, bool per_step,
+                 c10::optional<torch::Tensor> gain, torch::Tensor spikes, torch::Tensor pot,
+                 double decay, bool convex, double theta, bool ge, bool escape) {
   const int mode = noise ? (escape ? 2 : 1) : 0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lif_forward", [&] {
-    const scalar_t* n = noise ? noise->data_ptr<scalar_t>() : nullptr;
-    scalar_t* u = pot->data_ptr<scalar_t>();
-    const scalar_t* in = x.data_ptr<scalar_t>();
-    scalar_t* s = spikes.data_ptr<scalar_t>();
-    if (convex && ge) forward_noise<scalar_t, true, true>(in, n, s, u, T, N, decay, theta, mode);
-    else if (convex) forward_noise<scalar_t, true, false>(in, n, s, u, T, N, decay, theta, mode);
-    else if (ge) forward_noise<scalar_t, false, true>(in, n, s, u, T, N, decay, theta, mode);
-    else forward_noise<scalar_t, false, false>(in, n, s, u, T, N, decay, theta, mode);
+    Args<scalar_t> a = args<scalar_t>(x, decay_t, per_step, gain, decay, convex, theta, ge);
+    a.x = x.data_ptr<scalar_t>(); a.noise = ptr<scalar_t>(noise);
+    a.spikes = spikes.data_ptr<scalar_t>(); a.pot = pot.data_ptr<scalar_t>();
+    const bool kt = decay_t.has_value();
+    if (mode == 0) { if (kt) forward_kernel<scalar_t, 0, true>(a); else forward_kernel<scalar_t, 0, false>(a); }
+    else if (mode == 1) { if (kt) forward_kernel<scalar_t, 1, true>(a); else forward_kernel<scalar_t, 1, false>(a); }
+    else { if (kt) forward_kernel<scalar_t, 2, true>(a); else forward_kernel<scalar_t, 2, false>(a); }
   });
 }
 
 void lif_backward(torch::Tensor grad, torch::Tensor pot, c10::optional<torch::Tensor> noise,
-                  torch::Tensor grad_x, double decay, bool convex, double theta, bool ge,
-                  bool detach_reset, int64_t kind, double width) {
-  const int64_t T = pot.size(0), N = pot.numel() / T;
+                  c10::optional<torch::Tensor> decay_t, bool per_step,
+                  c10::optional<torch::Tensor> gain, c10::optional<torch::Tensor> x,
+                  torch::Tensor grad_x, c10::optional<torch::Tensor> grad_k,
+                  c10::optional<torch::Tensor> grad_p, double decay, bool convex, double theta,
+                  bool ge, bool detach_reset, int64_t kind, double width) {
   AT_DISPATCH_FLOATING_TYPES(pot.scalar_type(), "lif_backward", [&] {
-    const scalar_t* g = grad.data_ptr<scalar_t>();
-    const scalar_t* u = pot.data_ptr<scalar_t>();
-    const scalar_t* n = noise ? noise->data_ptr<scalar_t>() : nullptr;
-    scalar_t* dx = grad_x.data_ptr<scalar_t>();
-    const bool esc = noise.has_value();
-    const int kd = (int)kind;
-    if (convex && ge) backward_flags<scalar_t, true, true>(g, u, n, dx, T, N, decay, theta, width, kd, esc, detach_reset);
-    else if (convex) backward_flags<scalar_t, true, false>(g, u, n, dx, T, N, decay, theta, width, kd, esc, detach_reset);
-    else if (ge) backward_flags<scalar_t, false, true>(g, u, n, dx, T, N, decay, theta, width, kd, esc, detach_reset);
-    else backward_flags<scalar_t, false, false>(g, u, n, dx, T, N, decay, theta, width, kd, esc, detach_reset);
+    Args<scalar_t> a = args<scalar_t>(pot, decay_t, per_step, gain, decay, convex, theta, ge);
+    a.grad = grad.data_ptr<scalar_t>(); a.pot = pot.data_ptr<scalar_t>();
+    a.noise = ptr<scalar_t>(noise); a.x = ptr<scalar_t>(x);
+    a.grad_x = grad_x.data_ptr<scalar_t>();
+    a.grad_k = grad_k ? grad_k->data_ptr<scalar_t>() : nullptr;
+    a.per_step_k_grad = per_step;
+    a.grad_p = grad_p ? grad_p->data_ptr<double>() : nullptr;
+    a.detach = detach_reset; a.width = width;
+    const bool esc = noise.has_value(), kt = decay_t.has_value();
+    const bool wk = grad_k.has_value(), wp = grad_p.has_value();
+    if (esc && kt) backward_kind<scalar_t, true, true>(a, (int)kind, wk, wp);
+    else if (esc) backward_kind<scalar_t, true, false>(a, (int)kind, wk, wp);
+    else if (kt) backward_kind<scalar_t, false, true>(a, (int)kind, wk, wp);
+    else backward_kind<scalar_t, false, false>(a, (int)kind, wk, wp);
   });
 }
 """
 _DECLARATIONS = r"""
-void lif_forward(torch::Tensor x, c10::optional<torch::Tensor> noise, torch::Tensor spikes,
-                 torch::Tensor pot, double decay, bool convex, double theta,
-                 bool ge, bool escape);
+void lif_forward(torch::Tensor x, c10::optional<torch::Tensor> noise,
+                 c10::optional<torch::Tensor> decay_t, bool per_step,
+                 c10::optional<torch::Tensor> gain, torch::Tensor spikes, torch::Tensor pot,
+                 double decay, bool convex, double theta, bool ge, bool escape);
 void lif_backward(torch::Tensor grad, torch::Tensor pot, c10::optional<torch::Tensor> noise,
-                  torch::Tensor grad_x, double decay, bool convex, double theta, bool ge,
-                  bool detach_reset, int64_t kind, double width);
+                  c10::optional<torch::Tensor> decay_t, bool per_step,
+                  c10::optional<torch::Tensor> gain, c10::optional<torch::Tensor> x,
+                  torch::Tensor grad_x, c10::optional<torch::Tensor> grad_k,
+                  c10::optional<torch::Tensor> grad_p, double decay, bool convex, double theta,
+                  bool ge, bool detach_reset, int64_t kind, double width);
 """
 
 _lock = threading.Lock()
@@ -260,33 +312,60 @@ def same_layout(reference: torch.Tensor, *others: torch.Tensor | None) -> bool:
 
 def covers(x: torch.Tensor, decay, gain, noise, spec) -> bool:
     """Whether the kernel computes this call (module docstring)."""
+    tensors = [t for t in (decay, gain, noise) if isinstance(t, torch.Tensor)]
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and not isinstance(decay, torch.Tensor) and gain is None
-            and spec.surrogate.kind in SURROGATE_CODES
-            and (noise is None or noise.dtype == x.dtype) and module() is not None)
+            and all(t.dtype == x.dtype and t.device == x.device for t in tensors)
+            and (gain is None or gain.shape == (x.shape[0],))
+            and spec.surrogate.kind in SURROGATE_CODES and module() is not None)
 
 
 def like(reference: torch.Tensor, tensor: torch.Tensor | None) -> torch.Tensor | None:
-    """``tensor`` in ``reference``'s memory layout (a copy only where it differs)."""
+    """``tensor`` broadcast to ``reference`` in its memory layout (a copy only where needed)."""
     if tensor is None or same_layout(reference, tensor):
         return tensor
-    return torch.empty_like(reference).copy_(tensor)
+    return torch.empty_like(reference).copy_(tensor.expand_as(reference))
 
 
-def forward(x: torch.Tensor, decay: float, noise: torch.Tensor | None, spec,
-            potentials: torch.Tensor | None) -> torch.Tensor:
+def full_decay(x: torch.Tensor, decay, spec):
+    """A tensor decay in the kernel's form: ``[T, ...]`` like ``x`` (per step) or ``[...]``
+    like one step of ``x`` (held over T); a float stays a float."""
+    if not isinstance(decay, torch.Tensor):
+        return None
+    return like(x, decay) if spec.decay_per_step else like(x[0], decay)
+
+
+def forward(x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.Tensor | None,
+            spec, potentials: torch.Tensor | None) -> torch.Tensor:
+    """Spikes of ``x`` (dense, T slices back to back); ``potentials`` receives u_t."""
     spikes = torch.empty_like(x)
     potentials = torch.empty_like(x) if potentials is None else potentials   # no_grad: scratch
-    module().lif_forward(x, noise, spikes, potentials, float(decay), spec.convex,
-                         float(spec.theta), spec.ge, spec.escape)
+    scalar = 0.0 if isinstance(decay, torch.Tensor) else float(decay)
+    module().lif_forward(x, like(x, noise), full_decay(x, decay, spec), spec.decay_per_step,
+                         None if gain is None else gain.contiguous(), spikes, potentials, scalar,
+                         spec.convex, float(spec.theta), spec.ge, spec.escape)
     return spikes
 
 
-def backward(grad: torch.Tensor, potentials: torch.Tensor, noise: torch.Tensor | None,
-             decay: float, spec) -> torch.Tensor:
+def backward(grad: torch.Tensor, potentials: torch.Tensor, noise: torch.Tensor | None, decay,
+             gain: torch.Tensor | None, x: torch.Tensor | None, spec,
+             wants: tuple[bool, bool, bool]):
+    """``(grad_x, grad_decay, grad_gain)`` of one fused call, None where not wanted."""
+    want_x, want_k, want_p = wants
     grad_x = torch.empty_like(potentials)
+    tensor_decay = full_decay(potentials, decay, spec)
+    grad_k = None
+    if want_k:
+        grad_k = torch.empty_like(tensor_decay)
+    grad_p = potentials.new_zeros(potentials.shape[0], dtype=torch.float64) if want_p else None
+    scalar = 0.0 if isinstance(decay, torch.Tensor) else float(decay)
     module().lif_backward(like(potentials, grad), potentials, noise if spec.escape else None,
-                          grad_x, float(decay), spec.convex, float(spec.theta), spec.ge,
-                          spec.detach_reset, SURROGATE_CODES[spec.surrogate.kind],
+                          tensor_decay, spec.decay_per_step,
+                          None if gain is None else gain.contiguous(), like(potentials, x),
+                          grad_x, grad_k, grad_p, scalar, spec.convex, float(spec.theta),
+                          spec.ge, spec.detach_reset, SURROGATE_CODES[spec.surrogate.kind],
                           float(spec.surrogate.width))
-    return grad_x
+    if grad_k is not None:
+        grad_k = grad_k.sum_to_size(decay.shape)
+    if grad_p is not None:
+        grad_p = grad_p.to(gain.dtype)
+    return (grad_x if want_x else None), grad_k, grad_p
