@@ -236,6 +236,7 @@ def kinds_part(timesteps: int, batch: int, repeats: int) -> None:
                                      surrogate_width=2.0)
         neuron = neuron_factory(config, timesteps, **options)(shape)
         steps = x.view(timesteps, batch, *shape)
+        neuron._held = None if getattr(neuron, "per_step", True) else neuron.draw(steps[0])
         extra = neuron.fused_inputs(steps)
         decay = extra.decay.detach() if isinstance(extra.decay, torch.Tensor) else extra.decay
         gain = None if extra.gain is None else extra.gain.detach()

@@ -138,11 +138,15 @@ class FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, decay, gain, noise, spec):  # type: ignore[override]
+        ctx.native_decay = None
         if native.covers(x, decay, gain, noise, spec):
+            # inputs in one layout once, kept for the backward (no second copy there)
             x = x if native.same_layout(x) else x.contiguous()
             noise = native.like(x, noise)
+            ctx.native_decay = native.full_decay(x, decay, spec)
         potentials = torch.empty_like(x)
-        spikes = forward_any(x, decay, gain, noise, spec, potentials)
+        kernel_decay = decay if ctx.native_decay is None else ctx.native_decay
+        spikes = forward_any(x, kernel_decay, gain, noise, spec, potentials)
         decay_grad = isinstance(decay, torch.Tensor) and ctx.needs_input_grad[1]
         gain_grad = gain is not None and ctx.needs_input_grad[2]
         keep_x = (decay_grad and spec.convex) or gain_grad
@@ -162,8 +166,11 @@ class FusedLIF(torch.autograd.Function):
             decay = ctx.float_decay
         want_x, want_k, want_p = ctx.needs_input_grad[:3]
         if native.covers(potentials, decay, gain, noise, spec):
-            grads = native.backward(grad_spikes, potentials, noise, decay, gain, x, spec,
+            full = decay if ctx.native_decay is None else ctx.native_decay
+            grads = native.backward(grad_spikes, potentials, noise, full, gain, x, spec,
                                     (want_x, want_k, want_p))
+            if grads[1] is not None:
+                grads = (grads[0], grads[1].sum_to_size(decay.shape), grads[2])
             return (*grads, None, None)
         steps = potentials.shape[0]
         # grad_u is written straight into grad_x[t] when dI_t = du_t (tet form, no gain).

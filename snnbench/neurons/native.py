@@ -18,6 +18,7 @@ multiply-add), so spikes and potentials are equal bit for bit; gradients agree w
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 
@@ -198,6 +199,32 @@ Args<S> args(const torch::Tensor& like, const c10::optional<torch::Tensor>& deca
 }
 }  // namespace
 
+// Row-major [M, C, P] into [M, P, C] (channels_last), in 32 x 32 tiles: PyTorch's own copy
+// between these layouts takes several times the memory bound on the CPU.
+void channels_last_copy(torch::Tensor src, torch::Tensor dst, int64_t M, int64_t C, int64_t P) {
+  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "channels_last_copy", [&] {
+    const scalar_t* s = src.data_ptr<scalar_t>();
+    scalar_t* d = dst.data_ptr<scalar_t>();
+    constexpr int64_t TILE = 16, ROW = 128;     // 16 channels x 128 pixels per tile
+    const int64_t tiles = (P + ROW - 1) / ROW;
+    at::parallel_for(0, M * tiles, 16, [&](int64_t begin, int64_t end) {
+      alignas(64) scalar_t tile[TILE][ROW];
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t m = i / tiles, p0 = (i % tiles) * ROW, np = std::min(ROW, P - p0);
+        const scalar_t* sm = s + m * C * P + p0;
+        scalar_t* dm = d + m * P * C + p0 * C;
+        for (int64_t c0 = 0; c0 < C; c0 += TILE) {
+          const int64_t nc = std::min(TILE, C - c0);
+          for (int64_t c = 0; c < nc; ++c)          // whole rows in: contiguous reads
+            for (int64_t p = 0; p < np; ++p) tile[c][p] = sm[(c0 + c) * P + p];
+          for (int64_t p = 0; p < np; ++p)          // whole pixels out: contiguous writes
+            for (int64_t c = 0; c < nc; ++c) dm[p * C + c0 + c] = tile[c][p];
+        }
+      }
+    });
+  });
+}
+
 void lif_forward(torch::Tensor x, c10::optional<torch::Tensor> noise,
                  c10::optional<torch::Tensor> decay_t, bool per_step,
                  c10::optional<torch::Tensor> gain, torch::Tensor spikes, torch::Tensor pot,
@@ -239,6 +266,7 @@ void lif_backward(torch::Tensor grad, torch::Tensor pot, c10::optional<torch::Te
 }
 """
 _DECLARATIONS = r"""
+void channels_last_copy(torch::Tensor src, torch::Tensor dst, int64_t M, int64_t C, int64_t P);
 void lif_forward(torch::Tensor x, c10::optional<torch::Tensor> noise,
                  c10::optional<torch::Tensor> decay_t, bool per_step,
                  c10::optional<torch::Tensor> gain, torch::Tensor spikes, torch::Tensor pot,
@@ -259,7 +287,7 @@ _why_not: str | None = None
 def _build():
     from torch.utils.cpp_extension import load_inline
     return load_inline(name="snnbench_lif_native", cpp_sources=[_DECLARATIONS, _SOURCE],
-                       functions=["lif_forward", "lif_backward"],
+                       functions=["lif_forward", "lif_backward", "channels_last_copy"],
                        extra_cflags=["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno"],
                        verbose=False)
 
@@ -320,10 +348,31 @@ def covers(x: torch.Tensor, decay, gain, noise, spec) -> bool:
 
 
 def like(reference: torch.Tensor, tensor: torch.Tensor | None) -> torch.Tensor | None:
-    """``tensor`` broadcast to ``reference`` in its memory layout (a copy only where needed)."""
+    """``tensor`` broadcast to ``reference`` in its memory layout (a copy only where needed).
+
+    Random draws arrive row-major (``normal_like``) while the input may be channels_last:
+    that copy goes through the kernel's tiled transpose.
+    """
     if tensor is None or same_layout(reference, tensor):
         return tensor
-    return torch.empty_like(reference).copy_(tensor.expand_as(reference))
+    out = torch.empty_like(reference)
+    if _channels_last(reference) and tensor.dtype == reference.dtype:
+        source = tensor.expand_as(reference).contiguous()
+        channels, pixels = reference.shape[-3], reference.shape[-2] * reference.shape[-1]
+        module().channels_last_copy(source, out, reference.numel() // (channels * pixels),
+                                    channels, pixels)
+        return out
+    return out.copy_(tensor.expand_as(reference))
+
+
+def _channels_last(tensor: torch.Tensor) -> bool:
+    """``[..., C, H, W]`` stored as ``[..., H, W, C]``, the leading dims back to back."""
+    if tensor.dim() < 3 or module() is None:
+        return False
+    *lead, c, h, w = tensor.shape
+    expected = [c * h * w * math.prod(lead[i + 1:]) for i in range(len(lead))] + [1, w * c, c]
+    return all(size == 1 or stride == want
+               for size, stride, want in zip(tensor.shape, tensor.stride(), expected))
 
 
 def full_decay(x: torch.Tensor, decay, spec):
@@ -365,7 +414,7 @@ def backward(grad: torch.Tensor, potentials: torch.Tensor, noise: torch.Tensor |
                           spec.ge, spec.detach_reset, SURROGATE_CODES[spec.surrogate.kind],
                           float(spec.surrogate.width))
     if grad_k is not None:
-        grad_k = grad_k.sum_to_size(decay.shape)
+        grad_k = grad_k.sum_to_size(decay.shape)       # broadcast decays: summed back
     if grad_p is not None:
         grad_p = grad_p.to(gain.dtype)
     return (grad_x if want_x else None), grad_k, grad_p
