@@ -18,6 +18,7 @@ multiply-add), so spikes and potentials are equal bit for bit; gradients agree w
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -285,7 +286,18 @@ _why_not: str | None = None
 
 
 def _build():
-    from torch.utils.cpp_extension import load_inline
+    # cpp_extension logs a CUDA_HOME warning on CPU-only machines at import: not ours to show
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils.cpp_extension import load_inline
+        return _load(load_inline)
+    finally:
+        logger.setLevel(previous)
+
+
+def _load(load_inline):
     return load_inline(name="snnbench_lif_native", cpp_sources=[_DECLARATIONS, _SOURCE],
                        functions=["lif_forward", "lif_backward", "channels_last_copy"],
                        extra_cflags=["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno"],
