@@ -67,7 +67,7 @@ inline S surrogate(S x, S w, int kind) {
 // The PyTorch loop's operations in its order: current = p_t x; drive = (1 - k) current
 // (convex); u = k v + drive; (+ diffusive noise); s = H(z - theta); v = u - u s.
 // NOISE: 0 none, 1 diffusive (into u), 2 escape (into what fires); KT: the decay is a tensor.
-template <typename S, int NOISE, bool KT>
+template <typename S, int NOISE, bool KT, bool SAVE>
 void forward_kernel(const Args<S>& a) {
   const S theta = S(a.theta), k0 = S(a.k), c0 = a.convex ? S(1.0 - a.k) : S(1);
   at::parallel_for(0, a.N, 16 * BLOCK, [&](int64_t begin, int64_t end) {
@@ -80,7 +80,7 @@ void forward_kernel(const Args<S>& a) {
         const S* __restrict__ nt = NOISE ? a.noise + o : nullptr;
         const S* __restrict__ kt = KT ? a.decay + t * a.decay_tstride + b0 : nullptr;
         S* __restrict__ st = a.spikes + o;
-        S* __restrict__ ut = a.pot + o;
+        S* __restrict__ ut = SAVE ? a.pot + o : nullptr;
         const S p = a.gain ? a.gain[t] : S(1);
         const bool first = t == 0, ge = a.ge, convex = a.convex;
         for (int64_t j = 0; j < n; ++j) {
@@ -92,7 +92,7 @@ void forward_kernel(const Args<S>& a) {
           const S z = NOISE == 2 ? u + nt[j] : u;
           const S s = ge ? S(z >= theta) : S(z > theta);
           st[j] = s;
-          ut[j] = u;
+          if (SAVE) ut[j] = u;
           v[j] = u - u * s;
         }
       }
@@ -103,6 +103,11 @@ void forward_kernel(const Args<S>& a) {
 // BPTT through the hard reset (snnbench/neurons/fused.py docstring), per neuron, t = T-1..0:
 // du = dv (1 - s) + (ds - [not detach] dv u) g(z - theta), dv = du_{t+1} k_{t+1};
 // dI = du c p; dk_t = du (v_{t-1} - [convex] p I); dp_t = sum du c I.
+template <typename S, int NOISE, bool KT>
+void forward_save(const Args<S>& a) {
+  if (a.pot) forward_kernel<S, NOISE, KT, true>(a); else forward_kernel<S, NOISE, KT, false>(a);
+}
+
 template <typename S, bool ESCAPE, bool KT, int KIND, bool WANT_K, bool WANT_P>
 void backward_kernel(const Args<S>& a) {
   const S theta = S(a.theta), w = S(a.width), k0 = S(a.k), c0 = a.convex ? S(1.0 - a.k) : S(1);
@@ -228,17 +233,18 @@ void channels_last_copy(torch::Tensor src, torch::Tensor dst, int64_t M, int64_t
 
 void lif_forward(torch::Tensor x, c10::optional<torch::Tensor> noise,
                  c10::optional<torch::Tensor> decay_t, bool per_step,
-                 c10::optional<torch::Tensor> gain, torch::Tensor spikes, torch::Tensor pot,
+                 c10::optional<torch::Tensor> gain, torch::Tensor spikes,
+                 c10::optional<torch::Tensor> pot,
                  double decay, bool convex, double theta, bool ge, bool escape) {
   const int mode = noise ? (escape ? 2 : 1) : 0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lif_forward", [&] {
     Args<scalar_t> a = args<scalar_t>(x, decay_t, per_step, gain, decay, convex, theta, ge);
     a.x = x.data_ptr<scalar_t>(); a.noise = ptr<scalar_t>(noise);
-    a.spikes = spikes.data_ptr<scalar_t>(); a.pot = pot.data_ptr<scalar_t>();
+    a.spikes = spikes.data_ptr<scalar_t>(); a.pot = pot ? pot->data_ptr<scalar_t>() : nullptr;
     const bool kt = decay_t.has_value();
-    if (mode == 0) { if (kt) forward_kernel<scalar_t, 0, true>(a); else forward_kernel<scalar_t, 0, false>(a); }
-    else if (mode == 1) { if (kt) forward_kernel<scalar_t, 1, true>(a); else forward_kernel<scalar_t, 1, false>(a); }
-    else { if (kt) forward_kernel<scalar_t, 2, true>(a); else forward_kernel<scalar_t, 2, false>(a); }
+    if (mode == 0) { if (kt) forward_save<scalar_t, 0, true>(a); else forward_save<scalar_t, 0, false>(a); }
+    else if (mode == 1) { if (kt) forward_save<scalar_t, 1, true>(a); else forward_save<scalar_t, 1, false>(a); }
+    else { if (kt) forward_save<scalar_t, 2, true>(a); else forward_save<scalar_t, 2, false>(a); }
   });
 }
 
@@ -270,7 +276,8 @@ _DECLARATIONS = r"""
 void channels_last_copy(torch::Tensor src, torch::Tensor dst, int64_t M, int64_t C, int64_t P);
 void lif_forward(torch::Tensor x, c10::optional<torch::Tensor> noise,
                  c10::optional<torch::Tensor> decay_t, bool per_step,
-                 c10::optional<torch::Tensor> gain, torch::Tensor spikes, torch::Tensor pot,
+                 c10::optional<torch::Tensor> gain, torch::Tensor spikes,
+                 c10::optional<torch::Tensor> pot,
                  double decay, bool convex, double theta, bool ge, bool escape);
 void lif_backward(torch::Tensor grad, torch::Tensor pot, c10::optional<torch::Tensor> noise,
                   c10::optional<torch::Tensor> decay_t, bool per_step,
@@ -399,7 +406,6 @@ def forward(x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.Tens
             spec, potentials: torch.Tensor | None) -> torch.Tensor:
     """Spikes of ``x`` (dense, T slices back to back); ``potentials`` receives u_t."""
     spikes = torch.empty_like(x)
-    potentials = torch.empty_like(x) if potentials is None else potentials   # no_grad: scratch
     scalar = 0.0 if isinstance(decay, torch.Tensor) else float(decay)
     module().lif_forward(x, like(x, noise), full_decay(x, decay, spec), spec.decay_per_step,
                          None if gain is None else gain.contiguous(), spikes, potentials, scalar,
