@@ -1,23 +1,35 @@
-"""How fast our spiking neurons are: fused loop vs naive loop vs SpikingJelly, side by side.
+"""How fast our spiking neurons are: against the memory bound, the naive loop and SpikingJelly.
 
     python benchmarks/neurons.py [--timesteps 4,8] [--batch 32] [--repeats 7] [--threads N]
-        [--allocator-batch 32,128] [--skip-allocator]
+        [--allocator-batch 32,128] [--skip-allocator] [--skip-kinds]
 
-Needs SpikingJelly (``pip install -e .[bench]``). Three parts, each on the CPU:
+Needs SpikingJelly (``pip install -e .[bench]``). Four parts, each on the CPU:
 
 1. **Neuron**: one spiking layer on a CIFAR-sized feature map ``[T*B, 64, 32, 32]``: forward +
-   backward wall time, and the bytes autograd saves for backward (``saved_tensors_hooks``,
-   summed once per storage). Ours is the tgo track's LIF (tet form, k = 0.5, theta = 1, hard
-   reset) with the atan surrogate (width 2); SpikingJelly's is ``LIFNode(tau=2,
-   decay_input=False, v_reset=0, surrogate ATan(alpha=2), step_mode='m')``, the same neuron:
-   the run checks that both give the same spikes. Its CPU path (no Triton, no CUDA) is its own
-   plain-PyTorch multi-step loop.
-2. **Network**: snnbench's ``tiny`` arch at CIFAR size (32x32x3, 10 classes), placed as
+   backward wall time, the bytes autograd saves for backward (``saved_tensors_hooks``, summed
+   once per storage), and the time as a multiple of the layer's memory-traffic bound: six
+   passes over the tensor (read input, write spikes, save u; read gradient, read u, write
+   gradient) at the bandwidth of ``torch.add(a, b, out=c)`` over three tensors of its size,
+   measured in the same round-robin. Ours is the tgo track's LIF (tet form, k = 0.5, theta = 1,
+   hard reset) with the atan surrogate (width 2): ``fused`` (the native kernel where it was
+   built, docs/performance.md; the line says which path ran), ``fused-pytorch`` (the PyTorch
+   fused loop), ``naive``; SpikingJelly's is ``LIFNode(tau=2, decay_input=False, v_reset=0,
+   surrogate ATan(alpha=2), step_mode='m')``, the same neuron: the run checks that both give
+   the same spikes. Its CPU path (no Triton, no CUDA) is its own plain-PyTorch multi-step loop.
+2. **Every neuron**: each neuron with a fused path (LIF, Noisy-LIF diffusive and escape, Het,
+   RandHet, RandHet*, DLIF) as its defence builds it, in channels_last: the fused core's
+   forward + input gradient with the native kernel and with the PyTorch loop, each against
+   its bound (the six passes plus the passes that read its noise and decays); its random draws
+   are made once outside the timing and timed apart (``draw``).
+3. **Network**: snnbench's ``tiny`` arch at CIFAR size (32x32x3, 10 classes), placed as
    snnbench places it on the CPU (channels_last, ``runtime.place``): one training step
-   (forward, cross-entropy, backward, SGD step) and one inference forward (eval, no_grad), with
-   our neurons (fused, naive) and with every neuron swapped for SpikingJelly's LIFNode (same
-   weights, same layout, same spikes); and the fused model in NCHW, for the layout's share.
-3. **Allocator**: the fused training step (smallest T) in fresh subprocesses, without and with
+   (forward, cross-entropy, backward, SGD step), one PGD step (eval mode, forward, input
+   gradient, signed step) and one inference forward (eval, no_grad), for ``fused`` (native
+   kernel, encoder once), ``fused-per-step`` (first conv + BN on all T copies),
+   ``fused-pytorch`` (no native kernel), ``sj`` (every neuron swapped for SpikingJelly's
+   LIFNode, same weights, same layout, same spikes, per-step encoder: the model as it ran before
+   issue 21 with SpikingJelly's neurons) and ``sj-once`` (SpikingJelly's neurons, encoder once).
+4. **Allocator**: the fused training step (smallest T) in fresh subprocesses, without and with
    ``runtime.tune_allocator()`` (glibc mallopt; it cannot be undone inside one process), at
    ``--allocator-batch`` sizes: glibc's dynamic mmap threshold stops at 32 MiB, so the setting
    matters once activations outgrow it (B = 128 here), hardly below.
@@ -253,6 +265,7 @@ def kinds_part(timesteps: int, batch: int, repeats: int) -> None:
 
         variants[label] = run
         variants[label + " (pytorch)"] = with_native(False, run)
+        variants[label + " (draw)"] = lambda neuron=neuron, steps=steps: neuron.fused_inputs(steps)
         # six passes over x, plus what reads the noise and the decays (forward, and backward
         # where it needs them)
         extra_bytes = 0
@@ -266,12 +279,16 @@ def kinds_part(timesteps: int, batch: int, repeats: int) -> None:
           f"T={timesteps}, B={batch}, channels_last; bound = its passes at the bandwidth of "
           f"torch.add measured alongside ({1000 * times['add']:.2f} ms for three tensors)")
     print(f"  {'':16}{'path':>8}{'bound ms':>10}{'ours ms':>9}{'x bound':>9}"
-          f"{'pytorch ms':>12}{'x bound':>9}")
+          f"{'pytorch ms':>12}{'x bound':>9}{'draw ms':>9}")
     for label, _, _ in NEURON_KINDS:
         bound = bound_seconds(moved[label], x, times["add"])
         ours, plain = times[label], times[label + " (pytorch)"]
         print(f"  {label:16}{paths[label]:>8}{1000 * bound:10.2f}{1000 * ours:9.2f}"
-              f"{ours / bound:9.2f}{1000 * plain:12.2f}{plain / bound:9.2f}")
+              f"{ours / bound:9.2f}{1000 * plain:12.2f}{plain / bound:9.2f}"
+              f"{1000 * times[label + ' (draw)']:9.2f}")
+    print("  ours: the fused core with the native kernel where it runs (path), including the copy "
+          "of row-major draws into the input's layout; pytorch: the PyTorch fused loop; draw: "
+          "the neuron's fused_inputs (its random numbers, decays, gains), outside both")
 
 
 def network(timesteps: int) -> nn.Module:
@@ -409,9 +426,9 @@ def main() -> None:
     parser.add_argument("--allocator-batch", default="32,128",
                         help="comma-separated batch sizes for part 3")
     parser.add_argument("--skip-allocator", action="store_true",
-                        help="leave out part 3 (the two subprocesses)")
+                        help="leave out part 4 (the allocator subprocesses)")
     parser.add_argument("--skip-kinds", action="store_true",
-                        help="leave out part 2 (every neuron kind against its bound)")
+                        help="leave out part 2 (every neuron against its bound)")
     parser.add_argument("--child-train", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tune", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

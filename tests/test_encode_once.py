@@ -15,7 +15,7 @@ from snnbench.archs.base import repeated_batch_norm
 from snnbench.config import TRACKS
 from snnbench.neurons import neuron_factory
 
-TOL = dict(rtol=1e-9, atol=1e-11)
+TOL = {"rtol": 1e-9, "atol": 1e-11}
 
 
 def twins(model: SpikingModel) -> tuple[SpikingModel, SpikingModel]:

@@ -321,7 +321,7 @@ def module():
             if _module is None and _why_not is None:
                 try:
                     _module = _build()
-                except Exception as error:      # no compiler, no headers, no ninja: PyTorch path
+                except Exception as error:  # noqa: BLE001 - no compiler, headers, ninja: PyTorch path
                     _why_not = f"{type(error).__name__}: {str(error).strip().splitlines()[-1:]}"
     return _module
 
