@@ -17,7 +17,8 @@ Needs SpikingJelly (``pip install -e .[bench]``). Four parts, each on the CPU:
    surrogate ATan(alpha=2), step_mode='m')``, the same neuron: the run checks that both give
    the same spikes. Its CPU path (no Triton, no CUDA) is its own plain-PyTorch multi-step loop.
 2. **Every neuron**: each neuron with a fused path (LIF, Noisy-LIF diffusive and escape, Het,
-   RandHet, RandHet*, DLIF) as its defence builds it, in channels_last: the fused core's
+   RandHet, RandHet*, DLIF) as its defence builds it, in channels_last (how the CPU runs
+   ``tiny``) and in NCHW (``vgg11`` on the CPU, and where draws need no copy): the fused core's
    forward + input gradient with the native kernel and with the PyTorch loop, each against
    its bound (the six passes plus the passes that read its noise and decays); its random draws
    are made once outside the timing and timed apart (``draw``).
@@ -233,12 +234,13 @@ NEURON_KINDS = [("lif", "lif", {}), ("noisy diffusive", "noisy", {"mode": "diffu
                 ("randhet*", "randhet", {"per_step": False}), ("dlif", "dlif", {})]
 
 
-def kinds_part(timesteps: int, batch: int, repeats: int) -> None:
+def kinds_part(timesteps: int, batch: int, repeats: int, layout: str) -> None:
     """Each neuron's fused core, forward + input gradient (an attack step's share), against
     its memory bound; the random numbers it draws are drawn once, outside the timing."""
     torch.manual_seed(0)
     shape = (64, 32, 32)
-    x = (0.8 * torch.randn(timesteps * batch, *shape) + 0.4).to(memory_format=torch.channels_last)
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = (0.8 * torch.randn(timesteps * batch, *shape) + 0.4).to(memory_format=memory_format)
     grad = torch.randn_like(x)
     variants: dict[str, Callable[[], object]] = {"add": copy_pass(x)}
     moved: dict[str, float] = {}
@@ -276,7 +278,7 @@ def kinds_part(timesteps: int, batch: int, repeats: int) -> None:
         moved[label] = (6 * x.numel() + extra_bytes) * x.element_size()
     times = medians(variants, repeats)
     print(f"\n[neurons] every fused neuron core, forward + input gradient, [T*B, 64, 32, 32], "
-          f"T={timesteps}, B={batch}, channels_last; bound = its passes at the bandwidth of "
+          f"T={timesteps}, B={batch}, {layout}; bound = its passes at the bandwidth of "
           f"torch.add measured alongside ({1000 * times['add']:.2f} ms for three tensors)")
     print(f"  {'':16}{'path':>8}{'bound ms':>10}{'ours ms':>9}{'x bound':>9}"
           f"{'pytorch ms':>12}{'x bound':>9}{'draw ms':>9}")
@@ -454,8 +456,9 @@ def main() -> None:
     for timesteps in steps:
         neuron_part(timesteps, args.batch, args.repeats)
     if not args.skip_kinds:
-        for timesteps in steps:
-            kinds_part(timesteps, args.batch, args.repeats)
+        for layout in ("channels_last", "nchw"):
+            for timesteps in steps:
+                kinds_part(timesteps, args.batch, args.repeats, layout)
     for timesteps in steps:
         network_part(timesteps, args.batch, args.repeats)
     if not args.skip_allocator:
