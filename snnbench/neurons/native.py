@@ -7,7 +7,7 @@ once, and backward reads the output gradient and ``u_t`` and writes the input gr
 the memory-traffic bound of docs/performance.md.
 
 Built at first use with ``torch.utils.cpp_extension.load_inline`` (a C++ compiler and ninja;
-cached by PyTorch under ``TORCH_EXTENSIONS_DIR``). It covers every neuron with a fused path
+cached by PyTorch under ``TORCH_EXTENSIONS_DIR``, one build per CPU model and flags). It covers every neuron with a fused path
 (LIF, Noisy-LIF, Het, RandHet, RandHet*, DLIF; tet or convex form; input, decay and gain
 gradients) with the registered surrogates, on float32/float64 CPU tensors; noise, decays and
 gains that arrive in another memory layout or broadcast are copied into the input's first.
@@ -18,10 +18,13 @@ multiply-add), so spikes and potentials are equal bit for bit; gradients agree w
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
+import platform
 import threading
+from pathlib import Path
 
 import torch
 
@@ -312,8 +315,21 @@ def _build():
         logger.setLevel(previous)
 
 
+def _cpu_tag() -> str:
+    """A short hash of this CPU's model and instruction flags: ``-march=native`` code built on
+    one machine must not be loaded on another (a home shared by cluster nodes)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        wanted = [line for line in lines if line.startswith(("model name", "flags"))][:2]
+    except OSError:
+        wanted = []
+    text = "\n".join(wanted) or f"{platform.machine()} {platform.processor()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
 def _load(load_inline):
-    return load_inline(name="snnbench_lif_native", cpp_sources=[_DECLARATIONS, _SOURCE],
+    return load_inline(name=f"snnbench_lif_native_{_cpu_tag()}",
+                       cpp_sources=[_DECLARATIONS, _SOURCE],
                        functions=["lif_forward", "lif_backward", "channels_last_copy"],
                        extra_cflags=["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno"],
                        verbose=False)
