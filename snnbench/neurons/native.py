@@ -48,7 +48,7 @@ struct Args {
   const S* x; const S* noise; const S* decay; const S* gain;
   S* spikes; S* pot;
   const S* grad; S* grad_x; S* grad_k; double* grad_p;
-  int64_t T, N, decay_tstride, block;
+  int64_t T, N, decay_tstride, decay_period, block;
   double k, theta, width;
   bool convex, ge, detach, per_step_k_grad;
 };
@@ -83,12 +83,16 @@ void forward_kernel(const Args<S>& a) {
         const int64_t o = t * a.N + b0;
         const S* __restrict__ xt = a.x + o;
         const S* __restrict__ nt = NOISE ? a.noise + o : nullptr;
-        const S* __restrict__ kt = KT ? a.decay + t * a.decay_tstride + b0 : nullptr;
+        const S* kbase = KT ? a.decay + t * a.decay_tstride : nullptr;
         S* __restrict__ st = a.spikes + o;
         S* __restrict__ ut = SAVE ? a.pot + o : nullptr;
         const S p = a.gain ? a.gain[t] : S(1);
         const bool first = t == 0, ge = a.ge, convex = a.convex;
-        for (int64_t j = 0; j < n; ++j) {
+        for (int64_t j0 = 0; j0 < n;) {      // runs within one period of the decay
+        const int64_t off = KT ? (b0 + j0) % a.decay_period : 0;
+        const int64_t j1 = KT ? std::min(n, j0 + a.decay_period - off) : n;
+        const S* __restrict__ kt = KT ? kbase + off - j0 : nullptr;
+        for (int64_t j = j0; j < j1; ++j) {
           const S k = KT ? kt[j] : k0;
           const S c = KT ? (convex ? S(1) - k : S(1)) : c0;
           const S drive = c * (p * xt[j]);
@@ -99,6 +103,8 @@ void forward_kernel(const Args<S>& a) {
           st[j] = s;
           if (SAVE) ut[j] = u;
           v[j] = u - u * s;
+        }
+        j0 = j1;
         }
       }
     }
@@ -132,7 +138,7 @@ void backward_kernel(const Args<S>& a) {
         const S* __restrict__ gt = a.grad + o;
         const S* __restrict__ ut = a.pot + o;
         const S* __restrict__ nt = ESCAPE ? a.noise + o : nullptr;
-        const S* __restrict__ kt = KT ? a.decay + t * a.decay_tstride + b0 : nullptr;
+        const S* kbase = KT ? a.decay + t * a.decay_tstride : nullptr;
         const S* __restrict__ xt = (WANT_P || (WANT_K && a.convex)) ? a.x + o : nullptr;
         const S* __restrict__ up = (WANT_K && t > 0) ? a.pot + o - a.N : nullptr;
         const S* __restrict__ np = (WANT_K && ESCAPE && t > 0) ? a.noise + o - a.N : nullptr;
@@ -140,7 +146,11 @@ void backward_kernel(const Args<S>& a) {
         const S p = a.gain ? a.gain[t] : S(1);
         const bool ge = a.ge, convex = a.convex, later = t > 0;
         double dp = 0.0;
-        for (int64_t j = 0; j < n; ++j) {
+        for (int64_t j0 = 0; j0 < n;) {      // runs within one period of the decay
+        const int64_t off = KT ? (b0 + j0) % a.decay_period : 0;
+        const int64_t j1 = KT ? std::min(n, j0 + a.decay_period - off) : n;
+        const S* __restrict__ kt = KT ? kbase + off - j0 : nullptr;
+        for (int64_t j = j0; j < j1; ++j) {
           const S u = ut[j];
           const S z = ESCAPE ? u + nt[j] : u;
           const S silent = ge ? S(z < theta) : S(z <= theta);
@@ -162,6 +172,8 @@ void backward_kernel(const Args<S>& a) {
             if (a.per_step_k_grad) a.grad_k[o + j] = term; else held[j] += term;
           }
           carry[j] = du * k;
+        }
+        j0 = j1;
         }
         if (WANT_P) partial[t] += dp;
       }
@@ -211,6 +223,8 @@ Args<S> args(const torch::Tensor& like, const c10::optional<torch::Tensor>& deca
   // 2-core x86 machine: 0.8x vs 1.0x the add-bandwidth bound at T <= 4, 2.1x vs 1.1x at T = 8).
   a.block = a.T <= 4 ? 256 : MAX_BLOCK;
   a.decay = ptr<S>(decay_t); a.decay_tstride = per_step ? a.N : 0; a.gain = ptr<S>(gain);
+  // a held decay of one sample's size repeats along the batch: it is read modulo its size
+  a.decay_period = decay_t && !per_step ? decay_t->numel() : a.N;
   a.k = decay; a.convex = convex; a.theta = theta; a.ge = ge;
   return a;
 }
@@ -419,11 +433,18 @@ def _channels_last(tensor: torch.Tensor) -> bool:
 
 
 def full_decay(x: torch.Tensor, decay, spec):
-    """A tensor decay in the kernel's form: ``[T, ...]`` like ``x`` (per step) or ``[...]``
-    like one step of ``x`` (held over T); a float stays a float."""
+    """A tensor decay in the kernel's form: ``[T, ...]`` like ``x`` (per step), one sample's
+    ``[...]`` like ``x[0, 0]`` where it is the same for every sample (Het: the kernel reads it
+    modulo its size), else ``[B, ...]`` like ``x[0]``; a float stays a float."""
     if not isinstance(decay, torch.Tensor):
         return None
-    return like(x, decay) if spec.decay_per_step else like(x[0], decay)
+    if spec.decay_per_step:
+        return like(x, decay)
+    sample = x[0, 0]
+    if decay.dim() <= sample.dim() or (decay.dim() == x[0].dim() and decay.shape[0] == 1):
+        return like(sample, decay.reshape(decay.shape[-sample.dim():]) if decay.dim() > sample.dim()
+                    else decay)
+    return like(x[0], decay)
 
 
 def forward(x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.Tensor | None,
@@ -445,8 +466,8 @@ def backward(grad: torch.Tensor, potentials: torch.Tensor, noise: torch.Tensor |
     grad_x = torch.empty_like(potentials)
     tensor_decay = full_decay(potentials, decay, spec)
     grad_k = None
-    if want_k:
-        grad_k = torch.empty_like(tensor_decay)
+    if want_k:       # per neuron and sample, summed over T (held) or not (per step)
+        grad_k = torch.empty_like(potentials if spec.decay_per_step else potentials[0])
     grad_p = potentials.new_zeros(potentials.shape[0], dtype=torch.float64) if want_p else None
     scalar = 0.0 if isinstance(decay, torch.Tensor) else float(decay)
     module().lif_backward(like(potentials, grad), potentials, noise if spec.escape else None,
