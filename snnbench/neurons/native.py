@@ -2,15 +2,16 @@
 
 The PyTorch fused loop (``snnbench.neurons.fused``) makes ~3 elementwise passes per step
 forward and ~6 backward, each reading and writing whole ``[B, ...]`` slices; this kernel walks
-every neuron's T steps in registers (a block of neighbours at a time), so forward reads the input and writes spikes and ``u_t``
-once, and backward reads the output gradient and ``u_t`` and writes the input gradient once:
-the memory-traffic bound of docs/performance.md.
+every neuron's T steps in registers (a block of neighbours at a time), so forward reads the
+input and writes spikes and ``u_t`` once, and backward reads the output gradient and ``u_t``
+and writes the input gradient once: the memory-traffic bound of docs/performance.md.
 
 Built at first use with ``torch.utils.cpp_extension.load_inline`` (a C++ compiler and ninja;
-cached by PyTorch under ``TORCH_EXTENSIONS_DIR``, one build per CPU model and flags). It covers every neuron with a fused path
-(LIF, Noisy-LIF, Het, RandHet, RandHet*, DLIF; tet or convex form; input, decay and gain
-gradients) with the registered surrogates, on float32/float64 CPU tensors; noise, decays and
-gains that arrive in another memory layout or broadcast are copied into the input's first.
+cached by PyTorch under ``TORCH_EXTENSIONS_DIR``, one build per CPU model and flags). It covers
+every neuron with a fused path (LIF, Noisy-LIF, Het, RandHet, RandHet*, DLIF; tet or convex
+form; input, decay and gain gradients) with the registered surrogates, on float32/float64 CPU
+tensors; noise and decays that arrive in another memory layout are copied into the input's
+first (a tiled transpose), a decay shared by every sample (Het) is read modulo its size.
 Anything else (CUDA, a surrogate registered later), a machine without a compiler, or
 ``SNNBENCH_NATIVE=0`` takes the PyTorch path; :func:`status` says which path runs and why.
 Same operations in the same order as the PyTorch loop (``-ffp-contract=off``: no fused
