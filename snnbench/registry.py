@@ -4,6 +4,7 @@ In the spirit of timm's ``register_model``: a decorator files a factory under a 
 one-line summary and its source; listing builds nothing; an unknown name raises an error that
 suggests close matches.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -34,15 +35,31 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self._aliases: dict[str, str] = {}
 
-    def register(self, name: str, *, summary: str = "", paper: str = "",
-                 aliases: tuple[str, ...] = (), **extra: Any) -> Callable[[T], T]:
+    def register(
+        self,
+        name: str,
+        *,
+        summary: str = "",
+        paper: str = "",
+        aliases: tuple[str, ...] = (),
+        **extra: Any,
+    ) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
             self.add(name, obj, summary=summary, paper=paper, aliases=aliases, **extra)
             return obj
+
         return decorator
 
-    def add(self, name: str, obj: T, *, summary: str = "", paper: str = "",
-            aliases: tuple[str, ...] = (), **extra: Any) -> None:
+    def add(
+        self,
+        name: str,
+        obj: T,
+        *,
+        summary: str = "",
+        paper: str = "",
+        aliases: tuple[str, ...] = (),
+        **extra: Any,
+    ) -> None:
         for key in (name, *aliases):
             if key in self._entries or key in self._aliases:
                 raise ValueError(f"{self.kind} {key!r} is registered twice")
@@ -60,8 +77,9 @@ class Registry(Generic[T]):
         choices = list(self._entries) + list(self._aliases)
         close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-        raise SnnbenchError(f"unknown {self.kind} {name!r}; {hint}"
-                            f"see `snnbench list {self.plural}`")
+        raise SnnbenchError(
+            f"unknown {self.kind} {name!r}; {hint}see `snnbench list {self.plural}`"
+        )
 
     def entry(self, name: str) -> Entry[T]:
         return self._entries[self.canonical(name)]
@@ -76,7 +94,9 @@ class Registry(Generic[T]):
         return [self._entries[n] for n in self.names()]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and (name.lower() in self._entries or name.lower() in self._aliases)
+        return isinstance(name, str) and (
+            name.lower() in self._entries or name.lower() in self._aliases
+        )
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

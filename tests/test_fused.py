@@ -1,4 +1,5 @@
 """Parity of the fused and naive neuron loops, for every registered neuron (lif.py docstring)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,9 +23,18 @@ VARIANTS: dict[str, list[dict]] = {
     "dlif": [{}, {"decay": 0.9}],
 }
 CASES = [(name, options) for name in NEURONS.names() for options in VARIANTS.get(name, [{}])]
-CONFIGS = {"tet": TRACKS["tgo"], "convex": TRACKS["randhet"],
-           "convex-attached": NeuronConfig(form="convex", decay=0.7, theta=0.5, spike_ge=False,
-                                           surrogate="sigmoid", surrogate_width=1.0)}
+CONFIGS = {
+    "tet": TRACKS["tgo"],
+    "convex": TRACKS["randhet"],
+    "convex-attached": NeuronConfig(
+        form="convex",
+        decay=0.7,
+        theta=0.5,
+        spike_ge=False,
+        surrogate="sigmoid",
+        surrogate_width=1.0,
+    ),
+}
 
 
 def build(name: str, options: dict, config: NeuronConfig, timesteps: int) -> LIF:
@@ -32,7 +42,7 @@ def build(name: str, options: dict, config: NeuronConfig, timesteps: int) -> LIF
     config = dataclasses.replace(config, kind=name)
     neuron = neuron_factory(config, timesteps, **options)(SHAPE).double()
     assert type(neuron) is NEURONS.get(name)
-    with torch.no_grad():        # parameters away from their init, so their gradients matter
+    with torch.no_grad():  # parameters away from their init, so their gradients matter
         for param in neuron.parameters():
             param.add_(0.5 * torch.randn_like(param))
     return neuron
@@ -86,7 +96,7 @@ def test_fused_float32_forward_is_exact_and_draws_alike(name, options):
             torch.manual_seed(11)
             with use_neuron_impl(impl), torch.no_grad():
                 outs.append(neuron(x))
-            outs.append(torch.rand(3))             # the RNG stream continues alike
+            outs.append(torch.rand(3))  # the RNG stream continues alike
         assert torch.equal(outs[0], outs[2]) and torch.equal(outs[1], outs[3])
 
 
@@ -184,6 +194,7 @@ def test_attack_surrogate_is_used_by_fused_backward():
 
 def native_or_skip():
     from snnbench.neurons import native
+
     if native.module() is None:
         pytest.skip(f"no native kernel here: {native.status()}")
     return native
@@ -196,16 +207,25 @@ def test_native_kernel_matches_the_pytorch_loop(surrogate, form, noise):
     """float32 channels_last: spikes and potentials equal bit for bit, float64 gradients within
     1e-6 of the PyTorch fused loop (itself tested against the naive loop above)."""
     from snnbench.neurons.fused import FusedLIF, Spec, run_forward
+
     native = native_or_skip()
     c = CONFIGS[form]
     timesteps, shape = 4, (BATCH, 3, 5, 6)
-    spec = Spec(convex=c.form == "convex", theta=c.theta, ge=c.spike_ge,
-                detach_reset=c.detach_reset, surrogate=Surrogate(surrogate, 1.5),
-                escape=noise == "escape")
+    spec = Spec(
+        convex=c.form == "convex",
+        theta=c.theta,
+        ge=c.spike_ge,
+        detach_reset=c.detach_reset,
+        surrogate=Surrogate(surrogate, 1.5),
+        escape=noise == "escape",
+    )
     torch.manual_seed(4)
-    x = (0.8 * torch.randn(timesteps * BATCH, *shape[1:]) + 0.4).to(
-        memory_format=torch.channels_last).view(timesteps, *shape)
-    drawn = None if noise is None else 0.3 * torch.randn(timesteps, *shape)   # row-major draws
+    x = (
+        (0.8 * torch.randn(timesteps * BATCH, *shape[1:]) + 0.4)
+        .to(memory_format=torch.channels_last)
+        .view(timesteps, *shape)
+    )
+    drawn = None if noise is None else 0.3 * torch.randn(timesteps, *shape)  # row-major draws
     assert native.covers(x, c.decay, None, drawn, spec)
     expected_u, got_u = torch.empty_like(x), torch.empty_like(x)
     expected = run_forward(x, c.decay, None, drawn, spec, expected_u)
@@ -247,6 +267,7 @@ def test_native_kernel_matches_pytorch_for_every_neuron_channels_last(name, opti
 
 def test_without_the_native_kernel_the_pytorch_loop_runs(monkeypatch):
     from snnbench.neurons import native
+
     neuron = build("lif", {}, TRACKS["tgo"], 4)
     x = inputs(4)
     y_default, g_default = run(neuron, x, "fused")
@@ -255,7 +276,7 @@ def test_without_the_native_kernel_the_pytorch_loop_runs(monkeypatch):
     y_off, g_off = run(neuron, x, "fused")
     assert torch.equal(y_default, y_off)
     torch.testing.assert_close(g_off[0], g_default[0], rtol=1e-6, atol=1e-6)
-    monkeypatch.delenv(native.ENV)                        # a failed build: one line, PyTorch path
+    monkeypatch.delenv(native.ENV)  # a failed build: one line, PyTorch path
     monkeypatch.setattr(native, "_module", None)
     monkeypatch.setattr(native, "_why_not", None)
 

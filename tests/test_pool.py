@@ -1,5 +1,6 @@
 """``AvgPool2x2`` (docs/performance.md): the same output and input gradient as PyTorch's
 ``nn.AvgPool2d(2)``, bit for bit, in both memory layouts; odd sizes keep PyTorch's path."""
+
 from __future__ import annotations
 
 import pytest

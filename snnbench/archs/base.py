@@ -13,6 +13,7 @@ input gradients up to rounding, T times less encoder work. BatchNorm in train mo
 same batch statistics on one copy as on T; its running variance is updated as over the T
 copies (:func:`repeated_batch_norm`), so the running statistics are those of the per-step path.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -29,10 +30,12 @@ class Normalize(nn.Module):
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1),
-                             persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
@@ -47,9 +50,16 @@ class SpikingModel(nn.Module):
     (its arch's registration; ``runtime.place`` applies it).
     """
 
-    def __init__(self, body: nn.Module, timesteps: int, mean: Sequence[float],
-                 std: Sequence[float], stochastic: bool = False, events: bool = False,
-                 channels_last_on: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        timesteps: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        stochastic: bool = False,
+        events: bool = False,
+        channels_last_on: Sequence[str] = (),
+    ) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.body = body
@@ -62,13 +72,15 @@ class SpikingModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
-        if x.dim() == 5:   # event frames [B, T, C, H, W]: their time axis replaces the repeat
+        if x.dim() == 5:  # event frames [B, T, C, H, W]: their time axis replaces the repeat
             self._check_frames(x)
             steps = self.normalize(x.transpose(0, 1).flatten(0, 1))
         elif self.events:
-            raise SnnbenchError(f"this model takes event frames [B, {self.timesteps}, "
-                                f"{self.normalize.mean.shape[1]}, H, W], got shape "
-                                f"{tuple(x.shape)}; pass the data set's frames")
+            raise SnnbenchError(
+                f"this model takes event frames [B, {self.timesteps}, "
+                f"{self.normalize.mean.shape[1]}, H, W], got shape "
+                f"{tuple(x.shape)}; pass the data set's frames"
+            )
         elif self.encode_once and hasattr(self.body, "encode"):
             encoded = self.body.encode(self.normalize(x), self.timesteps)
             # cat keeps the encoder's memory layout (channels_last), a reshape would not
@@ -78,15 +90,17 @@ class SpikingModel(nn.Module):
             image = self.normalize(x)
             steps = image.unsqueeze(0).expand(self.timesteps, *image.shape).flatten(0, 1)
         logits = self.body(steps)
-        return logits.view(self.timesteps, batch, logits.shape[-1]).mean(0)   # also for B = 0
+        return logits.view(self.timesteps, batch, logits.shape[-1]).mean(0)  # also for B = 0
 
     def _check_frames(self, x: torch.Tensor) -> None:
         channels = self.normalize.mean.shape[1]
         if x.shape[1] != self.timesteps or x.shape[2] != channels:
-            raise SnnbenchError(f"event frames must be [B, T={self.timesteps}, C={channels}, H, W] "
-                                f"for this model (T = its time steps), got shape "
-                                f"{tuple(x.shape)}; build the model with timesteps = the number "
-                                f"of frames")
+            raise SnnbenchError(
+                f"event frames must be [B, T={self.timesteps}, C={channels}, H, W] "
+                f"for this model (T = its time steps), got shape "
+                f"{tuple(x.shape)}; build the model with timesteps = the number "
+                f"of frames"
+            )
 
 
 class EncodedSequential(nn.Sequential):
@@ -101,10 +115,10 @@ class EncodedSequential(nn.Sequential):
         self.encoder_length = encoder_length
 
     def encode(self, image: torch.Tensor, repeats: int) -> torch.Tensor:
-        return run_encoder(list(self)[:self.encoder_length], image, repeats)
+        return run_encoder(list(self)[: self.encoder_length], image, repeats)
 
     def decode(self, steps: torch.Tensor) -> torch.Tensor:
-        for layer in list(self)[self.encoder_length:]:
+        for layer in list(self)[self.encoder_length :]:
             steps = layer(steps)
         return steps
 
@@ -117,14 +131,17 @@ def run_encoder(layers: Sequence[nn.Module], image: torch.Tensor, repeats: int) 
         elif isinstance(layer, (nn.Conv2d, nn.Identity)):
             image = layer(image)
         else:
-            raise SnnbenchError(f"an encoder layer must be a convolution or BatchNorm (per "
-                                f"sample, no state), got {type(layer).__name__}; leave it out "
-                                f"of the arch's encoder")
+            raise SnnbenchError(
+                f"an encoder layer must be a convolution or BatchNorm (per "
+                f"sample, no state), got {type(layer).__name__}; leave it out "
+                f"of the arch's encoder"
+            )
     return image
 
 
-def repeated_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor,
-                        repeats: int) -> torch.Tensor:
+def repeated_batch_norm(
+    norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, repeats: int
+) -> torch.Tensor:
     """``norm`` applied to ``repeats`` stacked copies of ``x``, computed on one copy.
 
     Normalisation and gradients are those of the copies (same mean, same biased variance).
@@ -144,7 +161,8 @@ def repeated_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor,
         count = repeats * one
         norm.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
         norm.running_var.mul_(1 - factor).add_(
-            var, alpha=factor * (one - 1) / one * count / (count - 1))
+            var, alpha=factor * (one - 1) / one * count / (count - 1)
+        )
     return out
 
 

@@ -7,6 +7,7 @@ tiny arch's training step. Non-overlapping windows make the gradient a plain bro
 the same numbers (a division by 4 is exact), one pass. Odd sizes, other devices and
 double backward keep PyTorch's own backward.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,9 @@ from torch.nn import functional as F
 class _Pool2x2(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.channels_last = (x.is_contiguous(memory_format=torch.channels_last)
-                             and not x.is_contiguous())
+        ctx.channels_last = (
+            x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        )
         return F.avg_pool2d(x, 2)
 
     @staticmethod
@@ -28,8 +30,15 @@ class _Pool2x2(torch.autograd.Function):
         n, c, h, w = grad.shape
         quarter = grad * 0.25
         if ctx.channels_last:
-            out = torch.empty(n, c, 2 * h, 2 * w, dtype=grad.dtype, device=grad.device,
-                              memory_format=torch.channels_last)
+            out = torch.empty(
+                n,
+                c,
+                2 * h,
+                2 * w,
+                dtype=grad.dtype,
+                device=grad.device,
+                memory_format=torch.channels_last,
+            )
             cells = out.permute(0, 2, 3, 1).view(n, h, 2, w, 2, c)
             source = quarter.permute(0, 2, 3, 1)[:, :, None, :, None, :]
         else:
@@ -47,7 +56,13 @@ class AvgPool2x2(nn.AvgPool2d):
         super().__init__(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.dim() == 4 and x.shape[-1] % 2 == 0
-                and x.shape[-2] % 2 == 0 and torch.is_grad_enabled() and x.requires_grad):
+        if (
+            x.device.type == "cpu"
+            and x.dim() == 4
+            and x.shape[-1] % 2 == 0
+            and x.shape[-2] % 2 == 0
+            and torch.is_grad_enabled()
+            and x.requires_grad
+        ):
             return _Pool2x2.apply(x)
         return super().forward(x)

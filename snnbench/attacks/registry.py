@@ -3,6 +3,7 @@
 Ids that name a family rather than one attack (``transfer-model:NAME-pgd10``) are resolved by
 the functions in ``PATTERNS``; ``attack_factory`` tries the registry first, then them.
 """
+
 from __future__ import annotations
 
 from typing import Callable

@@ -1,4 +1,5 @@
 """The defence registry (names lower case; see docs/guide.md)."""
+
 from __future__ import annotations
 
 from snnbench.defenses.base import Defense

@@ -17,6 +17,7 @@ Anything else (CUDA, a surrogate registered later), a machine without a compiler
 Same operations in the same order as the PyTorch loop (``-ffp-contract=off``: no fused
 multiply-add), so spikes and potentials are equal bit for bit; gradients agree within rounding.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -325,6 +326,7 @@ def _build():
     logger.setLevel(logging.ERROR)
     try:
         from torch.utils.cpp_extension import load_inline
+
         return _load(load_inline)
     finally:
         logger.setLevel(previous)
@@ -343,11 +345,13 @@ def _cpu_tag() -> str:
 
 
 def _load(load_inline):
-    return load_inline(name=f"snnbench_lif_native_{_cpu_tag()}",
-                       cpp_sources=[_DECLARATIONS, _SOURCE],
-                       functions=["lif_forward", "lif_backward", "channels_last_copy"],
-                       extra_cflags=["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno"],
-                       verbose=False)
+    return load_inline(
+        name=f"snnbench_lif_native_{_cpu_tag()}",
+        cpp_sources=[_DECLARATIONS, _SOURCE],
+        functions=["lif_forward", "lif_backward", "channels_last_copy"],
+        extra_cflags=["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno"],
+        verbose=False,
+    )
 
 
 def module():
@@ -392,17 +396,23 @@ def same_layout(reference: torch.Tensor, *others: torch.Tensor | None) -> bool:
         return False
     if reference.dim() == 0 or reference.stride(0) * reference.shape[0] != reference.numel():
         return False
-    return all(o is None or (o.shape == reference.shape and o.stride() == reference.stride())
-               for o in others)
+    return all(
+        o is None or (o.shape == reference.shape and o.stride() == reference.stride())
+        for o in others
+    )
 
 
 def covers(x: torch.Tensor, decay, gain, noise, spec) -> bool:
     """Whether the kernel computes this call (module docstring)."""
     tensors = [t for t in (decay, gain, noise) if isinstance(t, torch.Tensor)]
-    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and all(t.dtype == x.dtype and t.device == x.device for t in tensors)
-            and (gain is None or gain.shape == (x.shape[0],))
-            and spec.surrogate.kind in SURROGATE_CODES and module() is not None)
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and all(t.dtype == x.dtype and t.device == x.device for t in tensors)
+        and (gain is None or gain.shape == (x.shape[0],))
+        and spec.surrogate.kind in SURROGATE_CODES
+        and module() is not None
+    )
 
 
 def like(reference: torch.Tensor, tensor: torch.Tensor | None) -> torch.Tensor | None:
@@ -417,8 +427,9 @@ def like(reference: torch.Tensor, tensor: torch.Tensor | None) -> torch.Tensor |
     if _channels_last(reference) and tensor.dtype == reference.dtype:
         source = tensor.expand_as(reference).contiguous()
         channels, pixels = reference.shape[-3], reference.shape[-2] * reference.shape[-1]
-        module().channels_last_copy(source, out, reference.numel() // (channels * pixels),
-                                    channels, pixels)
+        module().channels_last_copy(
+            source, out, reference.numel() // (channels * pixels), channels, pixels
+        )
         return out
     return out.copy_(tensor.expand_as(reference))
 
@@ -428,9 +439,11 @@ def _channels_last(tensor: torch.Tensor) -> bool:
     if tensor.dim() < 3 or module() is None:
         return False
     *lead, c, h, w = tensor.shape
-    expected = [c * h * w * math.prod(lead[i + 1:]) for i in range(len(lead))] + [1, w * c, c]
-    return all(size == 1 or stride == want
-               for size, stride, want in zip(tensor.shape, tensor.stride(), expected))
+    expected = [c * h * w * math.prod(lead[i + 1 :]) for i in range(len(lead))] + [1, w * c, c]
+    return all(
+        size == 1 or stride == want
+        for size, stride, want in zip(tensor.shape, tensor.stride(), expected)
+    )
 
 
 def full_decay(x: torch.Tensor, decay, spec):
@@ -443,42 +456,81 @@ def full_decay(x: torch.Tensor, decay, spec):
         return like(x, decay)
     sample = x[0, 0]
     if decay.dim() <= sample.dim() or (decay.dim() == x[0].dim() and decay.shape[0] == 1):
-        return like(sample, decay.reshape(decay.shape[-sample.dim():]) if decay.dim() > sample.dim()
-                    else decay)
+        return like(
+            sample,
+            decay.reshape(decay.shape[-sample.dim() :]) if decay.dim() > sample.dim() else decay,
+        )
     return like(x[0], decay)
 
 
-def forward(x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.Tensor | None,
-            spec, potentials: torch.Tensor | None) -> torch.Tensor:
+def forward(
+    x: torch.Tensor,
+    decay,
+    gain: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    spec,
+    potentials: torch.Tensor | None,
+) -> torch.Tensor:
     """Spikes of ``x`` (dense, T slices back to back); ``potentials`` receives u_t."""
     spikes = torch.empty_like(x)
     scalar = 0.0 if isinstance(decay, torch.Tensor) else float(decay)
-    module().lif_forward(x, like(x, noise), full_decay(x, decay, spec), spec.decay_per_step,
-                         None if gain is None else gain.contiguous(), spikes, potentials, scalar,
-                         spec.convex, float(spec.theta), spec.ge, spec.escape)
+    module().lif_forward(
+        x,
+        like(x, noise),
+        full_decay(x, decay, spec),
+        spec.decay_per_step,
+        None if gain is None else gain.contiguous(),
+        spikes,
+        potentials,
+        scalar,
+        spec.convex,
+        float(spec.theta),
+        spec.ge,
+        spec.escape,
+    )
     return spikes
 
 
-def backward(grad: torch.Tensor, potentials: torch.Tensor, noise: torch.Tensor | None, decay,
-             gain: torch.Tensor | None, x: torch.Tensor | None, spec,
-             wants: tuple[bool, bool, bool]):
+def backward(
+    grad: torch.Tensor,
+    potentials: torch.Tensor,
+    noise: torch.Tensor | None,
+    decay,
+    gain: torch.Tensor | None,
+    x: torch.Tensor | None,
+    spec,
+    wants: tuple[bool, bool, bool],
+):
     """``(grad_x, grad_decay, grad_gain)`` of one fused call, None where not wanted."""
     want_x, want_k, want_p = wants
     grad_x = torch.empty_like(potentials)
     tensor_decay = full_decay(potentials, decay, spec)
     grad_k = None
-    if want_k:       # per neuron and sample, summed over T (held) or not (per step)
+    if want_k:  # per neuron and sample, summed over T (held) or not (per step)
         grad_k = torch.empty_like(potentials if spec.decay_per_step else potentials[0])
     grad_p = potentials.new_zeros(potentials.shape[0], dtype=torch.float64) if want_p else None
     scalar = 0.0 if isinstance(decay, torch.Tensor) else float(decay)
-    module().lif_backward(like(potentials, grad), potentials, noise if spec.escape else None,
-                          tensor_decay, spec.decay_per_step,
-                          None if gain is None else gain.contiguous(), like(potentials, x),
-                          grad_x, grad_k, grad_p, scalar, spec.convex, float(spec.theta),
-                          spec.ge, spec.detach_reset, SURROGATE_CODES[spec.surrogate.kind],
-                          float(spec.surrogate.width))
+    module().lif_backward(
+        like(potentials, grad),
+        potentials,
+        noise if spec.escape else None,
+        tensor_decay,
+        spec.decay_per_step,
+        None if gain is None else gain.contiguous(),
+        like(potentials, x),
+        grad_x,
+        grad_k,
+        grad_p,
+        scalar,
+        spec.convex,
+        float(spec.theta),
+        spec.ge,
+        spec.detach_reset,
+        SURROGATE_CODES[spec.surrogate.kind],
+        float(spec.surrogate.width),
+    )
     if grad_k is not None:
-        grad_k = grad_k.sum_to_size(decay.shape)       # broadcast decays: summed back
+        grad_k = grad_k.sum_to_size(decay.shape)  # broadcast decays: summed back
     if grad_p is not None:
         grad_p = grad_p.to(gain.dtype)
     return (grad_x if want_x else None), grad_k, grad_p
