@@ -18,12 +18,10 @@ from torch import nn
 
 from snnbench.attacks import Attack, create_attack
 from snnbench.attacks.suites import SUITES, build_member
-from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack, bind_source
 from snnbench.neurons import parse_grad_mode
 from snnbench.checks import (Outcome, Probe, Results, list_checks, run_probe_checks,
                              run_result_checks)
-from snnbench.checkpoint import (CARD, default_home, library_versions, load, load_card, now,
-                                 verify)
+from snnbench.checkpoint import library_versions, load, now, verify
 from snnbench.config import ModelConfig, TrainConfig, check_count, parse_eps
 from snnbench.data import DATASETS, dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
@@ -31,34 +29,22 @@ from snnbench.files import atomic_write_json, check_name
 from snnbench.evaluate import (ChunkCallback, EvalConfig, ModelInfo, module_sha256, run_attacks,
                                select_samples, state_dict_sha256)
 from snnbench.executors import ModelRun, check_executor, run_models
+from snnbench.home import (STORE, bind_model_source, home_models, home_path,  # noqa: F401
+                           join_model_cards, leaderboard, open_store)
 from snnbench.gate import ALPHA as GATE_ALPHA, GateResult, compare, read_baseline
 from snnbench.importer import import_checkpoint  # noqa: F401  (the API of `snnbench import`)
 from snnbench.layouts import get_layout, render_layout, write_layout
 from snnbench.plots import SWEEP, plot_sweeps
-from snnbench.recipe import Recipe, Sweep, load_recipe, parse_recipe_text
+from snnbench.recipe import (Recipe, Sweep, load_recipe, parse_recipe_text,  # noqa: F401
+                             recipe_of, recipe_or_none)
 from snnbench.report import FORMATS, Leaderboard, build_leaderboard, write_report
 from snnbench.own_model import OWN_CARD_SCHEMA, PROBE_BATCH, OwnModel, inspect_module
 from snnbench.runtime import place, resolve_device
 from snnbench.store import ResultStore
 from snnbench.train import EpochCallback, TrainOutcome, train_model
 
-STORE = "results.sqlite"
 DEFAULT_EPS = {"digits": 32 / 255}   # docs/protocol.md: 8/255 barely moves 8x8 digits
 TRACKS = {"ci": (200, 3), "dev": (1000, 9), "paper": (None, 9)}   # n, k_eval
-
-
-def home_path(home: str | Path | None) -> Path:
-    return Path(home) if home is not None else default_home()
-
-
-def open_store(home: str | Path | None) -> ResultStore:
-    return ResultStore(home_path(home) / STORE)
-
-
-def home_models(home: str | Path | None) -> list[str]:
-    """Names of the finished models in the home."""
-    folder = home_path(home) / "models"
-    return sorted(p.name for p in folder.iterdir() if (p / CARD).is_file()) if folder.is_dir() else []
 
 
 def list_models(home: str | Path | None = None) -> list[str]:
@@ -71,37 +57,6 @@ def train(config: ModelConfig | str, train_config: TrainConfig | None = None, **
         return train_model(config, train_config, **kwargs)
     recipe = load_recipe(config)
     return [train_model(m, t, recipe=recipe, **kwargs) for m, t in recipe.models]
-
-
-def recipe_of(card: dict[str, Any]) -> Recipe | None:
-    """The recipe that trained a model, rebuilt from the TOML text its card keeps; None for a
-    model trained without one. An older card holds only the name: that name is looked up among
-    the packaged recipes, and a name found nowhere is an error, never a silent default suite."""
-    name = card.get("recipe")
-    text = card.get("recipe_toml")
-    where = f"the card of model {card.get('name', '?')!r}"
-    if text:
-        try:
-            return parse_recipe_text(text, card.get("recipe_path") or name or "<recipe>")
-        except SnnbenchError as exc:
-            raise SnnbenchError(f"{where} holds a recipe this snnbench cannot read ({exc})") from None
-    if not name:
-        return None
-    try:
-        return load_recipe(name)
-    except SnnbenchError:
-        raise SnnbenchError(f"{where} names recipe {name!r}, which is not packaged, and the card "
-                            "(written before cards kept their recipe) lacks its text; pass that "
-                            "file: `snnbench attack --recipe FILE.toml` or `snnbench run FILE.toml`"
-                            ) from None
-
-
-def recipe_or_none(card: dict[str, Any]) -> Recipe | None:
-    """``recipe_of`` for display (the site): None where the recipe cannot be found."""
-    try:
-        return recipe_of(card)
-    except SnnbenchError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -201,7 +156,7 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
         card = verify(name, home_path(home))
         plan = attacks_for(card, attacks, eps_value, norm, steps, suite, eot, surrogate, given)
         plans.append((name, card, dataclasses.replace(
-            plan, attacks=[_bind_source(a, home, dev) for a in plan.attacks])))
+            plan, attacks=[bind_model_source(a, home, dev) for a in plan.attacks])))
     config = EvalConfig(n=n or track_n, k_eval=k_eval, seed=seed, chunk_size=chunk_size)
     cards = run_models([ModelRun(name, card, plan.attacks, plan.cascade, plan.paired, plan.tail)
                         for name, card, plan in plans], home=home_path(home), store=STORE,
@@ -225,49 +180,6 @@ def _check_attack_counts(**counts: int | None) -> None:
     for key, value in counts.items():
         option = key if key in ("k_eval", "max_chunks") else f"--{key.replace('_', '-')}"
         check_count(value, option, ATTACK_COUNTS[key])   # k_eval, max_chunks: Python only
-
-
-def _bind_source(attack: Attack, home: str | Path | None, device: Any) -> Attack:
-    """Load the source model of a ``transfer-model:NAME-...`` attack from the home (with no
-    ``device``, only check that it is there: a Ray worker loads it)."""
-    if not isinstance(attack, TransferAttack) or not attack.source.startswith(MODEL_SOURCE):
-        return attack
-    name = attack.source[len(MODEL_SOURCE):]
-    if name not in home_models(home):
-        raise SnnbenchError(f"transfer source model {name!r} is not in {home_path(home) / 'models'}; "
-                            f"train it first or choose one of: {', '.join(home_models(home)) or 'none'}")
-    if device is None:
-        return attack
-    card = load_card(name, home_path(home))
-    return bind_source(attack, load(name, home_path(home), device=device), card["weights_sha256"])
-
-
-def leaderboard(home: str | Path | None = None, name: str | None = None) -> Leaderboard:
-    with open_store(home) as store:
-        board_name = name or store.get_meta("recipe") or "leaderboard"
-        board = build_leaderboard(store.cards(), board_name, store.checks(), store.diagnostics())
-    _join_model_cards(board, home)
-    return board
-
-
-def _join_model_cards(board: Leaderboard, home: str | Path | None) -> None:
-    """Each row's settings and training cost from its model card (when the home holds the same
-    weights), so layouts can pick rows by setting (TGO Table 4) and show costs (RH Table 8)."""
-    import statistics
-    present = set(home_models(home))
-    for row in board.rows:
-        if row["model"] not in present:
-            continue
-        card = load_card(row["model"], home_path(home))
-        if card.get("weights_sha256") != row["sha256"]:
-            continue
-        row["settings"] = card["spec"]["settings"]
-        row["train_seed"] = (card.get("train") or {}).get("seed")
-        epochs = [e for e in card.get("history", []) if e.get("seconds")]
-        if epochs:
-            row["train_s_epoch"] = statistics.median(e["seconds"] for e in epochs)
-            row["train_images_per_s"] = statistics.median(e.get("images_per_s", 0) for e in epochs)
-            row["train_device"] = card.get("device", "")
 
 
 def _probe(name: str, card: dict[str, Any], home: str | Path | None, n: int,
@@ -552,7 +464,7 @@ def evaluate(model: nn.Module, *, dataset: str, suite: str | None = None,
     own, card = _watch(model, name, info, stochastic, x, y, dev, source)
     plan = attacks_for({"name": name, "spec": {"dataset": info.name}, "stochastic": own.stochastic},
                        attacks, eps_value, norm, steps, suite, eot, surrogate, given)
-    plan = dataclasses.replace(plan, attacks=[_bind_source(a, home, dev) for a in plan.attacks])
+    plan = dataclasses.replace(plan, attacks=[bind_model_source(a, home, dev) for a in plan.attacks])
     card.update(recipe=given.name if given else None, recipe_toml=given.text if given else None,
                 eps=plan.attacks[0].eps, norm=plan.attacks[0].norm)
     model_info = ModelInfo(name, card["sha256"], "unknown", card["class"].rsplit(".", 1)[-1],

@@ -22,47 +22,23 @@ import pickle
 import shutil
 import tarfile
 import tempfile
-import warnings
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 
+from snnbench import events  # noqa: F401  (registers dvs-cifar10)
+from snnbench.datasets import (CIFAR10_CLASSES, DATASETS, HOW_TO_SET_ROOT, DatasetInfo,  # noqa: F401
+                               cache_dir as _cache_dir, data_root as _data_root,
+                               writable as _writable, write_cache as _write_cache)
 from snnbench.errors import SnnbenchError
-from snnbench.registry import Registry
 
-Loader = Callable[[str, Path | None], tuple[Tensor, Tensor]]
 SPLITS = ("train", "test")
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                   "truck")
-HOW_TO_SET_ROOT = "or pass --data-root DIR (or set SNNBENCH_DATA_ROOT)"
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a data set is: its shape, classes, the normalisation its models use, and its loader
-    ``(split, root) -> (images, labels)``. ``frames`` > 0: event data, ``[N, frames, C, H, W]``
-    whose time axis is the model's (``snnbench.events``); ``input`` says what a sample is."""
-    name: str
-    num_classes: int
-    channels: int
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    summary: str
-    loader: Loader
-    frames: int = 0
-    input: str = "images [C,H,W] in [0,1]; eps in pixel units"
-
-
-DATASETS: Registry[DatasetInfo] = Registry("dataset")
 
 
 def input_card(info: DatasetInfo) -> dict[str, Any]:
@@ -142,26 +118,6 @@ def _load_digits(split: str, root: Path | None) -> tuple[Tensor, Tensor]:
     index = np.sort(train if split == "train" else test)
     images = torch.from_numpy(digits.images[index].astype(np.float32) / 16.0).unsqueeze(1)
     return images, torch.from_numpy(labels[index])
-
-
-def _data_root(root: Path | None) -> Path:
-    root = Path(os.environ.get("SNNBENCH_DATA_ROOT") or "data") if root is None else root
-    return Path(root).expanduser().absolute()
-
-
-def _cache_dir() -> Path:
-    default = Path.home() / ".cache" / "snnbench"
-    return Path(os.environ.get("SNNBENCH_CACHE") or default).expanduser().absolute()
-
-
-def _writable(directory: Path) -> bool:
-    # os.access alone says yes to root even where the mode bits say read-only (shared/data is
-    # r-x): honour the bits too, so a directory marked read-only is never written into.
-    try:
-        mode = directory.stat().st_mode
-    except OSError:
-        return False
-    return os.access(directory, os.W_OK) and bool(mode & 0o222)
 
 
 def _latin1(text: str, encoding: str = "latin1") -> bytes:
@@ -333,20 +289,6 @@ def _decode_images(files: list[Path], size: int) -> Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
-def _write_cache(path: Path, images: Tensor, labels: Tensor, metadata: dict[str, str]) -> None:
-    """Atomically (temporary file + rename): a reader never sees half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"images": images, "labels": labels}, str(temporary), metadata=metadata)
-        os.replace(temporary, path)
-    except OSError as error:
-        warnings.warn(f"could not cache decoded images at {path} ({error}); set SNNBENCH_CACHE "
-                      f"to a writable folder", stacklevel=3)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def _load_image_folder(folder: Path, split: str, classes: tuple[str, ...],
                        size: int) -> tuple[Tensor, Tensor]:
     """Decoded once, then read back from a safetensors cache beside the folder when its parent is
@@ -409,5 +351,3 @@ _register(DatasetInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2023, 0
 _register(DatasetInfo("cifar100", 100, 3, 32, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761),
                       "CIFAR-100 fine labels, 32x32 RGB, 50,000/10,000 (python batches)",
                       _load_cifar100), _CIFAR)
-
-import snnbench.events  # noqa: E402,F401  (registers dvs-cifar10; imports the helpers above)

@@ -31,6 +31,7 @@ from snnbench.checkpoint import load, model_dir
 from snnbench.config import ModelConfig, TrainConfig
 from snnbench.data import dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
+from snnbench.home import bind_model_source
 from snnbench.evaluate import (ChunkCallback, EvalConfig, ModelInfo, Plan, Task, cached_clean,
                                clean_draws, compute_task, eval_draws, finish_plan, plan_attacks,
                                run_attacks, sample_indices, samples_digest, stored_chunk)
@@ -219,8 +220,7 @@ def attack_worker(job: Job, task: Task, indices: np.ndarray,
     if own is None:
         x, y = _chunk_data(job, indices)
         if isinstance(attack, TransferAttack) and attack.source.startswith(MODEL_SOURCE):
-            from snnbench.api import _bind_source   # the source model, from the shared home
-            attack = _bind_source(attack, job.home, device)
+            attack = bind_model_source(attack, job.home, device)   # from the shared home
     with compile_errors(job.compile):
         chunk, _ = compute_task(dataclasses.replace(task, attack=attack),
                                 lambda: _load(job, device), x, y, info=job.info,
