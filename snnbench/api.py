@@ -21,7 +21,7 @@ from snnbench.attacks.suites import SUITES, build_member
 from snnbench.neurons import parse_grad_mode
 from snnbench.checks import (Outcome, Probe, Results, list_checks, run_probe_checks,
                              run_result_checks)
-from snnbench.checkpoint import library_versions, load, now, verify
+from snnbench.checkpoint import CARD, library_versions, load, now, verify
 from snnbench.config import ModelConfig, TrainConfig, check_count, parse_eps
 from snnbench.data import DATASETS, dataset_info, load_dataset
 from snnbench.errors import SnnbenchError

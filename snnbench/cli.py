@@ -6,6 +6,7 @@ code 2 (``--debug`` shows the traceback). Exit 1 means a gate failed.
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
@@ -18,6 +19,7 @@ from snnbench import api, runtime
 from snnbench.cli_zoo import zoo_app
 from snnbench.config import ModelConfig, TrainConfig, format_eps, parse_assignment
 from snnbench.errors import SnnbenchError
+from snnbench.plugins import PluginWarning
 from snnbench.report import attack_label
 
 app = typer.Typer(name="snnbench", no_args_is_help=True, add_completion=False,
@@ -62,11 +64,26 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _plugin_warning_line(show: Callable[..., None]) -> Callable[..., None]:
+    """A broken plugin is one stderr line (``warning: plugin ...``); other warnings as before."""
+    if getattr(show, "plugin_lines", False):
+        return show
+
+    def showwarning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, PluginWarning):
+            err.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            show(message, category, *args, **kwargs)
+    showwarning.plugin_lines = True  # type: ignore[attr-defined]
+    return showwarning
+
+
 @app.callback()
 def _setup(threads: Annotated[Optional[int], typer.Option(
         "--threads", envvar="SNNBENCH_THREADS",
         help="CPU threads for torch (default: one per idle core).")] = None) -> None:
     """Benchmark the adversarial robustness of spiking neural networks."""
+    warnings.showwarning = _plugin_warning_line(warnings.showwarning)
     runtime.tune_allocator()
     try:
         runtime.configure_threads(threads)
@@ -133,11 +150,16 @@ def list_(what: Annotated[str, typer.Argument(help="archs, defenses, attacks, su
         return
     if key not in registries:
         raise SnnbenchError(f"cannot list {what!r}; choose one of {', '.join([*registries, 'models'])}")
+    entries = registries[key].entries()
+    # A plugin's entries name the package that brought them (snnbench.plugins).
+    packages = [entry.extra.get("package", "snnbench") for entry in entries]
+    columns = ("name", "aliases", "summary", "source") + (("package",) if set(packages) - {"snnbench"} else ())
     table = Table(box=None)
-    for column in ("name", "aliases", "summary", "source"):
+    for column in columns:
         table.add_column(column)
-    for entry in registries[key].entries():
-        table.add_row(entry.name, ", ".join(entry.aliases), entry.summary, entry.paper)
+    for entry, package in zip(entries, packages):
+        row = (entry.name, ", ".join(entry.aliases), entry.summary, entry.paper, package)
+        table.add_row(*row[:len(columns)])
     out.print(table)
 
 

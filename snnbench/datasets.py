@@ -40,7 +40,18 @@ class DatasetInfo:
     input: str = "images [C,H,W] in [0,1]; eps in pixel units"
 
 
-DATASETS: Registry[DatasetInfo] = Registry("dataset")
+
+
+def _check_plugin(name: str, obj: object) -> None:
+    if not isinstance(obj, DatasetInfo):
+        raise TypeError(f"{obj!r} is not a snnbench.data.DatasetInfo")
+    if obj.name != name:
+        raise ValueError(f"its DatasetInfo name {obj.name!r} differs from the entry point name "
+                         f"{name!r}; make them the same")
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset", plugins="snnbench.datasets",
+                                           check=_check_plugin)
 
 
 def data_root(root: Path | None) -> Path:
