@@ -12,12 +12,13 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
 from snnbench.attacks import Attack, create_attack
 from snnbench.attacks.suites import SUITES, build_member
+from snnbench.attacks.transfer import TransferAttack, check_reaches
 from snnbench.neurons import parse_grad_mode
 from snnbench.checks import (Outcome, Probe, Results, list_checks, run_probe_checks,
                              run_result_checks)
@@ -155,6 +156,7 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
     for name in names:       # check every model and attack before the first long run
         card = verify(name, home_path(home))
         plan = attacks_for(card, attacks, eps_value, norm, steps, suite, eot, surrogate, given)
+        check_plan_reaches(plan, lambda: load(name, home_path(home)))
         plans.append((name, card, dataclasses.replace(
             plan, attacks=[bind_model_source(a, home, dev) for a in plan.attacks])))
     config = EvalConfig(n=n or track_n, k_eval=k_eval, seed=seed, chunk_size=chunk_size)
@@ -173,6 +175,15 @@ def attack(models: Sequence[str] | None = None, *, home: str | Path | None = Non
 # The minimum of each count of `attack` (None: unset, the default applies).
 ATTACK_COUNTS = {"steps": 1, "n": 1, "eot": 1, "k_eval": 1, "seed": 0, "chunk_size": 1,
                  "max_chunks": 1}
+
+
+def check_plan_reaches(plan: AttackPlan, model: Callable[[], nn.Module]) -> None:
+    """Refuse, before any attack runs, a gradient mode or twin that cannot reach the model's
+    neurons (``attacks.transfer.check_reaches``), rather than midway through a suite. The model
+    is loaded only when an attack of the plan needs the check."""
+    attacks = [*plan.attacks, *plan.paired, *plan.tail]
+    if any(a.grad != "bptt" or isinstance(a, TransferAttack) for a in attacks):
+        check_reaches(model(), attacks)
 
 
 def _check_attack_counts(**counts: int | None) -> None:
@@ -464,6 +475,7 @@ def evaluate(model: nn.Module, *, dataset: str, suite: str | None = None,
     own, card = _watch(model, name, info, stochastic, x, y, dev, source)
     plan = attacks_for({"name": name, "spec": {"dataset": info.name}, "stochastic": own.stochastic},
                        attacks, eps_value, norm, steps, suite, eot, surrogate, given)
+    check_plan_reaches(plan, lambda: own)
     plan = dataclasses.replace(plan, attacks=[bind_model_source(a, home, dev) for a in plan.attacks])
     card.update(recipe=given.name if given else None, recipe_toml=given.text if given else None,
                 eps=plan.attacks[0].eps, norm=plan.attacks[0].norm)
