@@ -18,8 +18,9 @@ from snnbench.attacks import Attack, create_attack
 from snnbench.attacks.suites import SUITES, build_member
 from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack, bind_source
 from snnbench.neurons import parse_grad_mode
-from snnbench.checks import (Outcome, Probe, Results, list_checks, run_probe_checks,
-                             run_result_checks)
+from snnbench import progress
+from snnbench.checks import (Outcome, Probe, Results, list_checks, probe_checks,
+                             run_probe_checks, run_result_checks)
 from snnbench.checkpoint import CARD, default_home, load, load_card, verify
 from snnbench.config import ModelConfig, TrainConfig, check_count, parse_eps
 from snnbench.data import DATASETS, dataset_info, load_dataset
@@ -333,7 +334,10 @@ def check(models: Sequence[str] | None = None, *, home: str | Path | None = None
             own = [c for c in stored if c["model"]["sha256"] == card["weights_sha256"]]
             board = build_leaderboard(own, "check") if own else None
             results = Results(own, board.rows[0] if board and board.rows else None)
-            outcomes = run_probe_checks(probe, ids) + run_result_checks(results, ids)
+            with progress.task(f"checks on {name}", len(probe_checks(ids)), "checks") as bar:
+                outcomes = run_probe_checks(probe, ids, bar.step)
+                bar.step("")
+            outcomes += run_result_checks(results, ids)
             store.put_checks(card["weights_sha256"], [o.to_dict() for o in outcomes])
             out[name] = outcomes
     return out

@@ -6,15 +6,15 @@ code 2 (``--debug`` shows the traceback). Exit 1 means a gate failed.
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from snnbench import api, runtime
+from snnbench import api, progress, runtime
 from snnbench.cli_zoo import zoo_app
 from snnbench.config import ModelConfig, TrainConfig, format_eps, parse_assignment
 from snnbench.errors import SnnbenchError
@@ -71,29 +71,19 @@ def _setup(threads: Annotated[Optional[int], typer.Option(
         raise typer.Exit(2) from None
 
 
-def _progress(quiet: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err,
-                    disable=quiet or not err.is_terminal)
+def _watch(quiet: bool) -> Any:
+    """Progress on stderr while the block runs (snnbench/progress.py): a live bounded screen on
+    a terminal, plain lines in a log, nothing with --quiet."""
+    return progress.watch(err, quiet)
 
 
-class _Bars:
-    """Callbacks feeding rich progress bars (training epochs, attack chunks)."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, Any] = {}
-
-    def _update(self, label: str, done: int, total: int) -> None:
-        if label not in self.tasks:
-            self.tasks[label] = self.progress.add_task(label, total=total)
-        self.progress.update(self.tasks[label], completed=done)
-
-    def on_epoch(self, name: str) -> Callable[[int, int, dict], None]:
-        return lambda done, total, stats: self._update(f"train {name}", done, total)
-
-    def on_chunk(self, model: str, attack: str, done: int, total: int) -> None:
-        self._update(f"{attack} on {model}", done, total)
+def _summary(started: float, what: str, where: str, steps: list[tuple[str, str]]) -> None:
+    """The closing lines of a long command: what was done, where it is, what to type next."""
+    out.print(f"done in {progress.format_seconds(time.perf_counter() - started)}: {what}",
+              highlight=False, soft_wrap=True)
+    out.print(f"results: {where}", highlight=False, soft_wrap=True)
+    for command_line, why in steps:
+        out.print(f"next: {command_line}   ({why})", highlight=False, soft_wrap=True)
 
 
 def _parse_settings(values: list[str] | None) -> dict[str, str]:
@@ -155,11 +145,10 @@ def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or 
     """Train a model (or resume an interrupted run) and save its checkpoint in the home."""
     config = ModelConfig(defense, arch, data, timesteps, track, _parse_settings(set_), name)
     train_config = TrainConfig().replace(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    with _progress(quiet) as progress:
-        bars = _Bars(progress)
+    started = time.perf_counter()
+    with _watch(quiet):
         outcome = api.train_model(config, train_config, home=api.home_path(home),
-                                  data_root=data_root, device=device,
-                                  on_epoch=bars.on_epoch(name or defense), workers=workers,
+                                  data_root=data_root, device=device, workers=workers,
                                   compile=compile_)
     card = outcome.card
     last = card["history"][-1] if card.get("history") else {}
@@ -167,6 +156,8 @@ def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or 
               f"{100 * card['clean_accuracy']['acc']:.2f}% on {card['clean_accuracy']['n']} test "
               f"images  ({last.get('images_per_s', '-')} images/s)  -> {outcome.folder}",
               highlight=False)
+    _summary(started, f"model {outcome.name} {outcome.status}", str(outcome.folder),
+             [(f"snnbench attack {outcome.name}", "its robust accuracy under the quick suite")])
 
 
 @app.command("import")
@@ -212,14 +203,21 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
            device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Run the attack matrix on the home's models; stored chunks are skipped, so reruns resume."""
     names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
-    with _progress(quiet) as progress:
+    started = time.perf_counter()
+    with _watch(quiet):
         cards = api.attack(models, home=home, attacks=names, eps=eps, norm=norm, steps=steps, n=n,
                            suite=suite, eot=eot, surrogate=surrogate,
                            per_attack_full=per_attack_full, track=track, seed=seed,
                            chunk_size=chunk_size, device=device, data_root=data_root,
-                           on_chunk=_Bars(progress).on_chunk, executor=executor,
-                           ray_address=ray_address, compile=compile_, recipe=recipe)
+                           executor=executor, ray_address=ray_address, compile=compile_,
+                           recipe=recipe)
     _print_cards(cards)
+    attacked = sorted({card["model"]["name"] for card in cards})
+    steps = [("snnbench report", "the leaderboard in leaderboards/")]
+    if suite != "full":
+        steps.append(("snnbench check", "the gradient-masking sanity checks"))
+    _summary(started, f"{len(cards)} attack result(s) on {len(attacked)} model(s)",
+             str(api.home_path(home) / api.STORE), steps)
     if suite == "full":
         flagged = {r["model"]: r["unreliable"] for r in api.leaderboard(home).rows if r["unreliable"]}
         for model, labels in flagged.items():
@@ -260,13 +258,22 @@ def check(models: Annotated[Optional[list[str]], typer.Argument(help="Model name
           eps: Annotated[Optional[str], typer.Option(help="Budget of the probe attacks (default: the recipe's).")] = None,
           eot: Annotated[Optional[int], typer.Option(help="EoT draws per step on stochastic models.")] = None,
           only: Annotated[Optional[str], typer.Option("--checks", help="Comma-separated check ids, e.g. C07,C08.")] = None,
+          verbose: Annotated[bool, typer.Option("--verbose", help="Print every check's detail (always written to HOME/checks.txt).")] = False,
           seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
           device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Run the gradient-masking sanity checks and store them; exit 1 when a model is flagged."""
     ids = [c.strip() for c in only.split(",") if c.strip()] if only else None
-    results = api.check(models, home=home, n=n, eps=eps, eot=eot, checks=ids, seed=seed,
-                        device=device, data_root=data_root)
-    flagged = _print_checks(results)
+    started = time.perf_counter()
+    with _watch(quiet):
+        results = api.check(models, home=home, n=n, eps=eps, eot=eot, checks=ids, seed=seed,
+                            device=device, data_root=data_root)
+    details = api.home_path(home) / "checks.txt"
+    flagged = _print_checks(results, details, verbose)
+    steps = [("snnbench report", "the leaderboard marks flagged models ⚠ unreliable")]
+    if not verbose:
+        steps.insert(0, (f"less {details}", "every check's detail"))
+    _summary(started, f"{sum(map(len, results.values()))} check(s) on {len(results)} model(s), "
+             f"{len(flagged)} flagged", f"{api.home_path(home) / api.STORE}, {details}", steps)
     if flagged:
         err.print(f"unreliable: {', '.join(flagged)} (failed checks above; docs/protocol.md)",
                   highlight=False)
@@ -292,8 +299,10 @@ def diagnose(model: Annotated[str, typer.Argument(help="Model name in the home."
     out.print(table)
 
 
-def _print_checks(results: dict[str, list]) -> list[str]:
-    flagged = []
+def _print_checks(results: dict[str, list], details: Path, verbose: bool) -> list[str]:
+    """One summary row per model and a line per failed check; every check's detail goes to
+    ``details`` (and to the screen with ``verbose``). The flagged models."""
+    tables = []
     for name, outcomes in results.items():
         table = Table(title=name, title_justify="left")
         for column in ("check", "level", "status", "detail"):
@@ -301,9 +310,32 @@ def _print_checks(results: dict[str, list]) -> list[str]:
         for o in outcomes:
             style = {"fail": "red" if o.flags else "yellow", "skip": "dim"}.get(o.status, "")
             table.add_row(o.id, o.level, o.status, o.detail, style=style)
+        tables.append(table)
+    details.parent.mkdir(parents=True, exist_ok=True)
+    with details.open("w", encoding="utf-8") as file:
+        writer = Console(file=file, width=160, color_system=None, soft_wrap=False)
+        for table in tables:
+            writer.print(table)
+    for table in tables if verbose else []:
         out.print(table)
-        if any(o.flags for o in outcomes):
+    summary = Table(title="sanity checks", title_justify="left")
+    for column in ("model", "passed", "failed", "skipped", "verdict"):
+        summary.add_column(column, overflow="fold")
+    flagged = []
+    for name, outcomes in results.items():
+        count = lambda status: str(sum(o.status == status for o in outcomes))  # noqa: E731
+        bad = [o.id for o in outcomes if o.flags]
+        summary.add_row(name, count("pass"), count("fail"), count("skip"),
+                        f"unreliable ({', '.join(bad)})" if bad else "ok",
+                        style="red" if bad else "")
+        if bad:
             flagged.append(name)
+    out.print(summary)
+    for name, outcomes in results.items():
+        for o in outcomes:
+            if o.status == "fail":
+                out.print(f"{name}: {o.label() if o.flags else o.id + ' (warning)'}: {o.detail}",
+                          highlight=False, markup=False, soft_wrap=True)
     return flagged
 
 
@@ -375,23 +407,23 @@ def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo
         compile_: CompileOpt = False, home: HomeOpt = None, data_root: DataRootOpt = None,
         device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Train the recipe's models, attack them and write the leaderboard."""
-    with _progress(quiet) as progress:
-        bars = _Bars(progress)
-        current: dict[str, str] = {}
-
-        def on_model(config: ModelConfig) -> None:
-            current["name"] = config.name or f"{config.defense}-{config.arch}"
-
+    started = time.perf_counter()
+    with _watch(quiet):
         outcome = api.run(recipe, home=home, out=out_dir, device=device, data_root=data_root,
-                          on_epoch=lambda d, t, s: bars.on_epoch(current.get("name", ""))(d, t, s),
-                          on_chunk=bars.on_chunk, on_model=on_model, executor=executor,
-                          ray_address=ray_address, workers=workers, compile=compile_)
+                          executor=executor, ray_address=ray_address, workers=workers,
+                          compile=compile_)
     for trained in outcome.trained:
         out.print(f"model {trained.name} ({trained.status}): {trained.folder}", highlight=False)
     out.print(f"results: {api.home_path(home) / api.STORE}", highlight=False)
     _print_cards(outcome.cards)
     for path in outcome.written:
         out.print(f"leaderboard: {path}", highlight=False)
+    board = next((p for p in outcome.written if p.suffix == ".json"), out_dir / "BOARD.json")
+    markdown = next((p for p in outcome.written if p.suffix == ".md"), board)
+    _summary(started, f"{len(outcome.trained)} model(s), {len(outcome.cards)} attack result(s), "
+             "sanity checks stored", f"{markdown} (and {api.home_path(home) / api.STORE})",
+             [("snnbench report --format html", "a browsable site of these results in site/"),
+              (f"snnbench gate --baseline {board}", "in CI: fail when robust accuracy moves")])
 
 
 # `snnbench zoo list|pull|add` (cli_zoo.py), with this module's error mapping

@@ -35,6 +35,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from snnbench import progress
 from snnbench.errors import SnnbenchError
 from snnbench.registry import Registry
 
@@ -86,6 +87,7 @@ def load_dataset(name: str, split: str, root: str | Path | None = None) -> tuple
     info = dataset_info(name)
     if split not in SPLITS:
         raise SnnbenchError(f"unknown split {split!r} for {info.name}; use 'train' or 'test'")
+    progress.status(f"loading {info.name} {split}")
     return info.loader(split, None if root is None else Path(root))
 
 
@@ -240,6 +242,7 @@ def _load_batches(folder: Path, names: list[str], label_key: bytes, num_classes:
 def _verified_sha256(archive: Path) -> str:
     """The archive's sha256, checked against ``SHA256SUMS`` beside it when that lists it."""
     digest, sums = hashlib.sha256(), archive.parent / "SHA256SUMS"
+    progress.status(f"checking the sha256 of {archive} ({archive.stat().st_size >> 20} MiB)")
     with archive.open("rb") as file:
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
@@ -261,6 +264,7 @@ def _unpack_split(archive: Path, base: Path, split: str) -> None:
     base.mkdir(parents=True, exist_ok=True)
     prefix, target = f"cifar10-jpeg/{split}/", base / "cifar10-jpeg" / split
     temporary = Path(tempfile.mkdtemp(prefix=".unpack-", dir=base))
+    progress.status(f"unpacking {split}/ of {archive.name} into {base} (once)")
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = (member for member in tar if member.name.startswith(prefix))
@@ -320,7 +324,10 @@ def _decode_images(files: list[Path], size: int) -> Tensor:
     """uint8 ``[N, 3, size, size]`` from image files (Pillow: about 1.7 s per 10,000 here)."""
     from PIL import Image
     images = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    bar = progress.begin(f"decoding {files[0].parent.parent.name}/ (once)", len(files), "images")
     for index, path in enumerate(files):
+        if index % 1000 == 999:
+            bar.advance(1000)
         try:
             with Image.open(path) as image:
                 if image.size != (size, size):
@@ -330,6 +337,8 @@ def _decode_images(files: list[Path], size: int) -> Tensor:
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             raise SnnbenchError(f"cannot decode {path} ({type(error).__name__}); the image "
                                 f"folder is corrupt: unpack the archive again") from error
+    bar.advance(len(files) % 1000)
+    bar.end()
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 

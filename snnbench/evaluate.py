@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
+from snnbench import progress
 from snnbench.attacks import Attack
 from snnbench.checkpoint import library_versions, now
 from snnbench.files import stable_seed
@@ -449,9 +450,12 @@ def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: tor
                         samples_digest(info.dataset, config.split, indices), tail)
     budget = max_chunks
     done: dict[str, set[int]] = {}
+    bars = progress.Series()
     for task in plan.tasks:
         if task.key not in done:
             done[task.key] = store.stored_chunks(info.sha256, task.key)
+            bars.next(task_label(task, info), len(y), "samples",
+                      sum(_size(plan.part(i, config.chunk_size)) for i in done[task.key]))
         if task.index in done[task.key]:
             continue
         previous = stored_chunk(store, info.sha256, task.earlier, task.index)
@@ -476,8 +480,21 @@ def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: tor
             store.release(info.sha256, task.key, task.index)
             raise
         store.put_chunk(info.sha256, task.key, chunk)
+        bars.current.advance(_size(part))
         if budget is not None:
             budget -= 1
         if on_chunk:
             on_chunk(info.name, task.attack.id, task.index + 1, plan.count)
+    bars.close()
     return finish_plan(plan, store, info, config)
+
+
+def task_label(task: Task, info: ModelInfo) -> str:
+    """``pgd10 on MODEL``; a cascade member ``→apgd-t (cascade 3) on MODEL``."""
+    name = task.attack.label or task.attack.id
+    cascade = f"→{name} (cascade {task.position})" if "|cascade=" in task.key else name
+    return f"{cascade} on {info.name}"
+
+
+def _size(part: slice) -> int:
+    return part.stop - part.start

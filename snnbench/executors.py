@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from snnbench import progress
 from snnbench.attacks import Attack
 from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack
 from snnbench.checkpoint import load, model_dir
@@ -294,6 +295,7 @@ def _collect(ray: Any, sent: dict[Any, Task], store: ResultStore, info: ModelInf
     """Store each chunk as it arrives (one transaction each); the failed ones, described."""
     failures: list[str] = []
     waiting = list(sent)
+    bar = progress.begin(f"attack chunks of {info.name} on Ray", len(waiting), "chunks")
     while waiting:
         ready, waiting = ray.wait(waiting, num_returns=1)
         task = sent[ready[0]]
@@ -305,8 +307,10 @@ def _collect(ray: Any, sent: dict[Any, Task], store: ResultStore, info: ModelInf
             failures.append(f"{info.name} {task.attack.id} chunk {task.index} ({reason[:200]})")
             continue
         store.put_chunk(info.sha256, task.key, chunk)
+        bar.advance()
         if on_chunk:
             on_chunk(info.name, task.attack.id, task.index + 1, plan.count)
+    bar.end()
     return failures
 
 

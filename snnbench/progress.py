@@ -1,0 +1,294 @@
+"""Progress of long work: events the library emits, and the displays the command line shows.
+
+The library side knows nothing of terminals. Work that takes a while opens a :class:`Task`
+with :func:`begin` when it *starts* (its label, total and unit, and what a resumed run already
+has), advances it as it goes and ends it; a slow set-up step (unpacking, decoding, loading)
+says what it does with :func:`status`. Listeners installed with :func:`listen` receive the
+events; with none installed an event costs one function call.
+
+The display side: :class:`LiveDisplay` (a terminal: one live bar per running task with its
+rate and ETA, the last few finished tasks as one line each plus a count of the rest, and the
+current status line; its height is bounded by the terminal's) and :class:`PlainLog` (a log
+file or CI: one line per finished task and per new status, a line a minute for a long task).
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol
+
+KEEP_FINISHED = 8           # finished tasks the live display keeps on screen
+PLAIN_EVERY_S = 60.0        # a plain log's line for a running task, at most this often
+
+
+@dataclass
+class Task:
+    """A unit of work with a known size: ``done`` of ``total`` ``unit`` (images, samples,
+    checks...); ``resumed`` of them were done before it started (they count for the bar, not
+    for the rate)."""
+
+    label: str
+    total: int
+    unit: str
+    done: int = 0
+    resumed: int = 0
+    detail: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    ended: float | None = None
+    ok: bool = True
+    stepping: bool = False
+    id: int = field(default_factory=itertools.count().__next__)
+
+    def advance(self, amount: int = 1) -> None:
+        self.done = min(self.total, self.done + amount)
+        _emit("advanced", self)
+
+    def describe(self, detail: str) -> None:
+        """What the task does now (shown after its label), e.g. ``epoch 3/30``."""
+        self.detail = detail
+        _emit("advanced", self)
+
+    def step(self, detail: str) -> None:
+        """The next step (``detail``; empty after the last) starts: the one before is done."""
+        if self.stepping:
+            self.done = min(self.total, self.done + 1)
+        self.stepping = True
+        self.describe(detail)
+
+    def end(self, ok: bool = True) -> None:
+        if self.ended is None:
+            self.ended, self.ok = time.perf_counter(), ok
+            _emit("finished", self)
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended or time.perf_counter()) - self.started
+
+    @property
+    def rate(self) -> float | None:
+        """Units per second since the start, None before the first unit."""
+        worked = self.done - self.resumed
+        return worked / self.seconds if worked > 0 and self.seconds > 0 else None
+
+    @property
+    def eta(self) -> float | None:
+        rate = self.rate
+        return (self.total - self.done) / rate if rate else None
+
+    def summary(self) -> str:
+        """One line for the list of finished tasks."""
+        mark = "✓" if self.ok else "✗ stopped:"
+        rate = f", {self.rate:.0f} {self.unit}/s" if self.rate else ""
+        resumed = f" ({self.resumed} from an earlier run)" if self.resumed else ""
+        return (f"{mark} {self.label}  {self.done}/{self.total} {self.unit}{resumed} in "
+                f"{format_seconds(self.seconds)}{rate}")
+
+
+class Listener(Protocol):
+    def started(self, task: Task) -> None: ...
+    def advanced(self, task: Task) -> None: ...
+    def finished(self, task: Task) -> None: ...
+    def status(self, text: str) -> None: ...
+
+
+_listeners: list[Listener] = []
+
+
+def _emit(event: str, payload: Any) -> None:
+    for listener in list(_listeners):
+        getattr(listener, event)(payload)
+
+
+def begin(label: str, total: int, unit: str, done: int = 0) -> Task:
+    """Announce work that starts now; ``done`` of ``total`` are already there (a resume)."""
+    task = Task(label, max(0, int(total)), unit, int(done), int(done))
+    _emit("started", task)
+    return task
+
+
+@contextlib.contextmanager
+def task(label: str, total: int, unit: str, done: int = 0) -> Iterator[Task]:
+    """:func:`begin` ... ``end()``, ended as stopped when the block raises."""
+    work = begin(label, total, unit, done)
+    try:
+        yield work
+    except BaseException:
+        work.end(ok=False)
+        raise
+    work.end()
+
+
+class Series:
+    """Consecutive tasks where each starts when the previous one ends (an attack run per key)."""
+
+    def __init__(self) -> None:
+        self.current: Task | None = None
+
+    def next(self, label: str, total: int, unit: str, done: int = 0) -> Task:
+        self.close()
+        self.current = begin(label, total, unit, done)
+        return self.current
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.end()
+            self.current = None
+
+
+def status(text: str) -> None:
+    """A slow set-up step starts now (``unpacking ...``, ``loading ...``)."""
+    _emit("status", text)
+
+
+@contextlib.contextmanager
+def listen(listener: Listener) -> Iterator[Listener]:
+    """Send every event of the block to ``listener``."""
+    _listeners.append(listener)
+    try:
+        yield listener
+    finally:
+        _listeners.remove(listener)
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class PlainLog:
+    """Lines for a log: each finished task, each new status, a long task's count now and then."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.seen: set[str] = set()
+        self.last_line: dict[int, float] = {}
+
+    def _print(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def started(self, task: Task) -> None:
+        self.last_line[task.id] = time.perf_counter()
+
+    def advanced(self, task: Task) -> None:
+        now = time.perf_counter()
+        if now - self.last_line.get(task.id, now) >= PLAIN_EVERY_S:
+            self.last_line[task.id] = now
+            eta = f", about {format_seconds(task.eta)} left" if task.eta else ""
+            self._print(f"… {task.label} {task.detail}: {task.done}/{task.total} {task.unit}{eta}")
+
+    def finished(self, task: Task) -> None:
+        self.last_line.pop(task.id, None)
+        self._print(task.summary())
+
+    def status(self, text: str) -> None:
+        if text not in self.seen:       # `loading digits test` once, not once per model
+            self.seen.add(text)
+            self._print(f"… {text}")
+
+
+class LiveDisplay:
+    """A bounded live screen: finished tasks (the last ``keep``, and how many before them),
+    one bar per running task, and the current status line. Use it as a context manager."""
+
+    def __init__(self, console: Any, keep: int = KEEP_FINISHED) -> None:
+        from rich.live import Live
+        from rich.progress import (BarColumn, Progress, SpinnerColumn, TextColumn,
+                                   TimeElapsedColumn)
+        self.console = console
+        self.keep = keep
+        self.finished_lines: deque[str] = deque(maxlen=keep)
+        self.finished_count = 0
+        self.tasks: dict[int, tuple[Task, Any]] = {}
+        self.status_text = ""
+        self.status_since = time.perf_counter()
+        self.bars = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                             BarColumn(bar_width=24), TextColumn("{task.fields[count]}"),
+                             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                             TextColumn("{task.fields[eta]}"), console=console)
+        self.live = Live(console=console, get_renderable=self.render, refresh_per_second=4,
+                         transient=False, redirect_stdout=True, redirect_stderr=True)
+
+    def __enter__(self) -> "LiveDisplay":
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for task, _ in list(self.tasks.values()):     # an error or Ctrl-C stopped them
+            task.ended, task.ok = time.perf_counter(), False
+            self.finished(task)
+        self.status_text = ""
+        self.live.stop()
+
+    # events
+    def started(self, task: Task) -> None:
+        self.status_text = ""
+        self.tasks[task.id] = (task, self.bars.add_task(task.label, total=max(task.total, 1)))
+        self._update(task)
+        self.live.refresh()           # the bar shows from the start, before any unit is done
+
+    def advanced(self, task: Task) -> None:
+        if task.id in self.tasks:
+            self._update(task)
+
+    def finished(self, task: Task) -> None:
+        entry = self.tasks.pop(task.id, None)
+        if entry is not None:
+            self.bars.remove_task(entry[1])
+        self.finished_lines.append(task.summary())
+        self.finished_count += 1
+        self.live.refresh()
+
+    def status(self, text: str) -> None:
+        self.status_text, self.status_since = text, time.perf_counter()
+        self.live.refresh()
+
+    def _update(self, task: Task) -> None:
+        rate = f"{task.rate:.1f} {task.unit}/s" if task.rate else ""
+        eta = f"eta {format_seconds(task.eta)}" if task.eta is not None else "eta …"
+        label = f"{task.label} {task.detail}".strip()
+        self.bars.update(self.tasks[task.id][1], description=label, completed=task.done,
+                         count=f"{task.done}/{task.total} {task.unit}", rate=rate, eta=eta)
+
+    # screen
+    def render(self) -> Any:
+        """What the screen shows now, never taller than the terminal."""
+        from rich.console import Group
+        from rich.text import Text
+        running = len(self.tasks)
+        room = max(1, self.console.size.height - running - 3)
+        shown = list(self.finished_lines)[-min(self.keep, room):]
+        lines: list[Any] = []
+        earlier = self.finished_count - len(shown)
+        if earlier:
+            lines.append(Text(f"… {earlier} earlier task(s) finished", style="dim"))
+        lines += [Text(line, style="green" if line.startswith("✓") else "yellow")
+                  for line in shown]
+        if running:
+            lines.append(self.bars)
+        if self.status_text:
+            since = format_seconds(time.perf_counter() - self.status_since)
+            lines.append(Text(f"… {self.status_text} ({since})", style="cyan"))
+        return Group(*lines)
+
+
+@contextlib.contextmanager
+def watch(console: Any, quiet: bool = False) -> Iterator[Any]:
+    """Show the events of the block on ``console``: live on a terminal, plain lines elsewhere,
+    nothing when ``quiet``."""
+    if quiet:
+        yield None
+        return
+    display: Any = LiveDisplay(console) if console.is_terminal else PlainLog(console)
+    with contextlib.ExitStack() as stack:
+        if isinstance(display, LiveDisplay):
+            stack.enter_context(display)
+        stack.enter_context(listen(display))
+        yield display

@@ -1,0 +1,162 @@
+"""Progress a person can watch: start events before the work, a bounded screen, and a real
+pseudo-terminal run that shows a moving bar and ends with a summary."""
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from snnbench import api, progress
+from snnbench.config import ModelConfig, TrainConfig
+from snnbench.train import train_model
+
+REPO = Path(__file__).resolve().parents[1]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+
+
+class Recorder:
+    """Every event, in order, as tuples."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def started(self, task):
+        self.events.append(("start", task.label, task.done, task.total, task.unit))
+
+    def advanced(self, task):
+        self.events.append(("advance", task.label, task.done, task.total, task.unit))
+
+    def finished(self, task):
+        self.events.append(("finish", task.label, task.done, task.total, task.unit))
+
+    def status(self, text):
+        self.events.append(("status", text))
+
+    def of(self, label: str) -> list[tuple]:
+        return [e for e in self.events if e[0] != "status" and e[1] == label]
+
+
+def test_training_announces_its_images_before_the_first_batch(tmp_path):
+    with progress.listen(Recorder()) as seen:
+        train_model(ModelConfig("vanilla", "tiny", "digits", 2), TrainConfig(epochs=2),
+                    home=tmp_path, device="cpu")
+    events = seen.of("train vanilla-tiny-digits")
+    assert events[0] == ("start", "train vanilla-tiny-digits", 0, 2 * 1437, "images")
+    assert events[-1][0] == "finish" and events[-1][2] == 2 * 1437
+    done = [e[2] for e in events if e[0] == "advance"]
+    assert done == sorted(done) and len(set(done)) > 4      # batches, not only epochs
+    assert ("status", "loading digits train") in seen.events
+
+
+def test_an_attack_run_starts_at_zero_and_advances_per_chunk(home):
+    with progress.listen(Recorder()) as seen:
+        api.attack(home=home, attacks=["fgsm"], n=200, chunk_size=50, device="cpu")
+    events = seen.of("fgsm on vanilla-tiny-digits")
+    assert events[0] == ("start", "fgsm on vanilla-tiny-digits", 0, 200, "samples")
+    assert [e[2] for e in events if e[0] == "advance"] == [50, 100, 150, 200]
+    assert events[-1] == ("finish", "fgsm on vanilla-tiny-digits", 200, 200, "samples")
+    with progress.listen(Recorder()) as again:      # a rerun: everything stored, counted as done
+        api.attack(home=home, attacks=["fgsm"], n=200, chunk_size=50, device="cpu")
+    assert again.of("fgsm on vanilla-tiny-digits")[0][2] == 200
+
+
+def test_checks_count_each_probe_check(home):
+    with progress.listen(Recorder()) as seen:
+        api.check(home=home, n=20, checks=["C02", "C03", "C20"], device="cpu")
+    events = seen.of("checks on vanilla-tiny-digits")
+    assert events[0][0] == "start" and events[0][2] == 0 and events[0][3] >= 1
+    assert events[-1][0] == "finish" and events[-1][2] == events[-1][3]
+
+
+def test_the_live_screen_stays_bounded_after_many_tasks():
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100, height=40)
+    display = progress.LiveDisplay(console, keep=8)
+    with progress.listen(display):                  # events only, no live thread
+        for i in range(100):
+            progress.begin(f"attack {i} on model", 360, "samples").end()
+        running = progress.begin("train model", 1000, "images")
+        running.advance(10)
+        progress.status("loading digits test")
+        lines = console.render_lines(display.render(), console.options, pad=False)
+    text = "\n".join("".join(seg.text for seg in line) for line in lines)
+    assert len(lines) <= 8 + 4, text
+    assert "92 earlier task(s) finished" in text and "attack 99 on model" in text
+    assert "attack 91 on model" not in text and "10/1000 images" in text
+
+
+def test_a_small_terminal_keeps_the_screen_within_its_height():
+    console = Console(file=io.StringIO(), force_terminal=True, width=80, height=10)
+    display = progress.LiveDisplay(console, keep=8)
+    with progress.listen(display):
+        for i in range(30):
+            progress.begin(f"task {i}", 1, "chunks").end()
+        progress.begin("running", 5, "chunks")
+        lines = console.render_lines(display.render(), console.options, pad=False)
+    assert len(lines) <= 10
+
+
+def test_plain_log_prints_one_line_per_finished_task():
+    buffer = io.StringIO()
+    log = progress.PlainLog(Console(file=buffer, width=200))
+    with progress.listen(log):
+        for _ in range(3):
+            progress.status("loading digits test")
+        with progress.task("fgsm on m", 2, "samples") as bar:
+            bar.advance(2)
+    lines = buffer.getvalue().splitlines()
+    assert lines[0] == "… loading digits test" and len(lines) == 2
+    assert lines[1].startswith("✓ fgsm on m  2/2 samples in ")
+
+
+def run_in_pty(args: list[str], rows: int = 40, cols: int = 110, timeout: float = 240) -> str:
+    """The raw output of ``python -m snnbench.cli ARGS`` on a pseudo-terminal of ROWS x COLS."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(REPO),
+           "COLUMNS": str(cols), "LINES": str(rows)}
+    for key in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        env.pop(key, None)
+    process = subprocess.Popen([sys.executable, "-m", "snnbench.cli", *args], stdin=follower,
+                               stdout=follower, stderr=follower, env=env, close_fds=True)
+    os.close(follower)
+    chunks, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:          # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif process.poll() is not None:
+            break
+    process.kill() if process.poll() is None else None
+    process.wait()
+    os.close(leader)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_attack_on_a_40_row_terminal_shows_a_moving_bar_and_ends_with_a_summary(home):
+    raw = run_in_pty(["attack", "--attacks", "fgsm,pgd10", "--n", "240", "--chunk-size", "60",
+                      "--home", str(home), "--device", "cpu"])
+    screen = ANSI.sub("", raw)
+    counts = [(int(a), int(b)) for a, b in re.findall(r"(\d+)/(\d+) samples", screen)]
+    assert any(done < total for done, total in counts), screen[-3000:]
+    assert any(done == total == 240 for done, total in counts), screen[-3000:]
+    assert "eta" in screen and "samples/s" in screen
+    assert re.search(r"done in [\d.]+ s: 2 attack result\(s\) on 1 model\(s\)", screen)
+    assert "next: snnbench report" in screen
