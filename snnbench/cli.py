@@ -212,20 +212,21 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
                            executor=executor, ray_address=ray_address, compile=compile_,
                            recipe=recipe)
     _print_cards(cards)
-    attacked = sorted({card["model"]["name"] for card in cards})
-    steps = [("snnbench report", "the leaderboard in leaderboards/")]
-    if suite != "full":
-        steps.append(("snnbench check", "the gradient-masking sanity checks"))
-    _summary(started, f"{len(cards)} attack result(s) on {len(attacked)} model(s)",
-             str(api.home_path(home) / api.STORE), steps)
+    flagged: dict[str, list[str]] = {}
     if suite == "full":
         flagged = {r["model"]: r["unreliable"] for r in api.leaderboard(home).rows if r["unreliable"]}
         for model, labels in flagged.items():
             err.print(f"unreliable: {model}: {'; '.join(labels)}", highlight=False)
         out.print(f"sanity checks stored ({len(flagged)} model(s) flagged); details: "
                   "`snnbench check`", highlight=False)
-        if flagged:
-            raise typer.Exit(1)
+    attacked = sorted({card["model"]["name"] for card in cards})
+    steps = [("snnbench report", "the leaderboard in leaderboards/")]
+    if suite != "full":
+        steps.append(("snnbench check", "the gradient-masking sanity checks"))
+    _summary(started, f"{len(cards)} attack result(s) on {len(attacked)} model(s)",
+             str(api.home_path(home) / api.STORE), steps)
+    if flagged:
+        raise typer.Exit(1)
 
 
 def _print_cards(cards: list[dict]) -> None:

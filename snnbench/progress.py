@@ -81,7 +81,8 @@ class Task:
     def summary(self) -> str:
         """One line for the list of finished tasks."""
         mark = "✓" if self.ok else "✗ stopped:"
-        rate = f", {self.rate:.0f} {self.unit}/s" if self.rate else ""
+        # below a second the rate says little (a cascade member with nothing left to attack)
+        rate = f", {self.rate:.1f} {self.unit}/s" if self.rate and self.seconds >= 1 else ""
         resumed = f" ({self.resumed} from an earlier run)" if self.resumed else ""
         return (f"{mark} {self.label}  {self.done}/{self.total} {self.unit}{resumed} in "
                 f"{format_seconds(self.seconds)}{rate}")

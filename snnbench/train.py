@@ -233,6 +233,7 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
     x, y = load_dataset(spec.dataset, "train", data_root)
     x_test, y_test = load_dataset(spec.dataset, "test", data_root)
     info = dataset_info(spec.dataset)
+    progress.status(f"building {name}")
     torch.manual_seed(stable_seed(train.seed, "init"))
     model = place(build(spec), dev)
     defense = create_defense(spec.defense, spec.settings, spec.track)

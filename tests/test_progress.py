@@ -11,6 +11,7 @@ import select
 import struct
 import subprocess
 import sys
+import tarfile
 import termios
 import time
 from pathlib import Path
@@ -160,3 +161,24 @@ def test_attack_on_a_40_row_terminal_shows_a_moving_bar_and_ends_with_a_summary(
     assert "eta" in screen and "samples/s" in screen
     assert re.search(r"done in [\d.]+ s: 2 attack result\(s\) on 1 model\(s\)", screen)
     assert "next: snnbench report" in screen
+
+
+def test_unpacking_and_decoding_cifar10_say_what_they_do(tmp_path, monkeypatch):
+    from PIL import Image
+    from snnbench.data import CIFAR10_CLASSES, load_dataset
+    monkeypatch.setenv("SNNBENCH_CACHE", str(tmp_path / "cache"))
+    build = tmp_path / "build" / "cifar10-jpeg" / "test"
+    for name in CIFAR10_CLASSES:
+        (build / name).mkdir(parents=True)
+        Image.new("RGB", (32, 32)).save(build / name / "0000.jpg")
+    (tmp_path / "data").mkdir()
+    with tarfile.open(tmp_path / "data" / "cifar10-jpeg.tar.gz", "w:gz") as tar:
+        tar.add(build.parent, arcname="cifar10-jpeg")
+    with progress.listen(Recorder()) as seen:
+        load_dataset("cifar10", "test", tmp_path / "data")
+    statuses = [e[1] for e in seen.events if e[0] == "status"]
+    assert statuses[0] == "loading cifar10 test"
+    assert any(s.startswith("unpacking test/ of cifar10-jpeg.tar.gz") for s in statuses)
+    decoding = [e for e in seen.events if e[0] != "status" and e[1].startswith("decoding")]
+    assert decoding[0][:1] + decoding[0][2:] == ("start", 0, 10, "images")
+    assert decoding[-1][0] == "finish" and decoding[-1][2] == 10
