@@ -9,12 +9,14 @@ events; with none installed an event costs one function call.
 The display side: :class:`LiveDisplay` (a terminal: one live bar per running task with its
 rate and ETA, the last few finished tasks as one line each plus a count of the rest, and the
 current status line; its height is bounded by the terminal's) and :class:`PlainLog` (a log
-file or CI: one line per finished task and per new status, a line a minute for a long task).
+file or CI: one line per finished task and per slow set-up step, a line a minute for a long
+task).
 """
 from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from typing import Any, Iterator, Protocol
 
 KEEP_FINISHED = 8           # finished tasks the live display keeps on screen
 PLAIN_EVERY_S = 60.0        # a plain log's line for a running task, at most this often
+SLOW_STATUS_S = 2.0         # a plain log names a set-up step that lasts this long
 
 
 @dataclass
@@ -165,17 +168,29 @@ def format_seconds(seconds: float) -> str:
 
 
 class PlainLog:
-    """Lines for a log: each finished task, each new status, a long task's count now and then."""
+    """Lines for a log: each finished task, a long task's count now and then, and each new
+    status that lasts ``slow_s`` (a quick step, or one that ends in an error, prints nothing)."""
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Any, slow_s: float = SLOW_STATUS_S) -> None:
         self.console = console
+        self.slow_s = slow_s
         self.seen: set[str] = set()
         self.last_line: dict[int, float] = {}
+        self.pending: threading.Timer | None = None
+        self.lock = threading.Lock()
 
     def _print(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        with self.lock:
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        """Forget the status in progress (the step it names has ended)."""
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
 
     def started(self, task: Task) -> None:
+        self.close()
         self.last_line[task.id] = time.perf_counter()
 
     def advanced(self, task: Task) -> None:
@@ -186,13 +201,18 @@ class PlainLog:
             self._print(f"… {task.label} {task.detail}: {task.done}/{task.total} {task.unit}{eta}")
 
     def finished(self, task: Task) -> None:
+        self.close()
         self.last_line.pop(task.id, None)
-        self._print(task.summary())
+        if task.ok:                     # a stopped task: the error line says why
+            self._print(task.summary())
 
     def status(self, text: str) -> None:
+        self.close()
         if text not in self.seen:       # `loading digits test` once, not once per model
             self.seen.add(text)
-            self._print(f"… {text}")
+            self.pending = threading.Timer(self.slow_s, self._print, [f"… {text}"])
+            self.pending.daemon = True
+            self.pending.start()
 
 
 class LiveDisplay:
@@ -289,7 +309,7 @@ def watch(console: Any, quiet: bool = False) -> Iterator[Any]:
         return
     display: Any = LiveDisplay(console) if console.is_terminal else PlainLog(console)
     with contextlib.ExitStack() as stack:
-        if isinstance(display, LiveDisplay):
-            stack.enter_context(display)
+        stack.enter_context(display if isinstance(display, LiveDisplay) else
+                            contextlib.closing(display))
         stack.enter_context(listen(display))
         yield display

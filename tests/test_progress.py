@@ -108,16 +108,20 @@ def test_a_small_terminal_keeps_the_screen_within_its_height():
     assert len(lines) <= 10
 
 
-def test_plain_log_prints_one_line_per_finished_task():
+def test_plain_log_prints_finished_tasks_and_slow_steps_only():
     buffer = io.StringIO()
-    log = progress.PlainLog(Console(file=buffer, width=200))
+    log = progress.PlainLog(Console(file=buffer, width=200), slow_s=0.2)
     with progress.listen(log):
+        progress.status("loading digits train")          # quick: no line
         for _ in range(3):
-            progress.status("loading digits test")
+            progress.status("loading digits test")       # slow, and named once
+            time.sleep(0.5)
         with progress.task("fgsm on m", 2, "samples") as bar:
             bar.advance(2)
+        progress.status("loading cifar10 train")         # ends in an error: no line
+        log.close()
     lines = buffer.getvalue().splitlines()
-    assert lines[0] == "… loading digits test" and len(lines) == 2
+    assert lines[0] == "… loading digits test" and len(lines) == 2, lines
     assert lines[1].startswith("✓ fgsm on m  2/2 samples in ")
 
 
