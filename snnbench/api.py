@@ -473,6 +473,7 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
     # stochastic digits model; `snnbench check` runs it)
     check(names, home=home, seed=spec.seed, device=device, data_root=data_root,
           checks=[c for c in list_checks() if c != "C10"])
+    progress.status("writing the leaderboard")
     outcome.board, outcome.written = report(home, out, name=spec.name, plots=spec.sweep is not None)
     for layout in spec.layouts:
         if layout != "leaderboard":

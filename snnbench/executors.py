@@ -319,6 +319,8 @@ def train_models(ray: Any, models: list[tuple[ModelConfig, TrainConfig]], *, hom
                  compile: bool = False) -> list[TrainOutcome]:
     """A recipe's training jobs as Ray tasks (one GPU each where present), in recipe order.
     Each job resumes from its last finished epoch, so a retried job loses at most one epoch."""
+    progress.status(f"training {len(models)} model(s) on the Ray cluster (no per-epoch "
+                    "progress from there)")
     remote = ray.remote(max_retries=MAX_RETRIES)(train_model).options(
         num_gpus=task_gpus(ray, device))
     refs = [remote.remote(m, t, home=Path(home).resolve(), data_root=data_root, device=device,

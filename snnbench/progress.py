@@ -49,6 +49,11 @@ class Task:
         self.done = min(self.total, self.done + amount)
         _emit("advanced", self)
 
+    def reach(self, done: int) -> None:
+        """``done`` units are done now (a retried batch may have counted some twice)."""
+        self.done = min(self.total, done)
+        _emit("advanced", self)
+
     def describe(self, detail: str) -> None:
         """What the task does now (shown after its label), e.g. ``epoch 3/30``."""
         self.detail = detail
