@@ -90,7 +90,8 @@ class Task:
         """One line for the list of finished tasks."""
         mark = "✓" if self.ok else "✗ stopped:"
         # below a second the rate says little (a cascade member with nothing left to attack)
-        rate = f", {self.rate:.1f} {self.unit}/s" if self.rate and self.seconds >= 1 else ""
+        rate = (f", {format_rate(self.rate)} {self.unit}/s" if self.rate and self.seconds >= 1
+                else "")
         resumed = f" ({self.resumed} from an earlier run)" if self.resumed else ""
         return (f"{mark} {self.label}  {self.done}/{self.total} {self.unit}{resumed} in "
                 f"{format_seconds(self.seconds)}{rate}")
@@ -160,6 +161,10 @@ def listen(listener: Listener) -> Iterator[Listener]:
         yield listener
     finally:
         _listeners.remove(listener)
+
+
+def format_rate(rate: float) -> str:
+    return f"{rate:.0f}" if rate >= 10 else f"{rate:.2g}"
 
 
 def format_seconds(seconds: float) -> str:
@@ -235,10 +240,15 @@ class LiveDisplay:
         self.tasks: dict[int, tuple[Task, Any]] = {}
         self.status_text = ""
         self.status_since = time.perf_counter()
-        self.bars = Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                             BarColumn(bar_width=24), TextColumn("{task.fields[count]}"),
-                             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                             TextColumn("{task.fields[eta]}"), console=console)
+        from rich.table import Column
+        fixed = lambda text: TextColumn(text, table_column=Column(no_wrap=True))  # noqa: E731
+        # the label takes what the numbers leave (ellipsised), so a row stays one line
+        label = TextColumn("{task.description}", table_column=Column(
+            ratio=1, no_wrap=True, overflow="ellipsis", min_width=12))
+        self.bars = Progress(SpinnerColumn(), label, BarColumn(bar_width=16),
+                             fixed("{task.fields[count]}"), fixed("{task.fields[rate]}"),
+                             TimeElapsedColumn(), fixed("{task.fields[eta]}"), console=console,
+                             expand=True)
         self.live = Live(console=console, get_renderable=self.render, refresh_per_second=4,
                          transient=False, redirect_stdout=True, redirect_stderr=True)
 
@@ -277,31 +287,33 @@ class LiveDisplay:
         self.live.refresh()
 
     def _update(self, task: Task) -> None:
-        rate = f"{task.rate:.1f} {task.unit}/s" if task.rate else ""
+        rate = f"{format_rate(task.rate)} {task.unit}/s" if task.rate else ""
         eta = f"eta {format_seconds(task.eta)}" if task.eta is not None else "eta …"
-        label = f"{task.label} {task.detail}".strip()
-        self.bars.update(self.tasks[task.id][1], description=label, completed=task.done,
-                         count=f"{task.done}/{task.total} {task.unit}", rate=rate, eta=eta)
+        count = f"{task.detail}  {task.done}/{task.total}".strip()   # the detail is never cut
+        self.bars.update(self.tasks[task.id][1], description=task.label, completed=task.done,
+                         count=f"{count} {task.unit}", rate=rate, eta=eta)
 
     # screen
     def render(self) -> Any:
         """What the screen shows now, never taller than the terminal."""
         from rich.console import Group
         from rich.text import Text
-        running = len(self.tasks)
-        room = max(1, self.console.size.height - running - 3)
+        line = lambda text, style: Text(text, style=style, no_wrap=True,  # noqa: E731
+                                        overflow="ellipsis")
+        # a narrow terminal folds a bar's row: measure the bars, one line for everything else
+        bars = len(self.console.render_lines(self.bars, pad=False)) if self.tasks else 0
+        room = max(1, self.console.size.height - bars - 3)
         shown = list(self.finished_lines)[-min(self.keep, room):]
         lines: list[Any] = []
         earlier = self.finished_count - len(shown)
         if earlier:
-            lines.append(Text(f"… {earlier} earlier task(s) finished", style="dim"))
-        lines += [Text(line, style="green" if line.startswith("✓") else "yellow")
-                  for line in shown]
-        if running:
+            lines.append(line(f"… {earlier} earlier task(s) finished", "dim"))
+        lines += [line(text, "green" if text.startswith("✓") else "yellow") for text in shown]
+        if self.tasks:
             lines.append(self.bars)
         if self.status_text:
             since = format_seconds(time.perf_counter() - self.status_since)
-            lines.append(Text(f"… {self.status_text} ({since})", style="cyan"))
+            lines.append(line(f"… {self.status_text} ({since})", "cyan"))
         return Group(*lines)
 
 

@@ -99,13 +99,15 @@ def test_the_live_screen_stays_bounded_after_many_tasks():
     assert "attack 91 on model" not in text and "10/1000 images" in text
 
 
-def test_a_small_terminal_keeps_the_screen_within_its_height():
-    console = Console(file=io.StringIO(), force_terminal=True, width=80, height=10)
+def test_a_small_narrow_terminal_keeps_the_screen_within_its_height():
+    console = Console(file=io.StringIO(), force_terminal=True, width=60, height=10)
     display = progress.LiveDisplay(console, keep=8)
+    long = "→transfer-mean-twin-apgd-ce (cascade 8) on tgo+rat-resnet19-cifar10"
     with progress.listen(display):
         for i in range(30):
-            progress.begin(f"task {i}", 1, "chunks").end()
-        progress.begin("running", 5, "chunks")
+            progress.begin(f"{long} {i}", 1, "chunks").end()
+        progress.begin(long, 5, "chunks")
+        progress.status(f"unpacking test/ of cifar10-jpeg.tar.gz into {'/very/long/path' * 5}")
         lines = console.render_lines(display.render(), console.options, pad=False)
     assert len(lines) <= 10
 
