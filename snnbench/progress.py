@@ -231,8 +231,7 @@ class LiveDisplay:
 
     def __init__(self, console: Any, keep: int = KEEP_FINISHED) -> None:
         from rich.live import Live
-        from rich.progress import (BarColumn, Progress, SpinnerColumn, TextColumn,
-                                   TimeElapsedColumn)
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
         self.console = console
         self.keep = keep
         self.finished_lines: deque[str] = deque(maxlen=keep)
@@ -242,13 +241,13 @@ class LiveDisplay:
         self.status_since = time.perf_counter()
         from rich.table import Column
         fixed = lambda text: TextColumn(text, table_column=Column(no_wrap=True))  # noqa: E731
-        # the label takes what the numbers leave (ellipsised), so a row stays one line
+        # a row stays one line: the label has up to a third of the width (ellipsised), the
+        # bar what the numbers leave
         label = TextColumn("{task.description}", table_column=Column(
-            ratio=1, no_wrap=True, overflow="ellipsis", min_width=12))
-        self.bars = Progress(SpinnerColumn(), label, BarColumn(bar_width=16),
+            no_wrap=True, overflow="ellipsis", max_width=max(12, console.width // 3)))
+        self.bars = Progress(SpinnerColumn(), label, BarColumn(bar_width=None),
                              fixed("{task.fields[count]}"), fixed("{task.fields[rate]}"),
-                             TimeElapsedColumn(), fixed("{task.fields[eta]}"), console=console,
-                             expand=True)
+                             fixed("{task.fields[eta]}"), console=console, expand=True)
         self.live = Live(console=console, get_renderable=self.render, refresh_per_second=4,
                          transient=False, redirect_stdout=True, redirect_stderr=True)
 
@@ -287,7 +286,7 @@ class LiveDisplay:
         self.live.refresh()
 
     def _update(self, task: Task) -> None:
-        rate = f"{format_rate(task.rate)} {task.unit}/s" if task.rate else ""
+        rate = f"{format_rate(task.rate)}/s" if task.rate else ""
         eta = f"eta {format_seconds(task.eta)}" if task.eta is not None else "eta …"
         count = f"{task.detail}  {task.done}/{task.total}".strip()   # the detail is never cut
         self.bars.update(self.tasks[task.id][1], description=task.label, completed=task.done,
