@@ -167,6 +167,13 @@ def format_rate(rate: float) -> str:
     return f"{rate:.0f}" if rate >= 10 else f"{rate:.2g}"
 
 
+def format_clock(seconds: float) -> str:
+    """``m:ss`` or ``h:mm:ss``."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def format_seconds(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
@@ -232,14 +239,15 @@ class LiveDisplay:
     def __init__(self, console: Any, keep: int = KEEP_FINISHED) -> None:
         from rich.live import Live
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+        from rich.table import Column
         self.console = console
+        self.lock = threading.RLock()     # events come from this thread, screens from rich's
         self.keep = keep
         self.finished_lines: deque[str] = deque(maxlen=keep)
         self.finished_count = 0
         self.tasks: dict[int, tuple[Task, Any]] = {}
         self.status_text = ""
         self.status_since = time.perf_counter()
-        from rich.table import Column
         fixed = lambda text: TextColumn(text, table_column=Column(no_wrap=True))  # noqa: E731
         # a row stays one line: the label has up to a third of the width (ellipsised), the
         # bar what the numbers leave
@@ -259,35 +267,41 @@ class LiveDisplay:
         for task, _ in list(self.tasks.values()):     # an error or Ctrl-C stopped them
             task.ended, task.ok = time.perf_counter(), False
             self.finished(task)
-        self.status_text = ""
+        with self.lock:
+            self.status_text = ""
         self.live.stop()
 
-    # events
+    # events (the screen is redrawn at once when a task starts or ends, else 4 times a second)
     def started(self, task: Task) -> None:
-        self.status_text = ""
-        self.tasks[task.id] = (task, self.bars.add_task(task.label, total=max(task.total, 1)))
-        self._update(task)
+        with self.lock:
+            self.status_text = ""
+            self.tasks[task.id] = (task, self.bars.add_task(task.label, total=max(task.total, 1)))
+            self._update(task)
         self.live.refresh()           # the bar shows from the start, before any unit is done
 
     def advanced(self, task: Task) -> None:
-        if task.id in self.tasks:
-            self._update(task)
+        with self.lock:
+            if task.id in self.tasks:
+                self._update(task)
 
     def finished(self, task: Task) -> None:
-        entry = self.tasks.pop(task.id, None)
-        if entry is not None:
-            self.bars.remove_task(entry[1])
-        self.finished_lines.append(task.summary())
-        self.finished_count += 1
+        with self.lock:
+            entry = self.tasks.pop(task.id, None)
+            if entry is not None:
+                self.bars.remove_task(entry[1])
+            self.finished_lines.append(task.summary())
+            self.finished_count += 1
         self.live.refresh()
 
     def status(self, text: str) -> None:
-        self.status_text, self.status_since = text, time.perf_counter()
+        with self.lock:
+            self.status_text, self.status_since = text, time.perf_counter()
         self.live.refresh()
 
     def _update(self, task: Task) -> None:
         rate = f"{format_rate(task.rate)}/s" if task.rate else ""
-        eta = f"eta {format_seconds(task.eta)}" if task.eta is not None else "eta …"
+        eta = f"eta {format_clock(task.eta)}" if task.eta is not None else \
+            f"{format_clock(task.seconds)} so far"
         count = f"{task.detail}  {task.done}/{task.total}".strip()   # the detail is never cut
         self.bars.update(self.tasks[task.id][1], description=task.label, completed=task.done,
                          count=f"{count} {task.unit}", rate=rate, eta=eta)
@@ -295,10 +309,16 @@ class LiveDisplay:
     # screen
     def render(self) -> Any:
         """What the screen shows now, never taller than the terminal."""
+        with self.lock:
+            return self._render()
+
+    def _render(self) -> Any:
         from rich.console import Group
         from rich.text import Text
         line = lambda text, style: Text(text, style=style, no_wrap=True,  # noqa: E731
                                         overflow="ellipsis")
+        for task, _ in self.tasks.values():     # rate and ETA move with the clock
+            self._update(task)
         # a narrow terminal folds a bar's row: measure the bars, one line for everything else
         bars = len(self.console.render_lines(self.bars, pad=False)) if self.tasks else 0
         room = max(1, self.console.size.height - bars - 3)

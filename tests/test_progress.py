@@ -166,7 +166,7 @@ def test_attack_on_a_40_row_terminal_shows_a_moving_bar_and_ends_with_a_summary(
     counts = [(int(a), int(b)) for a, b in re.findall(r"(\d+)/(\d+) samples", screen)]
     assert any(done < total for done, total in counts), screen[-3000:]
     assert any(done == total == 120 for done, total in counts), screen[-3000:]
-    assert re.search(r" \d+(\.\d+)?/s +eta \d", screen), screen[-3000:]    # rate and ETA
+    assert re.search(r" \d+(\.\d+)?/s +eta \d+:\d\d", screen), screen[-3000:]   # rate, ETA
     assert re.search(r"done in [\d.]+ s: 2 attack result\(s\) on 1 model\(s\)", screen)
     assert "next: snnbench report" in screen
 
