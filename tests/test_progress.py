@@ -190,3 +190,18 @@ def test_unpacking_and_decoding_cifar10_say_what_they_do(tmp_path, monkeypatch):
     decoding = [e for e in seen.events if e[0] != "status" and e[1].startswith("decoding")]
     assert decoding[0][:1] + decoding[0][2:] == ("start", 0, 10, "images")
     assert decoding[-1][0] == "finish" and decoding[-1][2] == 10
+
+
+def test_check_prints_a_summary_and_writes_every_detail_to_a_file(home):
+    from typer.testing import CliRunner
+    from snnbench.cli import app
+    args = ["check", "--home", str(home), "--n", "20", "--checks", "C02,C03,C07,C09"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "vanilla-tiny-digits" in result.stdout and "next: snnbench report" in result.stdout
+    assert "||grad_x L||_1" not in result.stdout          # C07 detail: in the file only
+    details = (home / "checks.txt").read_text()
+    assert all(check in details for check in ("C02", "C03", "C07", "C09"))
+    assert "||grad_x L||_1 = 0" in details
+    verbose = CliRunner().invoke(app, [*args, "--verbose"])
+    assert "||grad_x L||_1 = 0" in verbose.stdout
