@@ -303,15 +303,7 @@ def diagnose(model: Annotated[str, typer.Argument(help="Model name in the home."
 def _print_checks(results: dict[str, list], details: Path, verbose: bool) -> list[str]:
     """One summary row per model and a line per failed check; every check's detail goes to
     ``details`` (and to the screen with ``verbose``). The flagged models."""
-    tables = []
-    for name, outcomes in results.items():
-        table = Table(title=name, title_justify="left")
-        for column in ("check", "level", "status", "detail"):
-            table.add_column(column, overflow="fold")
-        for o in outcomes:
-            style = {"fail": "red" if o.flags else "yellow", "skip": "dim"}.get(o.status, "")
-            table.add_row(o.id, o.level, o.status, o.detail, style=style)
-        tables.append(table)
+    tables = [_check_table(name, outcomes) for name, outcomes in results.items()]
     details.parent.mkdir(parents=True, exist_ok=True)
     with details.open("w", encoding="utf-8") as file:
         writer = Console(file=file, width=160, color_system=None, soft_wrap=False)
@@ -322,22 +314,29 @@ def _print_checks(results: dict[str, list], details: Path, verbose: bool) -> lis
     summary = Table(title="sanity checks", title_justify="left")
     for column in ("model", "passed", "failed", "skipped", "verdict"):
         summary.add_column(column, overflow="fold")
-    flagged = []
     for name, outcomes in results.items():
         count = lambda status: str(sum(o.status == status for o in outcomes))  # noqa: E731
         bad = [o.id for o in outcomes if o.flags]
         summary.add_row(name, count("pass"), count("fail"), count("skip"),
                         f"unreliable ({', '.join(bad)})" if bad else "ok",
                         style="red" if bad else "")
-        if bad:
-            flagged.append(name)
     out.print(summary)
     for name, outcomes in results.items():
-        for o in outcomes:
-            if o.status == "fail":
-                out.print(f"{name}: {o.label() if o.flags else o.id + ' (warning)'}: {o.detail}",
-                          highlight=False, markup=False, soft_wrap=True)
-    return flagged
+        for o in (o for o in outcomes if o.status == "fail"):
+            out.print(f"{name}: {o.label() if o.flags else o.id + ' (warning)'}: {o.detail}",
+                      highlight=False, markup=False, soft_wrap=True)
+    return [name for name, outcomes in results.items() if any(o.flags for o in outcomes)]
+
+
+def _check_table(name: str, outcomes: list) -> Table:
+    """Every check of one model with its detail."""
+    table = Table(title=name, title_justify="left")
+    for column in ("check", "level", "status", "detail"):
+        table.add_column(column, overflow="fold")
+    for o in outcomes:
+        style = {"fail": "red" if o.flags else "yellow", "skip": "dim"}.get(o.status, "")
+        table.add_row(o.id, o.level, o.status, o.detail, style=style)
+    return table
 
 
 @app.command()
