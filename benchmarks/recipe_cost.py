@@ -16,8 +16,8 @@ build the same network with the same defence, settings, classes and batch are me
   synchronised around each step.
 - **s/epoch** = s/step x ceil(train size / batch) (CIFAR 50,000 images; CIFAR10-DVS 9,000, its
   9:1 train split). Data loading and augmentation are not timed.
-- **hours** = s/epoch x the model's epochs / 3600, summed over the recipe's models (one seed: the
-  recipes train seed 0; TGO's 3-seed averages cost 3x).
+- **hours** = s/epoch x the model's epochs / 3600, summed over the recipe's trainings: every
+  model once per training seed (the TGO recipes' ``seeds = [0, 1, 2]`` cost 3x one seed).
 - **TFLOP/epoch**: the whole step (attack steps included) counted by
   ``torch.utils.flop_counter.FlopCounterMode``, which counts matmuls and convolutions only (the
   neurons' elementwise work is not counted), times the steps per epoch.
@@ -266,7 +266,8 @@ def hours_paragraph(recipe: Recipe, rows: list[Row], device: torch.device, steps
               f"{' and '.join(map(str, counted))} and extrapolated (exact for the counted ops)"
               if batch < full else "")
            + f"; s/epoch = s/step x {rows[0].steps_per_epoch} steps; hours = s/epoch x epochs, "
-           f"summed over the {len(rows)} models; one seed")
+           f"summed over the {len(rows)} trainings ({len(recipe.seeds)} seed"
+           f"{'s' if len(recipe.seeds) > 1 else ''} per model)")
     if device.type == "cuda":
         text = (f"{MARKER}: {_num(total)} (measured {today} on {machine(device)}, bf16 autocast; "
                 f"{how}). `python benchmarks/recipe_cost.py --write` on a GPU remeasures.")

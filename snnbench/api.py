@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,20 +23,23 @@ from snnbench.neurons import parse_grad_mode
 from snnbench import progress
 from snnbench.checks import (Outcome, Probe, Results, list_checks, probe_checks,
                              run_probe_checks, run_result_checks)
-from snnbench.checkpoint import CARD, default_home, load, load_card, verify
+from snnbench.checkpoint import (CARD, default_home, library_versions, load, load_card, now,
+                                 verify)
 from snnbench.config import ModelConfig, TrainConfig, check_count, parse_eps
 from snnbench.data import DATASETS, dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
-from snnbench.files import check_name
-from snnbench.evaluate import ChunkCallback, EvalConfig, ModelInfo, run_attacks, select_samples
+from snnbench.files import atomic_write_json, check_name
+from snnbench.evaluate import (ChunkCallback, EvalConfig, ModelInfo, module_sha256, run_attacks,
+                               select_samples, state_dict_sha256)
 from snnbench.executors import ModelRun, check_executor, run_models
 from snnbench.gate import ALPHA as GATE_ALPHA, GateResult, compare, read_baseline
 from snnbench.importer import import_checkpoint  # noqa: F401  (the API of `snnbench import`)
 from snnbench.layouts import get_layout, render_layout, write_layout
-from snnbench.plots import SWEEP, plot_sweeps
+from snnbench.plots import SWEEP, is_sweep, plot_sweeps
 from snnbench.recipe import Recipe, Sweep, load_recipe, parse_recipe_text
 from snnbench.report import FORMATS, Leaderboard, build_leaderboard, write_report
-from snnbench.runtime import resolve_device
+from snnbench.own_model import OWN_CARD_SCHEMA, PROBE_BATCH, OwnModel, inspect_module
+from snnbench.runtime import place, resolve_device
 from snnbench.store import ResultStore
 from snnbench.train import EpochCallback, TrainOutcome, train_model
 
@@ -136,7 +141,7 @@ def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | 
                           chosen.drop_attacks(eps, norm, stochastic, eot, steps), chosen.cascade)
     else:
         k = (eot or (recipe.eot if recipe else 1)) if stochastic else 1
-        chosen_attacks = [create_attack(a, eps, norm, steps, k) for a in (names or recipe.attacks)]
+        chosen_attacks = [named_attack(a, eps, norm, steps, k) for a in (names or recipe.attacks)]
         keys = {a.key() for a in chosen_attacks}
         pairs = recipe.drop if recipe and not names and stochastic and k > 1 else ()
         paired = [attack for a in pairs for draws in (1, k)
@@ -150,6 +155,14 @@ def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | 
     swap = lambda attacks: [a if a.grad == token else dataclasses.replace(a, grad=token)  # noqa: E731
                             for a in attacks]
     return AttackPlan(swap(plan.attacks), swap(plan.paired), plan.cascade, swap(plan.tail))
+
+
+def named_attack(name: str, eps: float, norm: str, steps: int | None, eot: int) -> Attack:
+    """An ``--attacks`` (or recipe) entry: an attack id, or the suite-member grammar
+    ``ID[:STEPS][@surrogate=MODE][@eot=2k][@targets=N]`` (``apgd-ce:20``); ``--steps`` wins."""
+    if "@" in name or name.rpartition(":")[2].isdigit():
+        return build_member(name, eps, norm, eot, steps)
+    return create_attack(name, eps, norm, steps, eot)
 
 
 def attack(models: Sequence[str] | None = None, *, home: str | Path | None = None,
@@ -258,6 +271,9 @@ def _join_model_cards(board: Leaderboard, home: str | Path | None) -> None:
         if card.get("weights_sha256") != row["sha256"]:
             continue
         row["settings"] = card["spec"]["settings"]
+        row["train_seed"] = (card.get("train") or {}).get("seed")
+        if card.get("data_source"):         # which copy of the data (the JPEG CIFAR-10 or not)
+            row["data_source"] = card["data_source"]
         epochs = [e for e in card.get("history", []) if e.get("seconds")]
         if epochs:
             row["train_s_epoch"] = statistics.median(e["seconds"] for e in epochs)
@@ -328,28 +344,22 @@ def check(models: Sequence[str] | None = None, *, home: str | Path | None = None
     dev = resolve_device(device)
     out: dict[str, list[Outcome]] = {}
     with open_store(home) as store:
-        stored = store.cards()
         for name, card in cards.items():
             probe = _probe(name, card, home, n, eps, eot, seed, dev, data_root, recipe)
-            own = [c for c in stored if c["model"]["sha256"] == card["weights_sha256"]]
-            board = build_leaderboard(own, "check") if own else None
-            results = Results(own, board.rows[0] if board and board.rows else None)
-            with progress.task(f"checks on {name}", len(probe_checks(ids)), "checks") as bar:
-                outcomes = run_probe_checks(probe, ids, bar.step)
-                bar.step("")
-            outcomes += run_result_checks(results, ids)
-            store.put_checks(card["weights_sha256"], [o.to_dict() for o in outcomes])
-            out[name] = outcomes
+            out[name] = _outcomes(probe, store, card["weights_sha256"], ids, name)
     return out
 
 
-def report(home: str | Path | None = None, out: str | Path = "leaderboards",
+def report(home: str | Path | None = None, out: str | Path | None = None,
            formats: Sequence[str] = FORMATS, name: str | None = None,
-           layout: str | None = None, plots: bool = False) -> tuple[Leaderboard, list[Path]]:
+           layout: str | None = None, plots: bool | None = False) -> tuple[Leaderboard, list[Path]]:
     """Write the leaderboard, or with ``layout`` a paper table (``<name>-<layout>.*``); with
-    ``plots`` also the sweep curves (``<name>-eps.png`` ...), linked from the Markdown."""
+    ``plots`` also the sweep curves (``<name>-eps.png`` ...), linked from the Markdown;
+    ``plots=None``: when the store holds sweep runs. ``out`` defaults to ``<home>/leaderboards``
+    (a user's files stay out of a clone; the committed ones are written with an explicit out)."""
     if "html" in formats:
-        return site(home, out, name, plots)
+        return site(home, out if out is not None else "site", name, plots is not False)
+    out = Path(out) if out is not None else home_path(home) / "leaderboards"
     table = get_layout(layout) if layout and layout != "leaderboard" else None
     board = leaderboard(home, name)
     check_name(board.name, "leaderboard --name")       # the files' stem: stays inside --out
@@ -357,9 +367,11 @@ def report(home: str | Path | None = None, out: str | Path = "leaderboards",
         raise SnnbenchError(f"no finished attack results in {home_path(home) / STORE}; run "
                             "`snnbench attack` first")
     figures: list[Path] = []
-    if plots:
+    if plots is not False:
         with open_store(home) as store:
-            figures = plot_sweeps(store.cards(), Path(out), board.name)
+            cards = store.cards()
+        if plots or (table is None and any(is_sweep(c) for c in cards)):
+            figures = plot_sweeps(cards, Path(out), board.name)
     if table is not None:
         return board, figures + write_layout(render_layout(table, board.main_rows()), Path(out),
                                              board.name, tuple(formats), figures)
@@ -426,7 +438,7 @@ class RunOutcome:
 
 
 def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
-        out: str | Path = "leaderboards", device: str = "auto",
+        out: str | Path | None = None, device: str = "auto",
         data_root: str | Path | None = None, on_epoch: EpochCallback | None = None,
         on_chunk: ChunkCallback | None = None,
         on_model: Any = None, executor: str = "local",
@@ -481,17 +493,213 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
     return outcome
 
 
-def evaluate(model: nn.Module, attacks: Sequence[str] = ("fgsm", "pgd10"), *,
-             dataset: str = "digits", eps: str | float | None = None, norm: str = "Linf",
-             n: int | None = None, seed: int = 0, device: str = "auto",
-             data_root: str | Path | None = None, name: str = "model") -> list[dict]:
-    """Attack an in-memory model (no home needed); returns one result card per attack."""
-    check_count(n, "--n")
-    check_count(seed, "--seed", 0)
-    eps_value = parse_eps(eps) if eps is not None else DEFAULT_EPS.get(dataset, 8 / 255)
+OWN_MODELS = "modules"      # <home>/modules/<name>/card.json: models evaluated from code
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` measured on one module."""
+
+    name: str
+    model: dict[str, Any]        # its model card: class, sha256s, declared and detected randomness
+    cards: list[dict]            # one result card per attack run and cascade member
+    row: dict[str, Any] | None   # its leaderboard row: headline, columns, MRA, flags
+    checks: list[Outcome] = field(default_factory=list)
+
+    @property
+    def headline(self) -> dict[str, Any] | None:
+        """The per-sample worst case over every run, with its 95% interval (``acc``, ``ci95``)."""
+        return (self.row or {}).get("headline")
+
+    @property
+    def flags(self) -> list[str]:
+        """The failed checks that mark the row unreliable (empty: none)."""
+        return list((self.row or {}).get("unreliable") or [])
+
+    @property
+    def warnings(self) -> list[str]:
+        return list((self.row or {}).get("warnings") or [])
+
+    @property
+    def stochastic(self) -> bool:
+        return bool(self.model["stochastic"])
+
+    @property
+    def k_eval(self) -> int:
+        return int(self.cards[0]["eval"]["k_eval"]) if self.cards else 0
+
+
+def evaluate(model: nn.Module, *, dataset: str, suite: str | None = None,
+             attacks: Sequence[str] | None = None, eot: int | None = None,
+             eps: str | float | None = None, norm: str | None = None, n: int | None = None,
+             seed: int = 0, home: str | Path | None = None, name: str | None = None,
+             checks: bool = True, stochastic: bool | None = None, device: str = "auto",
+             recipe: str | Path | Recipe | None = None, steps: int | None = None,
+             k_eval: int | None = None, surrogate: str = "own", chunk_size: int = 500,
+             per_attack_full: bool = False, data_root: str | Path | None = None,
+             on_chunk: ChunkCallback | None = None, source: str | None = None) -> Evaluation:
+    """The protocol of ``snnbench attack`` on any module mapping ``[B, C, H, W]`` images in
+    [0, 1] to logits (docs/guide.md, "Your own model").
+
+    Attacks: ``attacks``, else ``suite``, else ``recipe``, else the packaged recipe named like
+    the data set (``digits``: its columns, Drop pairs and headline cascade), else the ``quick``
+    suite; unset eps, norm, EoT, n and k_eval come from that recipe. The module is watched
+    first (``snnbench.own_model``): a model that keeps state between calls is refused, a random
+    one is scored as stochastic (``stochastic`` or the module's attribute declares it; a
+    declaration the behaviour contradicts is an error), ``[T, B, K]`` outputs are averaged
+    over T. ``checks`` runs the sanity checks (all but C10; with suite ``full``, all). With
+    ``home`` the results, checks and a model card (``<home>/modules/<name>/card.json``) persist
+    there, so ``snnbench report`` and ``gate`` read the row like any other; without, they
+    are dropped. ``name`` defaults to the module's class name.
+    """
+    if not isinstance(model, nn.Module):
+        raise SnnbenchError(f"evaluate takes an nn.Module, got {type(model).__name__}")
+    _check_attack_counts(steps=steps, n=n, eot=eot, k_eval=k_eval, seed=seed,
+                         chunk_size=chunk_size, max_chunks=None)
+    attacks = [attacks] if isinstance(attacks, str) else attacks
+    name = check_name(name or type(model).__name__, "--name")
+    if home is not None and name in home_models(home):      # would hide that model's row
+        raise SnnbenchError(f"{name!r} is a trained model in {home_path(home) / 'models'}; "
+                            "give your module another name (--name)")
+    info = dataset_info(dataset)
+    given = _own_recipe(recipe, info.name, suite, attacks)
+    eps_value = parse_eps(eps) if eps is not None else None
     dev = resolve_device(device)
-    plan = [create_attack(a, eps_value, norm) for a in attacks]
-    x, y = load_dataset(dataset, "test", data_root)
-    info = ModelInfo.from_module(model, name, dataset)
-    with tempfile.TemporaryDirectory() as tmp, ResultStore(Path(tmp) / STORE) as store:
-        return run_attacks(model.to(dev), info, plan, x, y, store, EvalConfig(n=n, seed=seed), dev)
+    x, y = load_dataset(info.name, "test", data_root)
+    own, card = _watch(model, name, info, stochastic, x, y, dev, source)
+    plan = attacks_for({"name": name, "spec": {"dataset": info.name}, "stochastic": own.stochastic},
+                       attacks, eps_value, norm, steps, suite, eot, surrogate, given)
+    plan = dataclasses.replace(plan, attacks=[_bind_source(a, home, dev) for a in plan.attacks])
+    card.update(recipe=given.name if given else None, recipe_toml=given.text if given else None,
+                eps=plan.attacks[0].eps, norm=plan.attacks[0].norm)
+    model_info = ModelInfo(name, card["sha256"], "unknown", card["class"].rsplit(".", 1)[-1],
+                           info.name, card["timesteps"], own.stochastic, notes=tuple(card["notes"]))
+    config = EvalConfig(n=n or (given.n if given else None),
+                        k_eval=k_eval or (given.k_eval if given else 3), seed=seed,
+                        chunk_size=chunk_size)
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory())) if home is None \
+            else home_path(home)
+        if home is not None:
+            write_own_card(folder, card)
+        store = stack.enter_context(ResultStore(folder / STORE))
+        cards = run_attacks(own, model_info, plan.attacks, x, y, store, config, dev, on_chunk,
+                            cascade=plan.cascade, paired=plan.paired, tail=plan.tail,
+                            per_attack_full=per_attack_full or not plan.cascade)
+        ids = None if suite == "full" else [c for c in list_checks() if c != "C10"]
+        outcomes = _own_checks(own, card, store, x, y, info.num_classes, eot, seed, dev, ids,
+                               given) if checks else []
+    board = build_leaderboard(cards, name, {card["sha256"]: [o.to_dict() for o in outcomes]})
+    return Evaluation(name, card, cards, board.rows[0] if board.rows else None, outcomes)
+
+
+def _own_recipe(recipe: str | Path | Recipe | None, dataset: str, suite: str | None,
+                attacks: Sequence[str] | None) -> Recipe | None:
+    """The recipe behind :func:`evaluate`'s defaults: the one given, else (with neither suite
+    nor attacks) the packaged recipe named like the data set, if there is one."""
+    if isinstance(recipe, (str, Path)):
+        recipe = load_recipe(recipe)
+    if recipe is None and not suite and not attacks:
+        with contextlib.suppress(SnnbenchError):
+            recipe = load_recipe(dataset)
+    if recipe is not None and recipe.dataset != dataset:
+        raise SnnbenchError(f"recipe {recipe.name!r} is for {recipe.dataset}, not {dataset}; "
+                            "pass a recipe for the data set or drop it")
+    return recipe
+
+
+def _watch(model: nn.Module, name: str, info: Any, stochastic: bool | None, x: Any, y: Any,
+           dev: Any, source: str | None) -> tuple[OwnModel, dict[str, Any]]:
+    """The module as the protocol runs it, and its model card: identified before any pass
+    (a stateful module's buffers change), then inspected on a few test images."""
+    attribute = getattr(model, "stochastic", None)
+    declared, by = ((stochastic, "stochastic=") if stochastic is not None else
+                    (None, "") if attribute is None else
+                    (bool(attribute), "the module's `stochastic` attribute"))
+    sha, state_sha = module_sha256(model), state_dict_sha256(model)
+    model = place(model, dev)
+    probe, _ = select_samples(x, y, 2 * PROBE_BATCH, info.num_classes)
+    seen = inspect_module(model, probe.to(dev), info.num_classes, declared, by)
+    if declared is None and seen.stochastic:
+        warnings.warn(f"{type(model).__name__} is random ({seen.randomness}) and does not say so: "
+                      "it is scored as stochastic (several evaluation draws, EoT); pass "
+                      "stochastic=True to declare it", stacklevel=3)
+    steps = seen.timesteps or int(getattr(model, "timesteps", 0) or 0)
+    card = {"schema": OWN_CARD_SCHEMA, "schema_version": 1, "name": name,
+            "class": f"{type(model).__module__}.{type(model).__qualname__}", "source": source,
+            "state_dict_sha256": state_sha, "sha256": sha, "dataset": info.name,
+            "declared": {"stochastic": declared, "by": by or None},
+            "stochastic": seen.stochastic, "randomness": seen.randomness, "output": seen.output,
+            "timesteps": steps,
+            "notes": [f"randomness {seen.randomness}", f"output: {seen.output}"],
+            "versions": library_versions(), "created": now()}
+    return OwnModel(model, seen.stochastic, seen.time_first, steps).eval(), card
+
+
+def _own_checks(own: OwnModel, card: dict[str, Any], store: ResultStore, x: Any, y: Any,
+                num_classes: int, eot: int | None, seed: int, dev: Any,
+                ids: Sequence[str] | None, recipe: Recipe | None,
+                n: int = CHECK_N) -> list[Outcome]:
+    """The sanity checks of a module evaluated from code, stored under its sha256."""
+    px, py = select_samples(x, y, n, num_classes)
+    k = eot or (max(recipe.eot, 4) if recipe else 4)
+    probe = Probe(own, px, py, own.stochastic, num_classes, card["eps"], card["norm"], k, seed, dev)
+    return _outcomes(probe, store, card["sha256"], ids, card["name"])
+
+
+def _outcomes(probe: Probe, store: ResultStore, sha: str, ids: Sequence[str] | None,
+              name: str) -> list[Outcome]:
+    """Probe checks on ``probe`` and result checks on the stored cards of ``sha``, stored."""
+    own = [c for c in store.cards() if c["model"]["sha256"] == sha]
+    board = build_leaderboard(own, "check") if own else None
+    results = Results(own, board.rows[0] if board and board.rows else None)
+    with progress.task(f"checks on {name}", len(probe_checks(ids)), "checks") as bar:
+        outcomes = run_probe_checks(probe, ids, bar.step)
+        bar.step("")
+    outcomes += run_result_checks(results, ids)
+    store.put_checks(sha, [o.to_dict() for o in outcomes])
+    return outcomes
+
+
+def write_own_card(home: Path, card: dict[str, Any]) -> Path:
+    path = Path(home) / OWN_MODELS / card["name"] / CARD
+    atomic_write_json(path, card)
+    return path
+
+
+def load_own_card(name: str, home: str | Path | None = None) -> dict[str, Any]:
+    """The card :func:`evaluate` wrote for ``name`` in the home."""
+    path = home_path(home) / OWN_MODELS / check_name(name, "--name") / CARD
+    if not path.is_file():
+        raise SnnbenchError(f"no evaluated model {name!r} in {path.parent.parent}; run "
+                            "`snnbench attack --model MODULE:CALLABLE` (or snnbench.evaluate with "
+                            "home=) first")
+    card = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(card, dict) or card.get("schema") != OWN_CARD_SCHEMA:
+        raise SnnbenchError(f"{path} is not the card of a model evaluated from code")
+    return card
+
+
+def check_own(model: nn.Module, name: str, *, home: str | Path | None = None, n: int = CHECK_N,
+              eot: int | None = None, checks: Sequence[str] | None = None, seed: int = 0,
+              device: str = "auto", data_root: str | Path | None = None) -> list[Outcome]:
+    """``snnbench check --model``: the sanity checks of a module that :func:`evaluate` stored
+    as ``name`` (its data set, budget and declaration from that card), stored there too."""
+    from snnbench.checks import CHECKS
+    check_count(n, "--n")
+    check_count(eot, "--eot")
+    check_count(seed, "--seed", 0)
+    stored = load_own_card(name, home)
+    ids = [CHECKS.canonical(c) for c in checks] if checks else None
+    info = dataset_info(stored["dataset"])
+    dev = resolve_device(device)
+    x, y = load_dataset(info.name, "test", data_root)
+    declared = stored.get("declared", {}).get("stochastic")
+    own, card = _watch(model, name, info, declared, x, y, dev, stored.get("source"))
+    if card["sha256"] != stored["sha256"]:
+        raise SnnbenchError(f"this {card['class']} is not the module stored as {name!r} (other "
+                            "class or weights); evaluate it first: `snnbench attack --model ...`")
+    card.update(eps=stored["eps"], norm=stored["norm"])
+    recipe = parse_recipe_text(stored["recipe_toml"]) if stored.get("recipe_toml") else None
+    with open_store(home) as store:
+        return _own_checks(own, card, store, x, y, info.num_classes, eot, seed, dev, ids, recipe, n)

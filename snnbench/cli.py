@@ -18,7 +18,7 @@ from snnbench import api, progress, runtime
 from snnbench.cli_zoo import zoo_app
 from snnbench.config import ModelConfig, TrainConfig, format_eps, parse_assignment
 from snnbench.errors import SnnbenchError
-from snnbench.report import attack_label
+from snnbench.report import attack_label, cascade_member
 
 app = typer.Typer(name="snnbench", no_args_is_help=True, add_completion=False,
                   help="Benchmark the adversarial robustness of spiking neural networks.")
@@ -33,11 +33,15 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the leaderboard files.")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Folder for the leaderboard files (default: HOME/leaderboards; the committed ones: --out leaderboards).")]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (this process) or ray (tasks on a Ray cluster; needs the ray extra: docs/scaling.md).")]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="Run the model through torch.compile (opt-in; the first batches pay for compiling).")]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Processes that build training batches (default: 0 on the CPU, up to 4 on CUDA).")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to use with --executor ray, e.g. auto or HOST:6379 (default: start a local one).")]
+OwnModelOpt = Annotated[Optional[str], typer.Option("--model", help="Your own model: MODULE:CALLABLE (importable from the current directory) or path/to/file.py:CALLABLE, a function returning the nn.Module with its weights loaded ([B,C,H,W] images in [0,1] -> logits). RUNS THAT PYTHON CODE: pass only code you trust.")]
+OwnDataOpt = Annotated[str, typer.Option("--data", help="With --model: the data set it classifies.")]
+OwnNameOpt = Annotated[Optional[str], typer.Option("--name", help="With --model: the row's name (default: the callable's name).")]
+OwnStochasticOpt = Annotated[Optional[bool], typer.Option("--stochastic/--deterministic", help="With --model: declare its randomness (default: detected; a contradiction is an error).", show_default=False)]
 
 
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -58,10 +62,20 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from snnbench import __version__
+        out.print(f"snnbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _setup(threads: Annotated[Optional[int], typer.Option(
         "--threads", envvar="SNNBENCH_THREADS",
-        help="CPU threads for torch (default: one per idle core).")] = None) -> None:
+        help="CPU threads for torch (default: one per idle core).")] = None,
+        version: Annotated[bool, typer.Option(
+            "--version", callback=_print_version, is_eager=True,
+            help="Print the version and exit.")] = False) -> None:
     """Benchmark the adversarial robustness of spiking neural networks."""
     runtime.tune_allocator()
     try:
@@ -77,12 +91,18 @@ def _watch(quiet: bool) -> Any:
     return progress.watch(err, quiet)
 
 
-def _summary(started: float, what: str, where: str, steps: list[tuple[str, str]]) -> None:
-    """The closing lines of a long command: what was done, where it is, what to type next."""
+def _summary(started: float, what: str, where: str, steps: list[tuple[str, str]],
+             home: Path | None = None) -> None:
+    """The closing lines of a long command: what was done, where it is, what to type next
+    (with ``--home`` when the home is not the default one)."""
     out.print(f"done in {progress.format_seconds(time.perf_counter() - started)}: {what}",
               highlight=False, soft_wrap=True)
     out.print(f"results: {where}", highlight=False, soft_wrap=True)
+    flag = f" --home {home}" if home is not None and api.home_path(home) != api.home_path(None) \
+        else ""
     for command_line, why in steps:
+        if command_line.startswith("snnbench "):
+            command_line += flag
         out.print(f"next: {command_line}   ({why})", highlight=False, soft_wrap=True)
 
 
@@ -157,7 +177,7 @@ def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or 
               f"images  ({last.get('images_per_s', '-')} images/s)  -> {outcome.folder}",
               highlight=False)
     _summary(started, f"model {outcome.name} {outcome.status}", str(outcome.folder),
-             [(f"snnbench attack {outcome.name}", "its robust accuracy under the quick suite")])
+             [(f"snnbench attack {outcome.name}", "its robust accuracy")], home)
 
 
 @app.command("import")
@@ -199,11 +219,34 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
            chunk_size: Annotated[int, typer.Option(help="Samples per stored chunk.")] = 500,
            executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None,
            compile_: CompileOpt = False,
+           own_model: OwnModelOpt = None, data: OwnDataOpt = "digits", name: OwnNameOpt = None,
+           stochastic: OwnStochasticOpt = None,
+           no_checks: Annotated[bool, typer.Option("--no-checks", help="With --model: skip the sanity checks.")] = False,
            seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
            device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
-    """Run the attack matrix on the home's models; stored chunks are skipped, so reruns resume."""
+    """Run the attack matrix on the home's models; stored chunks are skipped, so reruns resume.
+
+    With --model MODULE:CALLABLE, attack your own PyTorch model instead: this imports and runs
+    that Python code (only pass code you trust). Its row lands in the home's results like any
+    other, so `snnbench report` and `snnbench gate` read it."""
     names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
     started = time.perf_counter()
+    if own_model is not None:
+        if models or track or executor != "local" or compile_:
+            raise SnnbenchError("--model attacks one model from code; drop the model names, "
+                                "--track, --executor and --compile")
+        with _watch(quiet):
+            result = _evaluate_own(own_model, data, name, stochastic, not no_checks, home=home,
+                                   attacks=names, suite=suite, recipe=recipe, eot=eot,
+                                   surrogate=surrogate, per_attack_full=per_attack_full, eps=eps,
+                                   steps=steps, norm=norm, n=n, chunk_size=chunk_size, seed=seed,
+                                   device=device, data_root=data_root)
+        _print_cards(result.cards)
+        _summary(started, f"{len(result.cards)} attack result(s) on {result.name}",
+                 str(api.home_path(home) / api.STORE),
+                 [("snnbench report", "the leaderboard, your model's row among the others")], home)
+        _print_own(result, home)
+        return
     with _watch(quiet):
         cards = api.attack(models, home=home, attacks=names, eps=eps, norm=norm, steps=steps, n=n,
                            suite=suite, eot=eot, surrogate=surrogate,
@@ -220,12 +263,36 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
         out.print(f"sanity checks stored ({len(flagged)} model(s) flagged); details: "
                   "`snnbench check`", highlight=False)
     attacked = sorted({card["model"]["name"] for card in cards})
-    steps = [("snnbench report", "the leaderboard in leaderboards/")]
+    steps = [("snnbench report", f"the leaderboard in {api.home_path(home) / 'leaderboards'}")]
     if suite != "full":
         steps.append(("snnbench check", "the gradient-masking sanity checks"))
     _summary(started, f"{len(cards)} attack result(s) on {len(attacked)} model(s)",
-             str(api.home_path(home) / api.STORE), steps)
+             str(api.home_path(home) / api.STORE), steps, home)
     if flagged:
+        raise typer.Exit(1)
+
+
+def _evaluate_own(ref: str, data: str, name: str | None, stochastic: bool | None, checks: bool,
+                  **options: Any) -> Any:
+    """``attack --model``: import the callable (the user's code, on purpose) and evaluate it."""
+    from snnbench.own_model import load_callable
+    model, fn = load_callable(ref)
+    return api.evaluate(model, dataset=data, name=name or fn, stochastic=stochastic,
+                        checks=checks, source=ref, **options)
+
+
+def _print_own(result: Any, home: Path | None) -> None:
+    """The module's reading, its headline and flags; exit 1 when a check flagged it."""
+    out.print(f"{result.name}: {result.model['output']}; randomness {result.model['randomness']}"
+              f" -> {'stochastic' if result.stochastic else 'deterministic'}, k_eval "
+              f"{result.k_eval}", highlight=False, soft_wrap=True)
+    top = result.headline
+    if top:
+        out.print(f"headline (worst case): {100 * top['acc']:.2f}% [{100 * top['ci95'][0]:.2f}, "
+                  f"{100 * top['ci95'][1]:.2f}] on {top['n']} samples; results in "
+                  f"{api.home_path(home) / api.STORE}", highlight=False, soft_wrap=True)
+    if result.flags:
+        err.print(f"unreliable: {result.name}: {'; '.join(result.flags)}", highlight=False)
         raise typer.Exit(1)
 
 
@@ -237,7 +304,7 @@ def _print_cards(cards: list[dict]) -> None:
     for card in cards:
         r = card["result"]
         cascade = card["eval"].get("cascade")
-        label = f"→{attack_label(card)} ({cascade['position']}/{cascade['of']})" if cascade \
+        label = f"→{cascade_member(card)} ({cascade['position']}/{cascade['of']})" if cascade \
             else attack_label(card)
         table.add_row(card["model"]["name"], label, format_eps(card["attack"]["eps"]),
                       f"{100 * r['clean_acc']:.2f}", f"{100 * r['robust_acc']:.2f}",
@@ -259,22 +326,38 @@ def check(models: Annotated[Optional[list[str]], typer.Argument(help="Model name
           eps: Annotated[Optional[str], typer.Option(help="Budget of the probe attacks (default: the recipe's).")] = None,
           eot: Annotated[Optional[int], typer.Option(help="EoT draws per step on stochastic models.")] = None,
           only: Annotated[Optional[str], typer.Option("--checks", help="Comma-separated check ids, e.g. C07,C08.")] = None,
+          own_model: OwnModelOpt = None, name: OwnNameOpt = None,
           verbose: Annotated[bool, typer.Option("--verbose", help="Print every check's detail (always written to HOME/checks.txt).")] = False,
           seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
           device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
-    """Run the gradient-masking sanity checks and store them; exit 1 when a model is flagged."""
+    """Run the gradient-masking sanity checks and store them; exit 1 when a model is flagged.
+
+    With --model MODULE:CALLABLE, check your own model, stored before by `attack --model`
+    (its data set, budget and declaration come from there): this runs that Python code."""
     ids = [c.strip() for c in only.split(",") if c.strip()] if only else None
     started = time.perf_counter()
-    with _watch(quiet):
-        results = api.check(models, home=home, n=n, eps=eps, eot=eot, checks=ids, seed=seed,
-                            device=device, data_root=data_root)
+    if own_model is not None:
+        from snnbench.own_model import load_callable
+        if models or eps:
+            raise SnnbenchError("--model checks one model from code with the budget it was "
+                                "attacked at; drop the model names and --eps")
+        module, fn = load_callable(own_model)
+        with _watch(quiet):
+            results = {name or fn: api.check_own(module, name or fn, home=home, n=n, eot=eot,
+                                                 checks=ids, seed=seed, device=device,
+                                                 data_root=data_root)}
+    else:
+        with _watch(quiet):
+            results = api.check(models, home=home, n=n, eps=eps, eot=eot, checks=ids,
+                                seed=seed, device=device, data_root=data_root)
     details = api.home_path(home) / "checks.txt"
     flagged = _print_checks(results, details, verbose)
     steps = [("snnbench report", "the leaderboard marks flagged models ⚠ unreliable")]
     if not verbose:
         steps.insert(0, (f"less {details}", "every check's detail"))
     _summary(started, f"{sum(map(len, results.values()))} check(s) on {len(results)} model(s), "
-             f"{len(flagged)} flagged", f"{api.home_path(home) / api.STORE}, {details}", steps)
+             f"{len(flagged)} flagged", f"{api.home_path(home) / api.STORE}, {details}", steps,
+             home)
     if flagged:
         err.print(f"unreliable: {', '.join(flagged)} (failed checks above; docs/protocol.md)",
                   highlight=False)
@@ -284,7 +367,7 @@ def check(models: Annotated[Optional[list[str]], typer.Argument(help="Model name
 @app.command()
 @command
 def diagnose(model: Annotated[str, typer.Argument(help="Model name in the home.")],
-             n: Annotated[int, typer.Option("--n", help="Test samples (potentials from 1,000 in the spec).")] = api.DIAGNOSE_N,
+             n: Annotated[int, typer.Option("--n", help="Test samples (docs/protocol.md: potentials from 1,000).")] = api.DIAGNOSE_N,
              metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated: agcs, tnf, sparsity, spike_rate.")] = None,
              seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
@@ -342,10 +425,10 @@ def _check_table(name: str, outcomes: list) -> Table:
 @app.command()
 @command
 def report(format: Annotated[str, typer.Option("--format", help="md, csv, json, all (the three) or html (a static site).")] = "all",
-           out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the files (default: leaderboards/; html: site/).")] = None,
+           out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the files (default: HOME/leaderboards; html: site/; the committed ones: --out leaderboards).")] = None,
            name: Annotated[Optional[str], typer.Option(help="File name (default: the recipe's).")] = None,
            layout: Annotated[str, typer.Option(help="Table shape: leaderboard, or a paper table (see `snnbench list layouts`).")] = "leaderboard",
-           plots: Annotated[bool, typer.Option("--plots", help="Also draw accuracy vs eps / steps / EoT (PNG and SVG) from the sweep runs.")] = False,
+           plots: Annotated[Optional[bool], typer.Option("--plots/--no-plots", help="Draw accuracy vs eps / steps / EoT (PNG and SVG) from the sweep runs (default: when the store holds any).")] = None,
            home: HomeOpt = None, debug: DebugOpt = False) -> None:
     """Write the leaderboard (or a paper's table) from the stored result cards."""
     formats = ("md", "csv", "json") if format == "all" else (format,)
@@ -353,8 +436,8 @@ def report(format: Annotated[str, typer.Option("--format", help="md, csv, json, 
         raise SnnbenchError(f"unknown format {format!r}; choose md, csv, json, all or html")
     if format == "html" and layout != "leaderboard":
         raise SnnbenchError("--format html writes every layout the store can fill; drop --layout")
-    out_dir = out_dir or Path("site" if format == "html" else "leaderboards")
-    board, written = api.report(home, out_dir, formats, name, layout, plots or format == "html")
+    out_dir = out_dir or (Path("site") if format == "html" else api.home_path(home) / "leaderboards")
+    board, written = api.report(home, out_dir, formats, name, layout, True if format == "html" else plots)
     if format == "html":
         out.print(f"site: {out_dir / 'index.html'} ({len(written)} files)", highlight=False)
         return
@@ -402,12 +485,13 @@ def _gate_cell(cell: Any) -> str:
 @app.command()
 @command
 def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo name (default: digits).")] = None,
-        out_dir: OutOpt = Path("leaderboards"), executor: ExecutorOpt = "local",
+        out_dir: OutOpt = None, executor: ExecutorOpt = "local",
         ray_address: RayAddressOpt = None, workers: WorkersOpt = None,
         compile_: CompileOpt = False, home: HomeOpt = None, data_root: DataRootOpt = None,
         device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Train the recipe's models, attack them and write the leaderboard."""
     started = time.perf_counter()
+    out_dir = out_dir or api.home_path(home) / "leaderboards"
     with _watch(quiet):
         outcome = api.run(recipe, home=home, out=out_dir, device=device, data_root=data_root,
                           executor=executor, ray_address=ray_address, workers=workers,
@@ -423,7 +507,8 @@ def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo
     _summary(started, f"{len(outcome.trained)} model(s), {len(outcome.cards)} attack result(s), "
              "sanity checks stored", f"{markdown} (and {api.home_path(home) / api.STORE})",
              [("snnbench report --format html", "a browsable site of these results in site/"),
-              (f"snnbench gate --baseline {board}", "in CI: fail when robust accuracy moves")])
+              (f"snnbench gate --baseline {board}", "in CI: fail when robust accuracy moves")],
+             home)
 
 
 # `snnbench zoo list|pull|add` (cli_zoo.py), with this module's error mapping

@@ -404,6 +404,61 @@ def _load_cifar100(split: str, root: Path | None) -> tuple[Tensor, Tensor]:
     return _load_batches(folder, [split], b"fine_labels", 100, "cifar-100-python.tar.gz")
 
 
+# --- where the images came from (model cards and the leaderboard header) ---------------------
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _files_sha256(files: list[Path]) -> str:
+    """One sha256 over the files' bytes in the given order (memoised by path, size and mtime)."""
+    key = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        for path in files:
+            with path.open("rb") as file:
+                for chunk in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(chunk)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def data_source(name: str, root: str | Path | None = None) -> dict[str, str]:
+    """Which copy of ``name`` the loaders read: ``{"source", "sha256"?, "note"?}``. CIFAR-10
+    from the JPEG copy says so (re-encoded pixels differ slightly from the original's), with
+    the archive's sha256 (or, unpacked without it, the sha256 of its file listing); the
+    original python batches give the sha256 of the batch files in name order."""
+    if name == "digits":
+        import sklearn
+        return {"source": f"scikit-learn {sklearn.__version__} load_digits"}
+    if name not in ("cifar10", "cifar100"):
+        return {"source": dataset_info(name).summary}
+    root = _data_root(None if root is None else Path(root))
+    folder = root / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    batches = sorted(f for f in folder.glob("*") if f.is_file() and "batch" in f.name
+                     or f.name in ("train", "test")) if folder.is_dir() else []
+    if batches:
+        return {"source": f"original python batches ({folder.name}/)",
+                "sha256": _files_sha256(batches)}
+    archive, jpeg = root / "cifar10-jpeg.tar.gz", root / "cifar10-jpeg"
+    note = "JPEG copy: re-encoded pixels differ slightly from the original CIFAR-10"
+    if name == "cifar10" and archive.is_file():
+        return {"source": "JPEG copy (cifar10-jpeg.tar.gz)", "sha256": _files_sha256([archive]),
+                "note": note}
+    if name == "cifar10" and jpeg.is_dir():
+        listing = "\n".join(str(p.relative_to(jpeg)) for p in sorted(jpeg.rglob("*.jp*g")))
+        return {"source": "JPEG copy (cifar10-jpeg/, unpacked)", "note": note,
+                "listing_sha256": hashlib.sha256(listing.encode()).hexdigest()}
+    return {"source": "not found under the data root"}
+
+
+def describe_source(source: dict[str, Any] | None) -> str:
+    """``JPEG copy (cifar10-jpeg.tar.gz), sha256 1a2b3c4d5e6f...`` for a header or a table."""
+    if not source:
+        return ""
+    digest = source.get("sha256") or source.get("listing_sha256")
+    return source.get("source", "?") + (f", sha256 {digest[:12]}..." if digest else "")
+
+
 def _register(info: DatasetInfo, paper: str) -> None:
     DATASETS.add(info.name, info, summary=info.summary, paper=paper)
 

@@ -73,6 +73,7 @@ class ModelInfo:
     timesteps: int
     stochastic: bool
     track: str = ""
+    notes: tuple[str, ...] = ()   # what a result card says about how the model was read
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> "ModelInfo":
@@ -81,12 +82,29 @@ class ModelInfo:
                    spec["dataset"], spec["timesteps"], bool(card.get("stochastic")), spec["track"])
 
     @classmethod
-    def from_module(cls, model: nn.Module, name: str = "model", dataset: str = "digits") -> "ModelInfo":
-        """For a module without a card: identified by the sha256 of its weights."""
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        sha = hashlib.sha256(save(state)).hexdigest()
-        return cls(name, sha, "unknown", type(model).__name__, dataset,
-                   int(getattr(model, "timesteps", 0)), bool(getattr(model, "stochastic", False)))
+    def from_module(cls, model: nn.Module, name: str = "model", dataset: str = "digits",
+                    stochastic: bool | None = None, timesteps: int | None = None,
+                    notes: tuple[str, ...] = ()) -> "ModelInfo":
+        """For a module without a card: identified by the sha256 of its class and state dict
+        (:func:`module_sha256`); ``stochastic`` and ``timesteps`` default to its attributes."""
+        if stochastic is None:
+            stochastic = bool(getattr(model, "stochastic", False))
+        steps = int(getattr(model, "timesteps", 0)) if timesteps is None else timesteps
+        return cls(name, module_sha256(model), "unknown", type(model).__name__, dataset, steps,
+                   stochastic, notes=tuple(notes))
+
+
+def state_dict_sha256(model: nn.Module) -> str:
+    """The sha256 of ``model``'s state dict (as safetensors bytes, no metadata)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return hashlib.sha256(save(state)).hexdigest()
+
+
+def module_sha256(model: nn.Module) -> str:
+    """What results are stored under for a module without a card: its class name (not its
+    import path, which depends on how it was imported) and its state dict, so two
+    parameter-free modules of different classes never share a cache."""
+    return hashlib.sha256(f"{type(model).__qualname__}|{state_dict_sha256(model)}".encode()).hexdigest()
 
 
 def eval_draws(info: ModelInfo, config: EvalConfig) -> int:
@@ -278,7 +296,8 @@ def result_card(info: ModelInfo, attack: Attack, key: str, config: EvalConfig,
         "schema": RESULT_SCHEMA,
         "model": {"name": info.name, "sha256": info.sha256, "defense": info.defense,
                   "arch": info.arch, "dataset": info.dataset, "timesteps": info.timesteps,
-                  "stochastic": info.stochastic, "track": info.track},
+                  "stochastic": info.stochastic, "track": info.track,
+                  **({"notes": list(info.notes)} if info.notes else {})},
         "attack": {"id": attack.id, "key": key, "impl": attack.impl, "params": attack.params,
                    "eps": attack.eps, "norm": attack.norm, "grad": attack.grad, "eot": attack.eot,
                    "eot_note": "model is deterministic: EoT not needed" if not info.stochastic else ""},

@@ -110,7 +110,7 @@ def ray_module() -> Any:
         import ray
     except ImportError:
         raise SnnbenchError("--executor ray needs Ray, which is not installed; run "
-                            "pip install 'snnbench[ray]' (or pip install 'ray>=2.9')") from None
+                            "pip install 'ray>=2.9' (in a clone: pip install '.[ray]')") from None
     return ray
 
 

@@ -1,5 +1,6 @@
 """Paper tables as layouts (docs/protocol.md): rows and columns of a paper's table,
-filled from whatever the store holds, beside the paper's published values.
+filled from whatever the store holds, beside the paper's published values. Where the store holds the same model trained with several seeds
+(a recipe's ``seeds``; TGO averages three), a cell is the mean ± std over them.
 
 A layout row names a defence (and the data set and arch of the paper's group); it takes the
 leaderboard row of a model with that defence, preferring one with the group's data set and arch.
@@ -10,6 +11,8 @@ the paper's value, a second column group shows it and our difference (ours - pap
 """
 from __future__ import annotations
 
+import dataclasses
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from snnbench.registry import Registry
 from snnbench.report import BANNER
 
 CLEAN, MRA, DROP, NO_EOT, WITH_EOT = "clean", "mra", "drop", "drop:plain", "drop:eot"
+DROP_ATTACK = "pgd10"   # the Drop pair layouts read first (RandHet Table 3: PGD with/without EoT)
 DIAG = "diag:"     # a diagnostic of the model (snnbench diagnose), e.g. "diag:agcs"
 MODEL = "model:"   # a number from the model's card, e.g. "model:train_s_epoch"
 RH = "Wang et al., RandHet, iScience 2025"
@@ -59,6 +63,7 @@ class Layout:
     setting: str = ""            # the paper's data, arch and T, stated in the header
     timesteps: int = 0
     notes: str = ""
+    paper_seeds: int = 1         # training seeds the paper's numbers average
 
     @property
     def groups(self) -> list[str]:
@@ -97,7 +102,8 @@ def _value(row: dict[str, Any], column: Column, attack_columns: list[Column]) ->
         if source in (DROP, NO_EOT, WITH_EOT):
             if not row["drop"]:
                 continue
-            attack = sorted(row["drop"])[0]
+            # RandHet Table 3 measures the drop on PGD: its pair when the row has it
+            attack = DROP_ATTACK if DROP_ATTACK in row["drop"] else sorted(row["drop"])[0]
             if source == DROP:
                 return row["drop"][attack]["value"]
             name = attack if source == NO_EOT else f"{attack}+eot"
@@ -117,22 +123,36 @@ def _value(row: dict[str, Any], column: Column, attack_columns: list[Column]) ->
     return None
 
 
-def _match(layout: Layout, spec: Row, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The leaderboard row for a layout row: same defence, the group's data set and arch; a run
+def _match(layout: Layout, spec: Row, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The leaderboard rows for a layout row: same defence, the group's data set and arch; a run
     whose data set (or, on the paper's data, arch) the layout does not cover fills the first
-    group only (a reduced protocol)."""
+    group only (a reduced protocol). Several rows: the same model trained with other seeds."""
     same = [r for r in rows if _key(r["defense"]) == _key(spec.defense) and _holds(r, spec)]
     exact = [r for r in same if r["dataset"] == spec.dataset and (not spec.arch or r["arch"] == spec.arch)]
     if exact:
-        return exact[0]
+        return _seed_replicas(exact)
     datasets = {r.dataset for r in layout.rows}
     archs = {r.arch for r in layout.rows if r.dataset == spec.dataset}
     first = next(r.group for r in layout.rows if r.dataset == spec.dataset)
     loose = [r for r in same if r["dataset"] == spec.dataset and r["arch"] not in archs]
     if loose and spec.group == first:
-        return loose[0]
+        return _seed_replicas(loose)
     other = [r for r in same if r["dataset"] not in datasets]
-    return other[0] if other and spec.group == layout.groups[0] else None
+    return _seed_replicas(other) if other and spec.group == layout.groups[0] else []
+
+
+def _seed_replicas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first row, and the rows that differ from it only in the training seed (same arch,
+    data, T, settings and evaluated samples), one per seed."""
+    first = rows[0]
+    same = ("arch", "dataset", "timesteps", "settings", "setting")
+    replicas, seeds = [first], {first.get("train_seed")}
+    for row in rows[1:]:
+        seed = row.get("train_seed")
+        if seed is not None and seed not in seeds and all(row.get(k) == first.get(k) for k in same):
+            replicas.append(row)
+            seeds.add(seed)
+    return replicas
 
 
 def _holds(row: dict[str, Any], spec: Row) -> bool:
@@ -152,8 +172,12 @@ def render_layout(layout: Layout, rows: list[dict[str, Any]]) -> LayoutTable:
               *[f"Δ {layout.columns[i].label}" for i in published]]
     body, records, used = [], [], []
     for spec in layout.rows:
-        match = _match(layout, spec, rows)
-        ours = [_value(match, c, attack_columns) if match else None for c in layout.columns]
+        matches = _match(layout, spec, rows)
+        match = matches[0] if matches else None
+        per_seed = [[_value(m, c, attack_columns) for c in layout.columns] for m in matches]
+        ours = [_mean(values) for values in zip(*per_seed)] if matches else [None] * len(layout.columns)
+        spread = [_std(values) for values in zip(*per_seed)] if len(matches) > 1 else \
+            [None] * len(layout.columns)
         # MRA over only some of the layout's attacks is not the paper's MRA: marked with *
         partial = match is not None and any(_value(match, c, attack_columns) is None
                                             for c in attack_columns)
@@ -164,26 +188,47 @@ def render_layout(layout: Layout, rows: list[dict[str, Any]]) -> LayoutTable:
         diff = [None if not comparable or ours[i] is None or p is None
                 else (ours[i] if _is_diag(layout.columns[i]) else 100 * ours[i]) - p
                 for i, p in zip(published, paper)]
-        if match:
-            used.append(match)
-        body.append([spec.group, spec.label, match["model"] if match else "",
-                     *[_cell(v, c, partial) for v, c in zip(ours, layout.columns)],
+        used.extend(matches)
+        models = ", ".join(m["model"] for m in matches)
+        body.append([spec.group, spec.label, models,
+                     *[_cell(v, c, partial, sd) for v, c, sd in zip(ours, layout.columns, spread)],
                      *[_num(p) for p in paper],
                      *[_num(d, signed=True) for d in diff]])
-        records.append({"group": spec.group, "row": spec.label, "defense": spec.defense,
-                        "model": match["model"] if match else None,
-                        "ours": dict(zip([c.label for c in layout.columns], ours)),
-                        "paper": {layout.columns[i].label: p for i, p in zip(published, paper)}})
-    return LayoutTable(layout, header, body, records, _describe(layout, used))
+        record = {"group": spec.group, "row": spec.label, "defense": spec.defense,
+                  "model": match["model"] if match else None,
+                  "ours": dict(zip([c.label for c in layout.columns], ours)),
+                  "paper": {layout.columns[i].label: p for i, p in zip(published, paper)}}
+        if len(matches) > 1:
+            record.update({"models": [m["model"] for m in matches],
+                           "seeds": [m.get("train_seed") for m in matches],
+                           "std": dict(zip([c.label for c in layout.columns], spread))})
+        record["n_seeds"] = len(matches)
+        records.append(record)
+    counts = sorted({r["n_seeds"] for r in records if r["n_seeds"]})
+    return LayoutTable(layout, header, body, records, _describe(layout, used, counts))
 
 
-def _cell(value: float | None, column: Column, partial: bool) -> str:
+def _mean(values: tuple[float | None, ...]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def _std(values: tuple[float | None, ...]) -> float | None:
+    """Sample standard deviation over seeds (None with fewer than two)."""
+    present = [v for v in values if v is not None]
+    return statistics.stdev(present) if len(present) > 1 else None
+
+
+def _cell(value: float | None, column: Column, partial: bool, std: float | None = None) -> str:
     if any(s.startswith(DIAG) for s in column.sources):
-        return _num(value, digits=4)
+        text = _num(value, digits=4)
+        return f"{text} ± {_num(std, digits=4)}" if text and std is not None else text
     if _is_diag(column):
-        return _num(value)
+        text = _num(value)
+        return f"{text} ± {_num(std)}" if text and std is not None else text
     text = _pct(value)
-    return f"{text}*" if text and partial and MRA in column.sources else text
+    text = f"{text}*" if text and partial and MRA in column.sources else text
+    return f"{text} ± {_pct(std)}" if text and std is not None else text
 
 
 def _is_diag(column: Column) -> bool:
@@ -191,7 +236,7 @@ def _is_diag(column: Column) -> bool:
     return any(s.startswith((DIAG, MODEL)) for s in column.sources)
 
 
-def _describe(layout: Layout, used: list[dict[str, Any]]) -> str:
+def _describe(layout: Layout, used: list[dict[str, Any]], seed_counts: list[int] = ()) -> str:
     if not used:
         return (f"{layout.title}. Paper setting: {layout.setting}. No stored run matches a row "
                 "yet: every cell of ours is blank.")
@@ -211,8 +256,16 @@ def _describe(layout: Layout, used: list[dict[str, Any]]) -> str:
             f"n = {', '.join(map(str, samples))}, device {', '.join(devices)}. {note}. Accuracy "
             "in %; Δ = ours - paper in points, only for runs on the paper's data set; a blank cell: no "
             "run, or no published value; MRA* = the minimum over the attack columns we ran, "
-            "not all of the paper's."
+            "not all of the paper's. " + _seeds_note(layout, seed_counts)
             + (f" {layout.notes}" if layout.notes else ""))
+
+
+def _seeds_note(layout: Layout, counts: list[int]) -> str:
+    ours = ("one training seed per row" if counts in ([], [1]) else
+            f"mean ± sample std over {'/'.join(map(str, counts))} training seeds per row")
+    paper = (f"; the paper's values are means over {layout.paper_seeds} seeds"
+             if layout.paper_seeds > 1 else "")
+    return f"Ours: {ours}{paper}."
 
 
 def _pct(value: float | None) -> str:
@@ -234,6 +287,8 @@ def get_layout(name: str) -> Layout:
 # --- the papers' tables ---------------------------------------------------------------------
 
 def _add(layout: Layout, summary: str) -> None:
+    if layout.paper == TGO:      # TGO's tables are means over three training seeds
+        layout = dataclasses.replace(layout, paper_seeds=3)
     LAYOUTS.add(layout.name, layout, summary=summary, paper=layout.paper)
 
 
@@ -273,7 +328,7 @@ _add(Layout(
      Row("TGO (ours)", "tgo", "CIFAR-10", "cifar10")),
     RH, "CIFAR-10, SEW-ResNet19, T = 8, RAT, eps 8/255", 8,
     "CTRW, RNA and RPF are not snnbench defences (blank); StoG and TGO rows are ours. RA no EoT / "
-    "EoT: the first Drop pair the model ran (e.g. `pgd10` and `pgd10+eot`)."),
+    "EoT: the `pgd10` / `pgd10+eot` pair, or the model's first Drop pair without one."),
     "RandHet Table 3: Clean, RA without and with EoT, Drop")
 
 _TGO1_COLUMNS = (Column("Clean", (CLEAN,)), Column("FGSM", ("fgsm",)), Column("RFGSM", ("rfgsm",)),

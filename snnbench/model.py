@@ -14,7 +14,7 @@ from snnbench.archs import ARCHS, SpikingModel
 from snnbench.config import (TRACK_TIMESTEPS, ModelConfig, coerce, neuron_config_from,
                              neuron_settings)
 from snnbench.data import dataset_info
-from snnbench.defenses import DEFENSES, create_defense, parse_defense
+from snnbench.defenses import DEFENSES, create_defense, parse_defense, partner_defaults
 from snnbench.errors import SnnbenchError
 from snnbench.neurons import neuron_factory
 
@@ -41,8 +41,10 @@ class ModelSpec:
 def default_settings(defense: str, track: str) -> dict[str, Any]:
     """Every setting of ``defense`` on ``track`` as dotted keys with defaults."""
     settings = neuron_settings(track)
-    for member in parse_defense(defense):
+    members = parse_defense(defense)
+    for member in members:
         settings.update(DEFENSES.get(member).default_settings(track))
+    settings.update({k: v for k, v in partner_defaults(members).items() if k in settings})
     return settings
 
 

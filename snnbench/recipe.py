@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from snnbench.attacks import Attack, create_attack
-from snnbench.config import ModelConfig, TrainConfig, check_count, dataclass_from, parse_eps
+from snnbench.config import (ModelConfig, TrainConfig, check_count, dataclass_from, model_name,
+                             parse_eps)
 from snnbench.errors import SnnbenchError
 from snnbench.files import check_name
 
@@ -29,7 +30,7 @@ TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "description": str, "dataset": str, "eps": (str, int, float), "norm": str,
     "attacks": list, "n": int, "k_eval": int, "seed": int, "train": dict, "models": list,
     "layouts": list, "arch": str, "timesteps": int, "track": str, "gpu_hours": Number, "eot": int,
-    "drop": list, "sweep": dict, "headline": list}
+    "drop": list, "sweep": dict, "headline": list, "seeds": list}
 SWEEP_KEYS: dict[str, type | tuple[type, ...]] = {
     "attack": str, "eps": list, "steps": list, "eot": list, "n": int}
 MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -63,6 +64,9 @@ class Recipe:
     # run only on the samples that every column's attack left robust.
     headline: tuple[str, ...] = ()
     seed: int = 0
+    # Training seeds: every model is trained once per seed (TGO averages three); layouts show
+    # the mean ± std over them. The first keeps the model's name, the others add -seedN.
+    seeds: tuple[int, ...] = (0,)
     train: TrainConfig = TrainConfig()
     models: tuple[tuple[ModelConfig, TrainConfig], ...] = ()
     layouts: tuple[str, ...] = ("leaderboard",)
@@ -88,7 +92,21 @@ def recipe_path(ref: str | Path | None) -> Path:
         if (folder / name).is_file():
             return folder / name
     raise SnnbenchError(f"recipe {str(ref)!r} not found: no such file, and no {name} in the "
-                        "packaged zoo; pass a path to a .toml recipe")
+                        f"packaged zoo; {_recipe_hint(path.stem)}or pass a path to a .toml recipe")
+
+
+def packaged_recipes() -> list[str]:
+    """The names of the recipes shipped in the zoo (``zoo/*.toml`` but the model manifest)."""
+    return sorted({p.stem for folder in _zoo_folders() if folder.is_dir()
+                   for p in folder.glob("*.toml") if p.stem != "models"})
+
+
+def _recipe_hint(name: str) -> str:
+    import difflib
+    names = packaged_recipes()
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return f"{hint}packaged recipes: {', '.join(names)}; " if names else hint
 
 
 def _zoo_folders() -> list[Path]:
@@ -204,6 +222,10 @@ def parse_recipe(data: Any, path: Path | str = "<recipe>", text: str | None = No
     for key in ("attacks", "layouts", "drop", "headline"):
         if not all(isinstance(a, str) for a in data.get(key, [])):
             raise SnnbenchError(f"{lines.at(key)}: {key!r} must be a list of names (strings)")
+    seeds = (base_train.seed,)
+    if "seeds" in data:
+        seeds = _seeds(data["seeds"], lines)
+        models = [replica for model in models for replica in seed_replicas(model, seeds)]
     from snnbench.layouts import LAYOUTS     # here: layouts import the report, which imports us
     for layout in data.get("layouts", []):
         if layout not in LAYOUTS:
@@ -236,10 +258,33 @@ def parse_recipe(data: Any, path: Path | str = "<recipe>", text: str | None = No
                   attacks=tuple(data.get("attacks", ["fgsm", "pgd10"])), n=data.get("n"),
                   k_eval=data.get("k_eval", 3), eot=data.get("eot", 1),
                   drop=tuple(data.get("drop", [])), headline=tuple(data.get("headline", [])),
-                  seed=data.get("seed", 0),
+                  seed=data.get("seed", 0), seeds=seeds,
                   train=base_train, models=tuple(models),
                   layouts=tuple(data.get("layouts", ["leaderboard"])), sweep=sweep,
                   description=data.get("description", ""), source=str(path), text=text or "")
+
+
+def _seeds(values: Any, lines: _Lines) -> tuple[int, ...]:
+    """The training seeds: distinct integers >= 0, at least one."""
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                             for v in values) or len(set(values)) != len(values):
+        raise SnnbenchError(f"{lines.at('seeds')}: 'seeds' must be a list of distinct integers "
+                            f">= 0, got {values!r}; write e.g. seeds = [0, 1, 2]")
+    return tuple(values)
+
+
+def seed_replicas(model: tuple[ModelConfig, TrainConfig],
+                  seeds: tuple[int, ...]) -> list[tuple[ModelConfig, TrainConfig]]:
+    """``model`` once per training seed: the first seed keeps its name (and, unless the model's
+    own ``[train]`` sets another, becomes its seed); the others are named ``NAME-seedN``."""
+    config, train = model
+    if len(seeds) == 1:
+        return [(config, dataclasses.replace(train, seed=seeds[0]))]
+    from snnbench.model import resolve       # here: the model layer is heavier than recipes
+    spec = resolve(config)
+    base = config.name or model_name(spec.defense, spec.arch, spec.dataset)
+    return [(config if i == 0 else dataclasses.replace(config, name=f"{base}-seed{seed}"),
+             dataclasses.replace(train, seed=seed)) for i, seed in enumerate(seeds)]
 
 
 COUNTS = {"n": 1, "k_eval": 1, "eot": 1, "seed": 0, "timesteps": 1}   # key: its minimum

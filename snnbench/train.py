@@ -30,7 +30,7 @@ from snnbench import progress
 from snnbench.checkpoint import (CARD, default_home, load_card, read_weights_meta,
                                  save_checkpoint, save_weights, weights_meta)
 from snnbench.config import TRACK_WEIGHT_DECAY, ModelConfig, TrainConfig, model_name
-from snnbench.data import dataset_info, input_card, load_dataset
+from snnbench.data import data_source, dataset_info, input_card, load_dataset
 from snnbench.defenses import Composite, Defense, LossContext, create_defense
 from snnbench.errors import SnnbenchError
 from snnbench.files import atomic_write_json, check_name, stable_seed
@@ -193,11 +193,22 @@ def _finished(folder: Path, spec: ModelSpec, train: TrainConfig) -> dict[str, An
     if not (folder / CARD).is_file():
         return None
     card = load_card(folder)
-    if card.get("spec") != json.loads(json.dumps(spec.to_dict())) or \
-            card.get("train") != dataclasses.asdict(train):
+    wanted = {"spec": json.loads(json.dumps(spec.to_dict())),
+              "train": json.loads(json.dumps(dataclasses.asdict(train)))}
+    differ = _differences({"spec": card.get("spec"), "train": card.get("train")}, wanted)
+    if differ:
         raise SnnbenchError(f"a model named {folder.name!r} with other settings already exists in "
-                            f"{folder.parent}; pick another --name or delete {folder}")
+                            f"{folder.parent} ({'; '.join(differ[:4])}); pick another --name "
+                            f"or delete {folder}")
     return card
+
+
+def _differences(have: Any, want: Any, key: str = "") -> list[str]:
+    """``key: stored X, asked Y`` for every leaf setting that differs (dotted keys)."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        return [line for k in sorted(set(have) | set(want), key=str)
+                for line in _differences(have.get(k), want.get(k), f"{key}.{k}" if key else str(k))]
+    return [] if have == want else [f"{key}: stored {have!r}, asked {want!r}"]
 
 
 def recipe_fields(recipe: Recipe | str | None) -> dict[str, Any]:
@@ -277,7 +288,7 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
     card = save_checkpoint(folder, model, spec, {
         "name": name, "defense": spec.defense, "arch": spec.arch, "dataset": spec.dataset,
         "timesteps": spec.timesteps, "stochastic": defense.stochastic(),
-        "input": input_card(info),
+        "input": input_card(info), "data_source": data_source(spec.dataset, data_root),
         "train": dataclasses.asdict(train), "weight_decay": decay, **recipe_fields(recipe),
         "history": history, "clean_accuracy": {"split": "test", "n": len(x_test), "acc": clean},
         "device": dev.type, **({"compiled": True} if compile else {})})

@@ -163,10 +163,11 @@ def test_membrane_constraint_values_and_gradient():
     far = [[torch.tensor([[0.0, 2.0, 1.6]])]]
     assert float(membrane_constraint(far, theta, delta)) == 0.0
     layers = [[torch.ones(2, 3) for _ in range(4)], [torch.ones(2, 5) for _ in range(4)]]
-    assert float(membrane_constraint(layers, theta, delta)) == pytest.approx(2 * delta)
-    assert float(membrane_constraint(layers, theta, delta, power=2)) == pytest.approx(2 * delta ** 2)
+    # u = theta everywhere: C_l = delta^p, the mean over layers delta^p, the sum L delta^p
+    assert float(membrane_constraint(layers, theta, delta)) == pytest.approx(delta ** 2)
+    assert float(membrane_constraint(layers, theta, delta, 1, "sum")) == pytest.approx(2 * delta)
     u = torch.tensor([[0.8, 1.2]], requires_grad=True)        # T = 1, B = 1, N = 2
-    membrane_constraint([[u]], theta, delta).backward()
+    membrane_constraint([[u]], theta, delta, power=1).backward()
     # -grad points away from theta (0.8 down, 1.2 up) with size 1/(T N B) = 1/2
     assert u.grad.flatten().tolist() == pytest.approx([0.5, -0.5])
 

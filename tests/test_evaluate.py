@@ -58,6 +58,7 @@ def test_libraries_on_the_loaded_model_agree_with_snnbench_attack(home):
 def test_evaluate_in_memory_model():
     torch.manual_seed(0)
     model = snnbench.create_model("vanilla", arch="tiny", dataset="digits", timesteps=2)
-    cards = snnbench.evaluate(model, ["fgsm"], n=50, device="cpu")
-    (card,) = cards
+    result = snnbench.evaluate(model, dataset="digits", attacks=["fgsm"], n=50, device="cpu",
+                               checks=False)
+    (card,) = result.cards
     assert card["eval"]["n"] == 50 and 0 <= card["result"]["robust_acc"] <= card["result"]["clean_acc"]

@@ -129,3 +129,54 @@ def test_report_layout_through_the_cli(home, tmp_path):
     assert "| paper Clean" in text and "93.32" in text
     listed = runner.invoke(app, ["list", "layouts"])
     assert listed.exit_code == 0 and "randhet-table1" in listed.output
+
+
+# ---- training seeds: a layout cell is the mean ± sample std over the seed replicas
+def seeded_rows(accs: list[float], seeds: list[int | None]) -> list[dict]:
+    rows = []
+    for acc, seed in zip(accs, seeds):
+        row = synthetic_row("tgo+at", "cifar10", "wrn16", acc=acc)
+        row["model"] += f"-seed{seed}" if seed else ""
+        row["train_seed"], row["setting"] = seed, {"samples": "abc", "n": 10000}
+        rows.append(row)
+    return rows
+
+
+def test_layout_cells_average_training_seeds():
+    layout = get_layout("tgo-table1")
+    rows = seeded_rows([0.30, 0.34, 0.38], [0, 1, 2])
+    table = render_layout(layout, rows)
+    (record,) = [r for r in table.records if r["model"] and r["row"] == "tgo+at"
+                 and r["group"] == "WRN-16-4"]
+    assert record["n_seeds"] == 3 and record["seeds"] == [0, 1, 2]
+    assert record["ours"]["FGSM"] == pytest.approx(0.34)
+    assert record["std"]["FGSM"] == pytest.approx(0.04)
+    body = next(r for r in table.body if r[1] == "tgo+at" and r[0] == "WRN-16-4")
+    assert body[table.header.index("FGSM")] == "34.00 ± 4.00"
+    # Δ compares the mean with the paper's mean (TGO: three seeds)
+    assert float(body[table.header.index("Δ FGSM")]) == pytest.approx(34.0 - 63.03)
+    assert "mean ± sample std over 3 training seeds" in table.description
+    assert "means over 3 seeds" in table.description
+
+
+def test_layout_keeps_one_row_per_seed_and_never_mixes_settings():
+    layout = get_layout("tgo-table1")
+    rows = seeded_rows([0.30, 0.50, 0.34], [0, 0, 1])     # a second seed-0 run: not a replica
+    rows[2]["setting"] = {"samples": "other", "n": 100}    # another sample set: not a replica
+    table = render_layout(layout, rows)
+    (record,) = [r for r in table.records if r["model"] and r["row"] == "tgo+at"
+                 and r["group"] == "WRN-16-4"]
+    assert record["n_seeds"] == 1 and record["ours"]["FGSM"] == pytest.approx(0.30)
+    assert "one training seed per row" in table.description
+
+
+def test_drop_columns_read_the_pgd_pair_before_the_alphabetically_first():
+    row = synthetic_row("rat+randhet", "cifar10", "sew-resnet19")
+    row["drop"] = {"apgd-ce": {"value": 0.3}, "pgd10": {"value": 0.1}}
+    row["attacks"]["apgd-ce"] = {"robust_acc": 0.6}
+    row["attacks"]["apgd-ce+eot"] = {"robust_acc": 0.3}
+    (mine,) = [r for r in render_layout(get_layout("randhet-table3"), [row]).records if r["model"]]
+    assert mine["ours"]["Drop"] == 0.1 and mine["ours"]["RA no EoT"] == 0.5
+    del row["drop"]["pgd10"]
+    (mine,) = [r for r in render_layout(get_layout("randhet-table3"), [row]).records if r["model"]]
+    assert mine["ours"]["Drop"] == 0.3 and mine["ours"]["RA EoT"] == 0.3

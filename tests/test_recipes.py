@@ -186,3 +186,32 @@ def test_every_stochastic_model_of_a_packaged_recipe_is_attacked_with_eot(name):
     assert stochastic_models, name
     if name in PAPER:      # every paper column exists without EoT beside its EoT run
         assert set(recipe.drop) == set(recipe.attacks)
+
+
+def test_seeds_train_every_model_once_per_seed():
+    from snnbench.recipe import parse_recipe_text
+    recipe = parse_recipe_text('dataset = "digits"\nseeds = [0, 1, 2]\n[[models]]\n'
+                               'defense = "rat+tgo"\n[[models]]\ndefense = "vanilla"\n'
+                               'name = "v"\n')
+    assert recipe.seeds == (0, 1, 2)
+    assert [(m.name, t.seed) for m, t in recipe.models] == [
+        (None, 0), ("tgo+rat-tiny-digits-seed1", 1), ("tgo+rat-tiny-digits-seed2", 2),
+        ("v", 0), ("v-seed1", 1), ("v-seed2", 2)]
+
+
+@pytest.mark.parametrize("seeds", ["[]", "[0, 0]", "[-1]", '["a"]'])
+def test_bad_seeds_are_refused_with_the_line(seeds):
+    from snnbench.recipe import parse_recipe_text
+    with pytest.raises(SnnbenchError, match="line 2.*seeds"):
+        parse_recipe_text(f'dataset = "digits"\nseeds = {seeds}\n[[models]]\ndefense = "vanilla"\n')
+
+
+@pytest.mark.parametrize("name", ["cifar10-tgo", "cifar100-tgo", "dvs-cifar10-tgo"])
+def test_tgo_recipes_average_three_seeds(name):
+    from snnbench.recipe import load_recipe
+    recipe = load_recipe(name)
+    assert recipe.seeds == (0, 1, 2)
+    first = [m for m, train in recipe.models if train.seed == 0]
+    assert len(recipe.models) == 3 * len(first)
+    named = {m.name for m, _ in recipe.models}
+    assert all(f"{m.name}-seed2" in named for m in first if m.name)

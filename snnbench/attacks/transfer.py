@@ -10,7 +10,9 @@ of the target fixes (Athalye et al., arXiv 1802.00420). Sources:
   command line loads it and binds it (``bind_source``); its weights' sha256 joins the key.
 
 The inner attack (default ``apgd-ce``) keeps its own settings, budget, EoT and gradient mode;
-all are in the key through the inner attack's key.
+all are in the key through the inner attack's key. The twins reach SpikingJelly's and
+snntorch's neurons too and refuse a neuron they do not know (``snnbench.neurons.foreign``);
+``check_reaches`` asks that of a whole plan before anything runs.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from torch import nn
 from snnbench.attacks.base import Attack
 from snnbench.attacks.registry import ATTACKS, PATTERNS, AttackFactory
 from snnbench.errors import SnnbenchError
+from snnbench.neurons.foreign import check_reachable
 from snnbench.neurons.twins import TWINS
 
 PREFIX = "transfer-"
@@ -101,6 +104,17 @@ def bind_source(attack: Attack, model: nn.Module, sha256: str) -> Attack:
         return attack
     return dataclasses.replace(attack, params={**attack.params, "source_sha256": sha256},
                                source_model=model)
+
+
+def check_reaches(model: nn.Module, attacks: list[Attack]) -> None:
+    """Refuse up front any attack whose gradient mode or twin cannot reach ``model``'s neurons
+    (the attack itself would refuse when its turn came, after the others ran)."""
+    for attack in attacks:
+        name = attack.label or attack.id
+        if attack.grad != "bptt":        # Attack.__call__ sets it on the target, transfers too
+            check_reachable(model, f"{name}: gradient mode {attack.grad}")
+        if isinstance(attack, TransferAttack) and attack.source in TWINS:
+            check_reachable(model, f"{name}: the {attack.source}")
 
 
 PATTERNS.append(transfer_factory)

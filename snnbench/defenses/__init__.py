@@ -7,6 +7,8 @@ from snnbench.defenses.registry import DEFENSES
 # Each file registers its defence on import.
 from snnbench.defenses import (at, dlif, het, randhet, rat, sr, stog, tgo,  # noqa: E402,F401
                                vanilla)
-from snnbench.defenses.compose import Composite, create_defense, parse_defense  # noqa: E402
+from snnbench.defenses.compose import (Composite, create_defense, parse_defense,  # noqa: E402
+                                       partner_defaults)
 
-__all__ = ["DEFENSES", "Composite", "Defense", "LossContext", "create_defense", "parse_defense"]
+__all__ = ["DEFENSES", "Composite", "Defense", "LossContext", "create_defense", "parse_defense",
+           "partner_defaults"]

@@ -6,9 +6,12 @@ docs/defenses.md).
 and the loss is CE on the last x_j only. tgo/pku tracks: eps 2/255, alpha 1/255, 2 steps,
 uniform start (SNN-RAT code defaults; TGO gives eps 2/255 only, its step size and count are
 RECONSTRUCTED as SNN-RAT's). randhet track: BrainCog's "RFGSM", a start in U(-eps/10, eps/10)
-then one step alpha = 4/255, eps = 4/255. Examples are crafted with BN in eval mode and every
-stochastic part on (``at.bn_mode = "eval"``; the StoG/RandHet code used train mode, quirk Q4),
-then the previous mode is restored.
+then one step alpha = 4/255, eps = 4/255. Every stochastic part stays on while crafting; BatchNorm
+follows the reference code of each track (``attack.train.bn_mode``): eval mode (running
+statistics, no updates) on the tgo and pku tracks, as the PKU and stable-snn code craft after
+``model.eval()``; train mode (batch statistics and running-stat updates from the adversarial
+pass) on the randhet track and in any model with ``stog``, as BrainCog and StoG-meets-SNN craft
+with the model in train mode. The previous mode is restored afterwards.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ class AdversarialSettings:
     steps: int = 2
     start: str = "uniform"        # uniform | normal | none
     start_scale: float = 1.0      # uniform: U(-s eps, s eps); normal: N(0, s^2)
-    # eval (default) | train (the StoG/RandHet code, quirk Q4); the key is attack.train.bn_mode
+    # eval (tgo/pku tracks) | train (randhet track, and with stog); key attack.train.bn_mode
     bn_mode: str = field(default="eval", metadata={"scope": "attack.train"})
 
     def __post_init__(self) -> None:
@@ -45,7 +48,7 @@ class AdversarialSettings:
 
 
 RFGSM_RANDHET = AdversarialSettings(eps=4 / 255, alpha=4 / 255, steps=1, start="uniform",
-                                    start_scale=0.1)
+                                    start_scale=0.1, bn_mode="train")
 
 
 @contextlib.contextmanager

@@ -49,6 +49,9 @@ class Defense:
     prefix: ClassVar[str] = ""                      # dotted-key scope of its settings
     settings_cls: ClassVar[type] = NoSettings
     slot: ClassVar[str] = "none"                    # neuron | gate | generator | loss | none
+    # Defaults this member sets for its partners' keys when they are present (StoG's reference
+    # crafts its training examples with BatchNorm in train mode): {dotted key: value}.
+    partner_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, settings: Mapping[str, Any] | None = None, track: str = "tgo") -> None:
         base = self.defaults(track)

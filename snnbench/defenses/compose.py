@@ -110,7 +110,15 @@ class Composite(Defense):
             member.after_step(model, epoch)
 
 
+def partner_defaults(names: list[str]) -> dict[str, Any]:
+    """The defaults members set for each other's keys (``stog`` makes ``at``/``rat`` craft
+    with BatchNorm in train mode, as its reference code does)."""
+    return {key: value for n in names for key, value in DEFENSES.get(n).partner_defaults.items()}
+
+
 def create_defense(expr: str, settings: Mapping[str, Any] | None = None,
                    track: str = "tgo") -> Composite:
     """The (possibly single-member) defence of ``expr`` with its settings."""
-    return Composite([DEFENSES.get(n)(settings, track) for n in parse_defense(expr)])
+    names = parse_defense(expr)
+    merged = {**partner_defaults(names), **(settings or {})}
+    return Composite([DEFENSES.get(n)(merged, track) for n in names])

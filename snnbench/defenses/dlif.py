@@ -1,13 +1,14 @@
 """``dlif``: dynamically stable LIF neurons (Ding et al., "Robust Stable Spiking Neural
-Networks", ICML 2024, arXiv 2405.20694; DingJianhao/stable-snn, MIT; defenses.md 2.6 and 4).
+Networks", ICML 2024, arXiv 2405.20694; DingJianhao/stable-snn, MIT; docs/defenses.md).
 
 Neuron ``u_t = k v_{t-1} + p_t I_t`` with ``p`` learnable per layer and step (init 1). Training
 needs a perturbed batch x~: the generator's output when composed (``dlif+at``, ``dlif+rat``),
-otherwise ``clip01(x + N(0, (8/255)^2))`` (``dlif.perturb = gaussian``; RECONSTRUCTED mapping of
-TGO's "DLIF under BPTT" row). Task loss ``kappa CE(f(x)) + (1 - kappa) CE(f(x~))``, kappa = 0.5.
+otherwise ``x + N(0, (8/255)^2)``, not clipped to [0, 1], as the reference's Gaussian mode
+(``dlif.perturb = gaussian``; RECONSTRUCTED mapping of TGO's "DLIF under BPTT" row). Task loss ``kappa CE(f(x)) + (1 - kappa) CE(f(x~))``, kappa = 0.5.
 Penalty at the last spiking layer: ``Delta_t = I_t(x) - I_t(x~)`` (clean current detached),
 ``Y_t = k Y_{t-1} + Delta_t``, ``L_ly = mean(Y^2)`` over t, batch and neurons, weight 1.
-k = 0.99 in the paper (``dlif.decay``); default: the track's decay (RECONSTRUCTED).
+k = 0.99 (``dlif.decay``), the paper's and the reference's value on every track; it also sets the
+penalty's memory. A negative ``dlif.decay`` takes the track's ``neuron.decay`` instead.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from snnbench.neurons import NeuronFactory, neuron_factory, spiking_neurons
 
 @dataclass(frozen=True)
 class DLIFSettings:
-    decay: float = -1.0          # < 0: the track's decay
+    decay: float = 0.99          # the paper's k; < 0: the track's neuron.decay
     kappa: float = 0.5
     penalty: float = 1.0         # alpha_ly
     perturb: str = "gaussian"    # gaussian | none (without a generator)
@@ -76,7 +77,8 @@ class DLIF(Defense):
             logits_clean, clean = ctx.logits, first
             if s.perturb == "none":
                 return F.cross_entropy(logits_clean.float(), ctx.y)
-            x_tilde = (ctx.x + s.noise_std * torch.randn_like(ctx.x)).clamp(0, 1)
+            # unclipped, as the reference's Gaussian mode
+            x_tilde = ctx.x + s.noise_std * torch.randn_like(ctx.x)
             logits_tilde, tilde = ctx.model(x_tilde), list(last.currents)
         task = s.kappa * F.cross_entropy(logits_clean.float(), ctx.y) + \
             (1 - s.kappa) * F.cross_entropy(logits_tilde.float(), ctx.y)

@@ -2,7 +2,7 @@
 docs/defenses.md).
 
 Inputs: FGSM, eps 2/255, no random start (SNN-RAT log ``FGSM[0.007843]``); randhet track: the
-RFGSM generator of ``at``. Weight decay 0. After every optimiser step, on every Conv2d (weight
+RFGSM generator of ``at`` (BatchNorm in train mode while crafting, as BrainCog; see ``at``). Weight decay 0. After every optimiser step, on every Conv2d (weight
 as ``C_out x C_in*k*k``) and every Linear, classifier included:
 
     W <- (1 + beta) W - beta W W^T W          beta = 0.004 (SNN-RAT log, RandHet paper)
@@ -82,7 +82,7 @@ class RAT(Defense):
         if track == "randhet":
             g = RFGSM_RANDHET
             return RATSettings(eps=g.eps, alpha=g.alpha, steps=g.steps, start=g.start,
-                               start_scale=g.start_scale)
+                               start_scale=g.start_scale, bn_mode=g.bn_mode)
         return RATSettings()
 
     def weight_decay(self, track_default: float) -> float:

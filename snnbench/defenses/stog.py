@@ -1,13 +1,17 @@
 """``stog``: stochastic gating of spikes (Ding et al., "Enhancing the robustness of SNNs with
-stochastic gating mechanisms", AAAI 2024; DingJianhao/StoG-meets-SNN, MIT; defenses.md 2.5, 4).
+stochastic gating mechanisms", AAAI 2024; DingJianhao/StoG-meets-SNN, MIT; docs/defenses.md).
 
 A gate after every spiking layer keeps each spike with probability ``p = clamp(rho, 0.1, 1)``
 (rho learnable, init 1), drawn per time step and sample, random at test time too (its
-"attack mode" that switches gates off is never used, quirk Q7). Extra loss on rho only:
+"attack mode" that switches gates off is never used, quirk Q7). rho's gradient carries the
+reference's sign (``stog.grad_sign = "reference"``, the code that produced the published
+numbers); ``"analytic"`` is the relaxed derivative's own sign. Extra loss on rho only:
 ``gamma * sum 1/2 rho^2`` over all gates, gamma = 5e-6. rho has its own SGD (lr 0.1, momentum
 0.9, no weight decay, cosine) and is updated only while epoch < K = 100 (``stog.freeze_epoch``),
 then frozen. ``stog`` alone trains on clean inputs; the paper's main setting adds FGSM 2/255
-examples (``stog+at`` with ``at.steps=1 at.alpha=2/255 at.start=none``).
+examples (``stog+at`` with ``at.steps=1 at.alpha=2/255 at.start=none``), crafted with BatchNorm
+in train mode as the reference does (a model with ``stog`` defaults ``attack.train.bn_mode`` to
+``train``).
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ class StoGSettings:
     freeze_epoch: int = 100      # K
     temperature: float = 0.5
     grad_reduce: str = "mean"
+    grad_sign: str = "reference"   # reference (inhibition_module.backward) | analytic
 
 
 def gates(model: nn.Module) -> list[StoGGate]:
@@ -44,11 +49,12 @@ class StoG(Defense):
     prefix = "stog"
     slot = "gate"
     settings_cls = StoGSettings
+    partner_defaults = {"attack.train.bn_mode": "train"}   # the reference crafts in train mode
 
     def wrap_neuron(self, factory: NeuronFactory, timesteps: int) -> NeuronFactory:
         s = self.settings
         return gated_factory(factory, timesteps, temperature=s.temperature,
-                             grad_reduce=s.grad_reduce)
+                             grad_reduce=s.grad_reduce, grad_sign=s.grad_sign)
 
     def stochastic(self) -> bool:
         return True

@@ -7,8 +7,8 @@ Paper: Ding et al., "Robust Stable Spiking Neural Networks", ICML 2024, arXiv 24
     convex form u_t = k v_{t-1} + (1-k) p_t I_t      (the track's ``neuron.form``)
 
 ``p`` (``input_gain``, shape ``(T,)``) is learned per layer, init 1; spike and reset as the track's
-LIF. Deterministic. ``decay = None`` takes the track's ``neuron.decay`` (RECONSTRUCTED for the tgo
-track); the DLIF paper uses ``decay = 0.99`` (``dlif.decay``). Recorded currents are the raw
+LIF. Deterministic. The ``dlif`` defence passes the paper's ``decay = 0.99`` (``dlif.decay``);
+``decay = None`` takes the track's ``neuron.decay``. Recorded currents are the raw
 ``I_t`` before the gain, as the base class records them. With ``p = 1`` and ``decay = None`` the
 neuron is the track's LIF bit for bit.
 """

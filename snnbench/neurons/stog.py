@@ -9,11 +9,14 @@ mechanisms", AAAI 2024 (code: DingJianhao/StoG-meets-SNN, MIT).
 
 ``rho`` has the neuron shape, is shared over batch and time, init 1 (gate fully open: the ungated
 layer exactly); m is drawn per time step, sample and neuron, in training and in evaluation alike.
-The backward is the straight-through relaxed Bernoulli with the correct, positive sign (quirk Q1:
-the reference multiplies it by -1); the gradient to ``s`` is ``m``. The clamp passes gradient to
+The backward is the straight-through relaxed Bernoulli times -1, as the reference's
+``inhibition_module.backward`` (``-1/(tau p (1-p))``): the published numbers were produced with
+that sign, so it is the default (``grad_sign = "reference"``). ``grad_sign = "analytic"`` keeps
+the relaxed derivative's own, positive sign. The gradient to ``s`` is ``m`` either way, so attacks
+(which differentiate in the input) see no difference. The clamp passes gradient to
 ``rho`` only where ``0.1 < rho < 1`` strictly. Defaults: ``temperature = 0.5`` (tau_c),
 ``grad_reduce = "mean"`` (rho's gradient averaged over the T*B axis, as the reference; ``"sum"``
-sums). ``rho`` takes no weight decay (its own optimiser, section 4: listed in ``no_weight_decay``).
+sums). The ``+1e-3`` keeps the derivative finite at p = 1, where the clamp passes no gradient. ``rho`` takes no weight decay (its own optimiser, section 4: listed in ``no_weight_decay``).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from snnbench.errors import SnnbenchError
 
 LOW, HIGH = 0.1, 1.0
 REDUCTIONS = ("mean", "sum")
+SIGNS = {"reference": -1.0, "analytic": 1.0}
 
 
 class RelaxedBernoulli(torch.autograd.Function):
@@ -33,10 +37,10 @@ class RelaxedBernoulli(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, p: torch.Tensor, noise: torch.Tensor, temperature: float,  # type: ignore[override]
-                reduce: str) -> torch.Tensor:
+                reduce: str, sign: float = -1.0) -> torch.Tensor:
         score = torch.logit(p) + noise          # +inf where p = 1 (noise is finite): m = 1
         ctx.save_for_backward(p, score)
-        ctx.temperature, ctx.reduce = temperature, reduce
+        ctx.temperature, ctx.reduce, ctx.sign = temperature, reduce, sign
         return (score >= 0).to(p.dtype)
 
     @staticmethod
@@ -44,10 +48,10 @@ class RelaxedBernoulli(torch.autograd.Function):
         p, score = ctx.saved_tensors
         tau = ctx.temperature
         sig = torch.sigmoid(score / tau)         # 1 where score = +inf: derivative 0, no NaN
-        dm_dp = sig * (1 - sig) / (tau * p * (1 - p + 1e-3))
+        dm_dp = ctx.sign * sig * (1 - sig) / (tau * p * (1 - p + 1e-3))
         grad = grad_m * dm_dp
         grad = grad.mean(0) if ctx.reduce == "mean" else grad.sum(0)
-        return grad, None, None, None
+        return grad, None, None, None, None
 
 
 class StoGGate(nn.Module):
@@ -56,16 +60,19 @@ class StoGGate(nn.Module):
     no_weight_decay: ClassVar[tuple[str, ...]] = ("rho",)
 
     def __init__(self, shape: tuple[int, ...], timesteps: int, *, temperature: float = 0.5,
-                 grad_reduce: str = "mean") -> None:
+                 grad_reduce: str = "mean", grad_sign: str = "reference") -> None:
         super().__init__()
         if not temperature > 0:
             raise SnnbenchError(f"stog.temperature must be positive, got {temperature}")
         if grad_reduce not in REDUCTIONS:
             raise SnnbenchError(f"stog.grad_reduce must be 'mean' or 'sum', got {grad_reduce!r}")
+        if grad_sign not in SIGNS:
+            raise SnnbenchError(f"stog.grad_sign must be 'reference' or 'analytic', got {grad_sign!r}")
         self.shape = tuple(shape)
         self.timesteps = timesteps
         self.temperature = float(temperature)
         self.grad_reduce = grad_reduce
+        self.grad_sign = grad_sign
         self.rho = nn.Parameter(torch.ones(self.shape))
         self.mean_field = False     # the mean twin's gate: s * p instead of s * m (no draws)
 
@@ -76,7 +83,7 @@ class StoGGate(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"shape={self.shape}, T={self.timesteps}, temperature={self.temperature}, "
-                f"grad_reduce={self.grad_reduce}")
+                f"grad_reduce={self.grad_reduce}, grad_sign={self.grad_sign}")
 
     def keep_probability(self) -> torch.Tensor:
         """``p = clamp(rho, 0.1, 1)``, passing gradient to rho only where 0.1 < rho < 1."""
@@ -99,7 +106,8 @@ class StoGGate(nn.Module):
         if self.mean_field:
             return s * p.to(s.dtype)
         noise = self.logistic_noise(s.shape)
-        m = RelaxedBernoulli.apply(p, noise, self.temperature, self.grad_reduce)
+        m = RelaxedBernoulli.apply(p, noise, self.temperature, self.grad_reduce,
+                                   SIGNS[self.grad_sign])
         return s * m.to(s.dtype)
 
 
@@ -119,7 +127,8 @@ def gated_factory(factory: Callable[[tuple[int, ...]], nn.Module], timesteps: in
                   **options: Any) -> Callable[[tuple[int, ...]], nn.Module]:
     """Wrap a neuron factory so that every neuron it builds is followed by a StoG gate.
 
-    ``options`` go to ``StoGGate`` (``temperature``, ``grad_reduce``); archs need no change.
+    ``options`` go to ``StoGGate`` (``temperature``, ``grad_reduce``, ``grad_sign``); archs need
+    no change.
     """
 
     def make(shape: tuple[int, ...]) -> nn.Module:

@@ -10,14 +10,17 @@ adversarial examples crafted on a smooth or noise-free model with the same weigh
   activation attack), gates at their mean; the input is still repeated over T steps, so the
   time-averaged readout is that of the ANN.
 
-Both are deep copies in eval mode: the target model is never touched.
+Both are deep copies in eval mode: the target model is never touched. SpikingJelly's and
+snntorch's neurons are reached too (``snnbench.neurons.foreign``: ReLU in the ANN twin; they
+draw no random numbers, so the mean twin keeps them); a neuron snnbench does not know, or a
+model with no neuron it knows, makes both twins refuse.
 """
 from __future__ import annotations
 
-import copy
-
 from torch import nn
 
+from snnbench.neurons.foreign import (check_reachable, copy_model, prepare_twin,
+                                      replace_with_relu)
 from snnbench.neurons.lif import LIF
 from snnbench.neurons.noisy import NoisyLIF
 from snnbench.neurons.randhet import RandHetLIF
@@ -26,6 +29,8 @@ from snnbench.neurons.stog import StoGGate
 
 class ReLUNeuron(nn.Module):
     """The ANN twin's activation: ``relu(I)`` for the input current, step by step."""
+
+    ann_twin_activation = True       # a neuron the attacker's gradient modes reach (no spike)
 
     def forward(self, x):  # noqa: ANN001 - a tensor in, a tensor out
         return x.relu()
@@ -45,15 +50,18 @@ def _mean_field(model: nn.Module) -> None:
 
 def mean_twin(model: nn.Module) -> nn.Module:
     """A noise-free copy of ``model``: every random quantity at its mean."""
-    twin = copy.deepcopy(model).eval()
+    twin = copy_model(model).eval()
+    prepare_twin(twin, "mean-twin")
     _mean_field(twin)
     return twin
 
 
 def ann_twin(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with ReLU in place of every spiking neuron (gates at their mean)."""
-    twin = copy.deepcopy(model).eval()
+    twin = copy_model(model).eval()
+    check_reachable(twin, "ann-twin")
     _mean_field(twin)
+    replace_with_relu(twin)
     for parent in list(twin.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, LIF):
