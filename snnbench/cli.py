@@ -242,10 +242,13 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
                                    steps=steps, norm=norm, n=n, chunk_size=chunk_size, seed=seed,
                                    device=device, data_root=data_root)
         _print_cards(result.cards)
-        _summary(started, f"{len(result.cards)} attack result(s) on {result.name}",
-                 str(api.home_path(home) / api.STORE),
-                 [("snnbench report", "the leaderboard, your model's row among the others")], home)
-        _print_own(result, home)
+        try:
+            _print_own(result, home)        # exits 1 when a check flagged the model
+        finally:
+            _summary(started, f"{len(result.cards)} attack result(s) on {result.name}",
+                     str(api.home_path(home) / api.STORE),
+                     [("snnbench report", "the leaderboard, your model's row among the others")],
+                     home)
         return
     with _watch(quiet):
         cards = api.attack(models, home=home, attacks=names, eps=eps, norm=norm, steps=steps, n=n,
