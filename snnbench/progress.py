@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import sys
 import threading
 import time
 from collections import deque
@@ -256,8 +257,10 @@ class LiveDisplay:
         self.bars = Progress(SpinnerColumn(), label, BarColumn(bar_width=None),
                              fixed("{task.fields[count]}"), fixed("{task.fields[rate]}"),
                              fixed("{task.fields[eta]}"), console=console, expand=True)
+        # prints to stdout appear above the screen, unless stdout goes to a file (keep them there)
         self.live = Live(console=console, get_renderable=self.render, refresh_per_second=4,
-                         transient=False, redirect_stdout=True, redirect_stderr=True)
+                         transient=False, redirect_stdout=_is_terminal(sys.stdout),
+                         redirect_stderr=True)
 
     def __enter__(self) -> "LiveDisplay":
         self.live.start()
@@ -334,6 +337,13 @@ class LiveDisplay:
             since = format_seconds(time.perf_counter() - self.status_since)
             lines.append(line(f"… {self.status_text} ({since})", "cyan"))
         return Group(*lines)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 @contextlib.contextmanager
