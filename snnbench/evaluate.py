@@ -482,8 +482,10 @@ def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: tor
     for task in plan.tasks:
         if task.key not in done:
             done[task.key] = store.stored_chunks(info.sha256, task.key)
-            bars.next(task_label(task, info), len(y), "samples",
-                      sum(_size(plan.part(i, config.chunk_size)) for i in done[task.key]))
+            bars.close()
+            if len(done[task.key]) < plan.count:      # else nothing to do, nothing to show
+                bars.next(task_label(task, info), len(y), "samples",
+                          sum(_size(plan.part(i, config.chunk_size)) for i in done[task.key]))
         if task.index in done[task.key]:
             continue
         previous = stored_chunk(store, info.sha256, task.earlier, task.index)

@@ -69,9 +69,11 @@ def test_an_attack_run_starts_at_zero_and_advances_per_chunk(home):
     assert done == sorted(done) and {50, 100, 150, 200} <= set(done)
     assert any(d % 50 for d in done)      # within a chunk: after its attacked batch
     assert events[-1] == ("finish", "fgsm on vanilla-tiny-digits", 200, 200, "samples")
-    with progress.listen(Recorder()) as again:      # a rerun: everything stored, counted as done
-        api.attack(home=home, attacks=["fgsm"], n=200, chunk_size=50, device="cpu")
-    assert again.of("fgsm on vanilla-tiny-digits")[0][2] == 200
+    api.attack(home=home, attacks=["pgd10"], n=200, chunk_size=50, max_chunks=1, device="cpu")
+    with progress.listen(Recorder()) as again:      # a rerun: stored chunks count as done
+        api.attack(home=home, attacks=["fgsm", "pgd10"], n=200, chunk_size=50, device="cpu")
+    assert again.of("fgsm on vanilla-tiny-digits") == []          # all stored: nothing to show
+    assert again.of("pgd10 on vanilla-tiny-digits")[0][:3] == ("start", "pgd10 on vanilla-tiny-digits", 50)
 
 
 def test_checks_count_each_probe_check(home):
