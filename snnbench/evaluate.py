@@ -220,6 +220,7 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
     chosen = current
     if len(target):
         xt, yt = x[target], y[target]
+
         def attacked(s: slice) -> torch.Tensor:
             adversarial = attack(model, xt[s].to(device), yt[s].to(device)).cpu()
             if on_batch:
