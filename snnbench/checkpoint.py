@@ -8,6 +8,10 @@ Besides the spec, training settings and history, a card keeps the recipe that tr
 ``recipe`` (its name), ``recipe_path`` (the file, resolved) and ``recipe_toml`` (its whole text),
 so the recipe travels with the checkpoint (``train.recipe_fields``, ``api.recipe_of``). These
 keys are optional (schema version 1 readers ignore them; older cards hold the name only).
+
+``spec.input_norm`` (``{"mean": [...], "std": [...]}``, optional): the input normalisation of a
+model whose weights expect other statistics than its data set's (an imported BrainCog model);
+``build`` uses it, and a card without it keeps the data set's.
 """
 from __future__ import annotations
 

@@ -180,9 +180,20 @@ def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or 
              [(f"snnbench attack {outcome.name}", "its robust accuracy")], home)
 
 
+def _floats_option(text: str | None, option: str) -> list[float] | None:
+    """``0.49,0.48,0.45`` as floats; one error line naming the option otherwise."""
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise SnnbenchError(f"{option} takes comma-separated numbers, one per channel, got "
+                            f"{text!r}") from None
+
+
 @app.command("import")
 @command
-def import_(file: Annotated[Path, typer.Argument(help="A .pt/.pth state dict (read with weights_only=True).")],
+def import_(file: Annotated[Path, typer.Argument(help="A .pt/.pth state dict (read with weights_only=True) or .safetensors.")],
             arch: Annotated[str, typer.Option(help="Architecture the weights belong to.")],
             defense: Annotated[str, typer.Option(help="Defence the model was trained with, e.g. vanilla.")],
             data: Annotated[str, typer.Option(help="Data set (see `snnbench list datasets`).")] = "digits",
@@ -190,12 +201,19 @@ def import_(file: Annotated[Path, typer.Argument(help="A .pt/.pth state dict (re
             track: Annotated[str, typer.Option(help="Neuron convention: tgo, pku or randhet.")] = "tgo",
             set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE setting; repeatable.")] = None,
             name: Annotated[Optional[str], typer.Option(help="Model name (default: DEFENSE-ARCH-DATA).")] = None,
+            from_: Annotated[Optional[str], typer.Option("--from", help="Key names of snn-rat, braincog or spikingjelly (docs/guide.md).")] = None,
+            map_: Annotated[Optional[list[str]], typer.Option("--map", help="OLD=NEW: rename a dotted key prefix; repeatable.")] = None,
+            drop: Annotated[Optional[list[str]], typer.Option(help="Leave out keys matching this glob, e.g. 'aux.*'; repeatable.")] = None,
+            mean: Annotated[Optional[str], typer.Option(help="Input mean per channel the weights were trained with, e.g. 0.4914,0.4822,0.4465.")] = None,
+            std: Annotated[Optional[str], typer.Option(help="Input std per channel, e.g. 0.2471,0.2435,0.2616.")] = None,
             home: HomeOpt = None, data_root: DataRootOpt = None, device: DeviceOpt = "auto",
             quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Import a foreign PyTorch checkpoint as a verified snnbench model (no code is unpickled)."""
     config = ModelConfig(defense, arch, data, timesteps, track, _parse_settings(set_), name)
     outcome = api.import_checkpoint(file, config, home=api.home_path(home), data_root=data_root,
-                                    device=device)
+                                    device=device, source=from_, maps=map_ or (),
+                                    drops=drop or (), mean=_floats_option(mean, "--mean"),
+                                    std=_floats_option(std, "--std"))
     card = outcome.card
     out.print(f"{outcome.status}: {outcome.name}  clean accuracy "
               f"{100 * card['clean_accuracy']['acc']:.2f}% on {card['clean_accuracy']['n']} test "
