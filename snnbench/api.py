@@ -20,8 +20,9 @@ from snnbench.attacks import Attack, create_attack
 from snnbench.attacks.suites import SUITES, build_member
 from snnbench.attacks.transfer import TransferAttack, check_reaches
 from snnbench.neurons import parse_grad_mode
-from snnbench.checks import (Outcome, Probe, Results, list_checks, run_probe_checks,
-                             run_result_checks)
+from snnbench import progress
+from snnbench.checks import (Outcome, Probe, Results, list_checks, probe_checks,
+                             run_probe_checks, run_result_checks)
 from snnbench.checkpoint import CARD, library_versions, load, now, verify
 from snnbench.config import ModelConfig, TrainConfig, check_count, parse_eps
 from snnbench.data import DATASETS, dataset_info, load_dataset
@@ -35,7 +36,7 @@ from snnbench.home import (STORE, bind_model_source, home_models, home_path,  # 
 from snnbench.gate import ALPHA as GATE_ALPHA, GateResult, compare, read_baseline
 from snnbench.importer import import_checkpoint  # noqa: F401  (the API of `snnbench import`)
 from snnbench.layouts import get_layout, render_layout, write_layout
-from snnbench.plots import SWEEP, plot_sweeps
+from snnbench.plots import SWEEP, is_sweep, plot_sweeps
 from snnbench.recipe import (Recipe, Sweep, load_recipe, parse_recipe_text,  # noqa: F401
                              recipe_of, recipe_or_none)
 from snnbench.report import FORMATS, Leaderboard, build_leaderboard, write_report
@@ -96,7 +97,7 @@ def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | 
                           chosen.drop_attacks(eps, norm, stochastic, eot, steps), chosen.cascade)
     else:
         k = (eot or (recipe.eot if recipe else 1)) if stochastic else 1
-        chosen_attacks = [create_attack(a, eps, norm, steps, k) for a in (names or recipe.attacks)]
+        chosen_attacks = [named_attack(a, eps, norm, steps, k) for a in (names or recipe.attacks)]
         keys = {a.key() for a in chosen_attacks}
         pairs = recipe.drop if recipe and not names and stochastic and k > 1 else ()
         paired = [attack for a in pairs for draws in (1, k)
@@ -110,6 +111,14 @@ def attacks_for(card: dict[str, Any], names: Sequence[str] | None, eps: float | 
     swap = lambda attacks: [a if a.grad == token else dataclasses.replace(a, grad=token)  # noqa: E731
                             for a in attacks]
     return AttackPlan(swap(plan.attacks), swap(plan.paired), plan.cascade, swap(plan.tail))
+
+
+def named_attack(name: str, eps: float, norm: str, steps: int | None, eot: int) -> Attack:
+    """An ``--attacks`` (or recipe) entry: an attack id, or the suite-member grammar
+    ``ID[:STEPS][@surrogate=MODE][@eot=2k][@targets=N]`` (``apgd-ce:20``); ``--steps`` wins."""
+    if "@" in name or name.rpartition(":")[2].isdigit():
+        return build_member(name, eps, norm, eot, steps)
+    return create_attack(name, eps, norm, steps, eot)
 
 
 def attack(models: Sequence[str] | None = None, *, home: str | Path | None = None,
@@ -258,17 +267,20 @@ def check(models: Sequence[str] | None = None, *, home: str | Path | None = None
     with open_store(home) as store:
         for name, card in cards.items():
             probe = _probe(name, card, home, n, eps, eot, seed, dev, data_root, recipe)
-            out[name] = _outcomes(probe, store, card["weights_sha256"], ids)
+            out[name] = _outcomes(probe, store, card["weights_sha256"], ids, name)
     return out
 
 
-def report(home: str | Path | None = None, out: str | Path = "leaderboards",
+def report(home: str | Path | None = None, out: str | Path | None = None,
            formats: Sequence[str] = FORMATS, name: str | None = None,
-           layout: str | None = None, plots: bool = False) -> tuple[Leaderboard, list[Path]]:
+           layout: str | None = None, plots: bool | None = False) -> tuple[Leaderboard, list[Path]]:
     """Write the leaderboard, or with ``layout`` a paper table (``<name>-<layout>.*``); with
-    ``plots`` also the sweep curves (``<name>-eps.png`` ...), linked from the Markdown."""
+    ``plots`` also the sweep curves (``<name>-eps.png`` ...), linked from the Markdown;
+    ``plots=None``: when the store holds sweep runs. ``out`` defaults to ``<home>/leaderboards``
+    (a user's files stay out of a clone; the committed ones are written with an explicit out)."""
     if "html" in formats:
-        return site(home, out, name, plots)
+        return site(home, out if out is not None else "site", name, plots is not False)
+    out = Path(out) if out is not None else home_path(home) / "leaderboards"
     table = get_layout(layout) if layout and layout != "leaderboard" else None
     board = leaderboard(home, name)
     check_name(board.name, "leaderboard --name")       # the files' stem: stays inside --out
@@ -276,9 +288,11 @@ def report(home: str | Path | None = None, out: str | Path = "leaderboards",
         raise SnnbenchError(f"no finished attack results in {home_path(home) / STORE}; run "
                             "`snnbench attack` first")
     figures: list[Path] = []
-    if plots:
+    if plots is not False:
         with open_store(home) as store:
-            figures = plot_sweeps(store.cards(), Path(out), board.name)
+            cards = store.cards()
+        if plots or (table is None and any(is_sweep(c) for c in cards)):
+            figures = plot_sweeps(cards, Path(out), board.name)
     if table is not None:
         return board, figures + write_layout(render_layout(table, board.main_rows()), Path(out),
                                              board.name, tuple(formats), figures)
@@ -345,7 +359,7 @@ class RunOutcome:
 
 
 def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
-        out: str | Path = "leaderboards", device: str = "auto",
+        out: str | Path | None = None, device: str = "auto",
         data_root: str | Path | None = None, on_epoch: EpochCallback | None = None,
         on_chunk: ChunkCallback | None = None,
         on_model: Any = None, executor: str = "local",
@@ -392,6 +406,7 @@ def run(recipe: str | Path | None = None, *, home: str | Path | None = None,
     # stochastic digits model; `snnbench check` runs it)
     check(names, home=home, seed=spec.seed, device=device, data_root=data_root,
           checks=[c for c in list_checks() if c != "C10"])
+    progress.status("writing the leaderboard")
     outcome.board, outcome.written = report(home, out, name=spec.name, plots=spec.sweep is not None)
     for layout in spec.layouts:
         if layout != "leaderboard":
@@ -551,16 +566,19 @@ def _own_checks(own: OwnModel, card: dict[str, Any], store: ResultStore, x: Any,
     px, py = select_samples(x, y, n, num_classes)
     k = eot or (max(recipe.eot, 4) if recipe else 4)
     probe = Probe(own, px, py, own.stochastic, num_classes, card["eps"], card["norm"], k, seed, dev)
-    return _outcomes(probe, store, card["sha256"], ids)
+    return _outcomes(probe, store, card["sha256"], ids, card["name"])
 
 
-def _outcomes(probe: Probe, store: ResultStore, sha: str,
-              ids: Sequence[str] | None) -> list[Outcome]:
+def _outcomes(probe: Probe, store: ResultStore, sha: str, ids: Sequence[str] | None,
+              name: str) -> list[Outcome]:
     """Probe checks on ``probe`` and result checks on the stored cards of ``sha``, stored."""
     own = [c for c in store.cards() if c["model"]["sha256"] == sha]
     board = build_leaderboard(own, "check") if own else None
     results = Results(own, board.rows[0] if board and board.rows else None)
-    outcomes = run_probe_checks(probe, ids) + run_result_checks(results, ids)
+    with progress.task(f"checks on {name}", len(probe_checks(ids)), "checks") as bar:
+        outcomes = run_probe_checks(probe, ids, bar.step)
+        bar.step("")
+    outcomes += run_result_checks(results, ids)
     store.put_checks(sha, [o.to_dict() for o in outcomes])
     return outcomes
 

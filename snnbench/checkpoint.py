@@ -8,6 +8,10 @@ Besides the spec, training settings and history, a card keeps the recipe that tr
 ``recipe`` (its name), ``recipe_path`` (the file, resolved) and ``recipe_toml`` (its whole text),
 so the recipe travels with the checkpoint (``train.recipe_fields``, ``api.recipe_of``). These
 keys are optional (schema version 1 readers ignore them; older cards hold the name only).
+
+``spec.input_norm`` (``{"mean": [...], "std": [...]}``, optional): the input normalisation of a
+model whose weights expect other statistics than its data set's (an imported BrainCog model);
+``build`` uses it, and a card without it keeps the data set's.
 """
 from __future__ import annotations
 
@@ -109,7 +113,17 @@ def model_dir(ref: str | Path, home: Path | None = None) -> Path:
     if candidate.is_dir():
         return candidate
     raise SnnbenchError(f"no model {text!r}: looked for a folder {path} and for {candidate}; "
-                        "train one with `snnbench train` or pass a checkpoint folder")
+                        f"{_model_hint(text, home)}train one with `snnbench train` or pass a "
+                        "checkpoint folder")
+
+
+def _model_hint(name: str, home: Path) -> str:
+    """``did you mean ...? `` over the home's finished models (empty when none is close)."""
+    import difflib
+    folder = home / "models"
+    names = sorted(p.name for p in folder.iterdir() if (p / CARD).is_file()) if folder.is_dir() else []
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
 
 
 def load_card(ref: str | Path, home: Path | None = None) -> dict[str, Any]:

@@ -6,21 +6,21 @@ code 2 (``--debug`` shows the traceback). Exit 1 means a gate failed.
 from __future__ import annotations
 
 import functools
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from snnbench import api, runtime
+from snnbench import api, progress, runtime
 from snnbench.cli_zoo import zoo_app
 from snnbench.config import ModelConfig, TrainConfig, format_eps, parse_assignment
 from snnbench.errors import SnnbenchError
 from snnbench.plugins import PluginWarning
-from snnbench.report import attack_label
+from snnbench.report import attack_label, cascade_member
 
 app = typer.Typer(name="snnbench", no_args_is_help=True, add_completion=False,
                   help="Benchmark the adversarial robustness of spiking neural networks.")
@@ -35,7 +35,7 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the leaderboard files.")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Folder for the leaderboard files (default: HOME/leaderboards; the committed ones: --out leaderboards).")]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (this process) or ray (tasks on a Ray cluster; needs the ray extra: docs/scaling.md).")]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="Run the model through torch.compile (opt-in; the first batches pay for compiling).")]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Processes that build training batches (default: 0 on the CPU, up to 4 on CUDA).")]
@@ -78,10 +78,20 @@ def _plugin_warning_line(show: Callable[..., None]) -> Callable[..., None]:
     return showwarning
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from snnbench import __version__
+        out.print(f"snnbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _setup(threads: Annotated[Optional[int], typer.Option(
         "--threads", envvar="SNNBENCH_THREADS",
-        help="CPU threads for torch (default: one per idle core).")] = None) -> None:
+        help="CPU threads for torch (default: one per idle core).")] = None,
+        version: Annotated[bool, typer.Option(
+            "--version", callback=_print_version, is_eager=True,
+            help="Print the version and exit.")] = False) -> None:
     """Benchmark the adversarial robustness of spiking neural networks."""
     warnings.showwarning = _plugin_warning_line(warnings.showwarning)
     runtime.tune_allocator()
@@ -92,29 +102,25 @@ def _setup(threads: Annotated[Optional[int], typer.Option(
         raise typer.Exit(2) from None
 
 
-def _progress(quiet: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err,
-                    disable=quiet or not err.is_terminal)
+def _watch(quiet: bool) -> Any:
+    """Progress on stderr while the block runs (snnbench/progress.py): a live bounded screen on
+    a terminal, plain lines in a log, nothing with --quiet."""
+    return progress.watch(err, quiet)
 
 
-class _Bars:
-    """Callbacks feeding rich progress bars (training epochs, attack chunks)."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, Any] = {}
-
-    def _update(self, label: str, done: int, total: int) -> None:
-        if label not in self.tasks:
-            self.tasks[label] = self.progress.add_task(label, total=total)
-        self.progress.update(self.tasks[label], completed=done)
-
-    def on_epoch(self, name: str) -> Callable[[int, int, dict], None]:
-        return lambda done, total, stats: self._update(f"train {name}", done, total)
-
-    def on_chunk(self, model: str, attack: str, done: int, total: int) -> None:
-        self._update(f"{attack} on {model}", done, total)
+def _summary(started: float, what: str, where: str, steps: list[tuple[str, str]],
+             home: Path | None = None) -> None:
+    """The closing lines of a long command: what was done, where it is, what to type next
+    (with ``--home`` when the home is not the default one)."""
+    out.print(f"done in {progress.format_seconds(time.perf_counter() - started)}: {what}",
+              highlight=False, soft_wrap=True)
+    out.print(f"results: {where}", highlight=False, soft_wrap=True)
+    flag = f" --home {home}" if home is not None and api.home_path(home) != api.home_path(None) \
+        else ""
+    for command_line, why in steps:
+        if command_line.startswith("snnbench "):
+            command_line += flag
+        out.print(f"next: {command_line}   ({why})", highlight=False, soft_wrap=True)
 
 
 def _parse_settings(values: list[str] | None) -> dict[str, str]:
@@ -181,11 +187,10 @@ def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or 
     """Train a model (or resume an interrupted run) and save its checkpoint in the home."""
     config = ModelConfig(defense, arch, data, timesteps, track, _parse_settings(set_), name)
     train_config = TrainConfig().replace(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    with _progress(quiet) as progress:
-        bars = _Bars(progress)
+    started = time.perf_counter()
+    with _watch(quiet):
         outcome = api.train_model(config, train_config, home=api.home_path(home),
-                                  data_root=data_root, device=device,
-                                  on_epoch=bars.on_epoch(name or defense), workers=workers,
+                                  data_root=data_root, device=device, workers=workers,
                                   compile=compile_)
     card = outcome.card
     last = card["history"][-1] if card.get("history") else {}
@@ -193,11 +198,24 @@ def train(defense: Annotated[str, typer.Argument(help="Defence, e.g. vanilla or 
               f"{100 * card['clean_accuracy']['acc']:.2f}% on {card['clean_accuracy']['n']} test "
               f"images  ({last.get('images_per_s', '-')} images/s)  -> {outcome.folder}",
               highlight=False)
+    _summary(started, f"model {outcome.name} {outcome.status}", str(outcome.folder),
+             [(f"snnbench attack {outcome.name}", "its robust accuracy")], home)
+
+
+def _floats_option(text: str | None, option: str) -> list[float] | None:
+    """``0.49,0.48,0.45`` as floats; one error line naming the option otherwise."""
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise SnnbenchError(f"{option} takes comma-separated numbers, one per channel, got "
+                            f"{text!r}") from None
 
 
 @app.command("import")
 @command
-def import_(file: Annotated[Path, typer.Argument(help="A .pt/.pth state dict (read with weights_only=True).")],
+def import_(file: Annotated[Path, typer.Argument(help="A .pt/.pth state dict (read with weights_only=True) or .safetensors.")],
             arch: Annotated[str, typer.Option(help="Architecture the weights belong to.")],
             defense: Annotated[str, typer.Option(help="Defence the model was trained with, e.g. vanilla.")],
             data: Annotated[str, typer.Option(help="Data set (see `snnbench list datasets`).")] = "digits",
@@ -205,12 +223,19 @@ def import_(file: Annotated[Path, typer.Argument(help="A .pt/.pth state dict (re
             track: Annotated[str, typer.Option(help="Neuron convention: tgo, pku or randhet.")] = "tgo",
             set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE setting; repeatable.")] = None,
             name: Annotated[Optional[str], typer.Option(help="Model name (default: DEFENSE-ARCH-DATA).")] = None,
+            from_: Annotated[Optional[str], typer.Option("--from", help="Key names of snn-rat, braincog or spikingjelly (docs/guide.md).")] = None,
+            map_: Annotated[Optional[list[str]], typer.Option("--map", help="OLD=NEW: rename a dotted key prefix; repeatable.")] = None,
+            drop: Annotated[Optional[list[str]], typer.Option(help="Leave out keys matching this glob, e.g. 'aux.*'; repeatable.")] = None,
+            mean: Annotated[Optional[str], typer.Option(help="Input mean per channel the weights were trained with, e.g. 0.4914,0.4822,0.4465.")] = None,
+            std: Annotated[Optional[str], typer.Option(help="Input std per channel, e.g. 0.2471,0.2435,0.2616.")] = None,
             home: HomeOpt = None, data_root: DataRootOpt = None, device: DeviceOpt = "auto",
             quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Import a foreign PyTorch checkpoint as a verified snnbench model (no code is unpickled)."""
     config = ModelConfig(defense, arch, data, timesteps, track, _parse_settings(set_), name)
     outcome = api.import_checkpoint(file, config, home=api.home_path(home), data_root=data_root,
-                                    device=device)
+                                    device=device, source=from_, maps=map_ or (),
+                                    drops=drop or (), mean=_floats_option(mean, "--mean"),
+                                    std=_floats_option(std, "--std"))
     card = outcome.card
     out.print(f"{outcome.status}: {outcome.name}  clean accuracy "
               f"{100 * card['clean_accuracy']['acc']:.2f}% on {card['clean_accuracy']['n']} test "
@@ -245,36 +270,49 @@ def attack(models: Annotated[Optional[list[str]], typer.Argument(help="Model nam
     that Python code (only pass code you trust). Its row lands in the home's results like any
     other, so `snnbench report` and `snnbench gate` read it."""
     names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
+    started = time.perf_counter()
     if own_model is not None:
         if models or track or executor != "local" or compile_:
             raise SnnbenchError("--model attacks one model from code; drop the model names, "
                                 "--track, --executor and --compile")
-        with _progress(quiet) as progress:
+        with _watch(quiet):
             result = _evaluate_own(own_model, data, name, stochastic, not no_checks, home=home,
                                    attacks=names, suite=suite, recipe=recipe, eot=eot,
                                    surrogate=surrogate, per_attack_full=per_attack_full, eps=eps,
                                    steps=steps, norm=norm, n=n, chunk_size=chunk_size, seed=seed,
-                                   device=device, data_root=data_root,
-                                   on_chunk=_Bars(progress).on_chunk)
+                                   device=device, data_root=data_root)
         _print_cards(result.cards)
-        _print_own(result, home)
+        try:
+            _print_own(result, home)        # exits 1 when a check flagged the model
+        finally:
+            _summary(started, f"{len(result.cards)} attack result(s) on {result.name}",
+                     str(api.home_path(home) / api.STORE),
+                     [("snnbench report", "the leaderboard, your model's row among the others")],
+                     home)
         return
-    with _progress(quiet) as progress:
+    with _watch(quiet):
         cards = api.attack(models, home=home, attacks=names, eps=eps, norm=norm, steps=steps, n=n,
                            suite=suite, eot=eot, surrogate=surrogate,
                            per_attack_full=per_attack_full, track=track, seed=seed,
                            chunk_size=chunk_size, device=device, data_root=data_root,
-                           on_chunk=_Bars(progress).on_chunk, executor=executor,
-                           ray_address=ray_address, compile=compile_, recipe=recipe)
+                           executor=executor, ray_address=ray_address, compile=compile_,
+                           recipe=recipe)
     _print_cards(cards)
+    flagged: dict[str, list[str]] = {}
     if suite == "full":
         flagged = {r["model"]: r["unreliable"] for r in api.leaderboard(home).rows if r["unreliable"]}
         for model, labels in flagged.items():
             err.print(f"unreliable: {model}: {'; '.join(labels)}", highlight=False)
         out.print(f"sanity checks stored ({len(flagged)} model(s) flagged); details: "
                   "`snnbench check`", highlight=False)
-        if flagged:
-            raise typer.Exit(1)
+    attacked = sorted({card["model"]["name"] for card in cards})
+    steps = [("snnbench report", f"the leaderboard in {api.home_path(home) / 'leaderboards'}")]
+    if suite != "full":
+        steps.append(("snnbench check", "the gradient-masking sanity checks"))
+    _summary(started, f"{len(cards)} attack result(s) on {len(attacked)} model(s)",
+             str(api.home_path(home) / api.STORE), steps, home)
+    if flagged:
+        raise typer.Exit(1)
 
 
 def _evaluate_own(ref: str, data: str, name: str | None, stochastic: bool | None, checks: bool,
@@ -309,7 +347,7 @@ def _print_cards(cards: list[dict]) -> None:
     for card in cards:
         r = card["result"]
         cascade = card["eval"].get("cascade")
-        label = f"→{attack_label(card)} ({cascade['position']}/{cascade['of']})" if cascade \
+        label = f"→{cascade_member(card)} ({cascade['position']}/{cascade['of']})" if cascade \
             else attack_label(card)
         table.add_row(card["model"]["name"], label, format_eps(card["attack"]["eps"]),
                       f"{100 * r['clean_acc']:.2f}", f"{100 * r['robust_acc']:.2f}",
@@ -332,6 +370,7 @@ def check(models: Annotated[Optional[list[str]], typer.Argument(help="Model name
           eot: Annotated[Optional[int], typer.Option(help="EoT draws per step on stochastic models.")] = None,
           only: Annotated[Optional[str], typer.Option("--checks", help="Comma-separated check ids, e.g. C07,C08.")] = None,
           own_model: OwnModelOpt = None, name: OwnNameOpt = None,
+          verbose: Annotated[bool, typer.Option("--verbose", help="Print every check's detail (always written to HOME/checks.txt).")] = False,
           seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
           device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Run the gradient-masking sanity checks and store them; exit 1 when a model is flagged.
@@ -339,19 +378,29 @@ def check(models: Annotated[Optional[list[str]], typer.Argument(help="Model name
     With --model MODULE:CALLABLE, check your own model, stored before by `attack --model`
     (its data set, budget and declaration come from there): this runs that Python code."""
     ids = [c.strip() for c in only.split(",") if c.strip()] if only else None
+    started = time.perf_counter()
     if own_model is not None:
         from snnbench.own_model import load_callable
         if models or eps:
             raise SnnbenchError("--model checks one model from code with the budget it was "
                                 "attacked at; drop the model names and --eps")
         module, fn = load_callable(own_model)
-        results = {name or fn: api.check_own(module, name or fn, home=home, n=n, eot=eot,
-                                             checks=ids, seed=seed, device=device,
-                                             data_root=data_root)}
+        with _watch(quiet):
+            results = {name or fn: api.check_own(module, name or fn, home=home, n=n, eot=eot,
+                                                 checks=ids, seed=seed, device=device,
+                                                 data_root=data_root)}
     else:
-        results = api.check(models, home=home, n=n, eps=eps, eot=eot, checks=ids, seed=seed,
-                            device=device, data_root=data_root)
-    flagged = _print_checks(results)
+        with _watch(quiet):
+            results = api.check(models, home=home, n=n, eps=eps, eot=eot, checks=ids,
+                                seed=seed, device=device, data_root=data_root)
+    details = api.home_path(home) / "checks.txt"
+    flagged = _print_checks(results, details, verbose)
+    steps = [("snnbench report", "the leaderboard marks flagged models ⚠ unreliable")]
+    if not verbose:
+        steps.insert(0, (f"less {details}", "every check's detail"))
+    _summary(started, f"{sum(map(len, results.values()))} check(s) on {len(results)} model(s), "
+             f"{len(flagged)} flagged", f"{api.home_path(home) / api.STORE}, {details}", steps,
+             home)
     if flagged:
         err.print(f"unreliable: {', '.join(flagged)} (failed checks above; docs/protocol.md)",
                   highlight=False)
@@ -361,7 +410,7 @@ def check(models: Annotated[Optional[list[str]], typer.Argument(help="Model name
 @app.command()
 @command
 def diagnose(model: Annotated[str, typer.Argument(help="Model name in the home.")],
-             n: Annotated[int, typer.Option("--n", help="Test samples (potentials from 1,000 in the spec).")] = api.DIAGNOSE_N,
+             n: Annotated[int, typer.Option("--n", help="Test samples (docs/protocol.md: potentials from 1,000).")] = api.DIAGNOSE_N,
              metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated: agcs, tnf, sparsity, spike_rate.")] = None,
              seed: SeedOpt = 0, home: HomeOpt = None, data_root: DataRootOpt = None,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
@@ -377,28 +426,52 @@ def diagnose(model: Annotated[str, typer.Argument(help="Model name in the home."
     out.print(table)
 
 
-def _print_checks(results: dict[str, list]) -> list[str]:
-    flagged = []
-    for name, outcomes in results.items():
-        table = Table(title=name, title_justify="left")
-        for column in ("check", "level", "status", "detail"):
-            table.add_column(column, overflow="fold")
-        for o in outcomes:
-            style = {"fail": "red" if o.flags else "yellow", "skip": "dim"}.get(o.status, "")
-            table.add_row(o.id, o.level, o.status, o.detail, style=style)
+def _print_checks(results: dict[str, list], details: Path, verbose: bool) -> list[str]:
+    """One summary row per model and a line per failed check; every check's detail goes to
+    ``details`` (and to the screen with ``verbose``). The flagged models."""
+    tables = [_check_table(name, outcomes) for name, outcomes in results.items()]
+    details.parent.mkdir(parents=True, exist_ok=True)
+    with details.open("w", encoding="utf-8") as file:
+        writer = Console(file=file, width=160, color_system=None, soft_wrap=False)
+        for table in tables:
+            writer.print(table)
+    for table in tables if verbose else []:
         out.print(table)
-        if any(o.flags for o in outcomes):
-            flagged.append(name)
-    return flagged
+    summary = Table(title="sanity checks", title_justify="left")
+    for column in ("model", "passed", "failed", "skipped", "verdict"):
+        summary.add_column(column, overflow="fold")
+    for name, outcomes in results.items():
+        count = lambda status: str(sum(o.status == status for o in outcomes))  # noqa: E731
+        bad = [o.id for o in outcomes if o.flags]
+        summary.add_row(name, count("pass"), count("fail"), count("skip"),
+                        f"unreliable ({', '.join(bad)})" if bad else "ok",
+                        style="red" if bad else "")
+    out.print(summary)
+    for name, outcomes in results.items():
+        for o in (o for o in outcomes if o.status == "fail"):
+            out.print(f"{name}: {o.label() if o.flags else o.id + ' (warning)'}: {o.detail}",
+                      highlight=False, markup=False, soft_wrap=True)
+    return [name for name, outcomes in results.items() if any(o.flags for o in outcomes)]
+
+
+def _check_table(name: str, outcomes: list) -> Table:
+    """Every check of one model with its detail."""
+    table = Table(title=name, title_justify="left")
+    for column in ("check", "level", "status", "detail"):
+        table.add_column(column, overflow="fold")
+    for o in outcomes:
+        style = {"fail": "red" if o.flags else "yellow", "skip": "dim"}.get(o.status, "")
+        table.add_row(o.id, o.level, o.status, o.detail, style=style)
+    return table
 
 
 @app.command()
 @command
 def report(format: Annotated[str, typer.Option("--format", help="md, csv, json, all (the three) or html (a static site).")] = "all",
-           out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the files (default: leaderboards/; html: site/).")] = None,
+           out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the files (default: HOME/leaderboards; html: site/; the committed ones: --out leaderboards).")] = None,
            name: Annotated[Optional[str], typer.Option(help="File name (default: the recipe's).")] = None,
            layout: Annotated[str, typer.Option(help="Table shape: leaderboard, or a paper table (see `snnbench list layouts`).")] = "leaderboard",
-           plots: Annotated[bool, typer.Option("--plots", help="Also draw accuracy vs eps / steps / EoT (PNG and SVG) from the sweep runs.")] = False,
+           plots: Annotated[Optional[bool], typer.Option("--plots/--no-plots", help="Draw accuracy vs eps / steps / EoT (PNG and SVG) from the sweep runs (default: when the store holds any).")] = None,
            home: HomeOpt = None, debug: DebugOpt = False) -> None:
     """Write the leaderboard (or a paper's table) from the stored result cards."""
     formats = ("md", "csv", "json") if format == "all" else (format,)
@@ -406,8 +479,8 @@ def report(format: Annotated[str, typer.Option("--format", help="md, csv, json, 
         raise SnnbenchError(f"unknown format {format!r}; choose md, csv, json, all or html")
     if format == "html" and layout != "leaderboard":
         raise SnnbenchError("--format html writes every layout the store can fill; drop --layout")
-    out_dir = out_dir or Path("site" if format == "html" else "leaderboards")
-    board, written = api.report(home, out_dir, formats, name, layout, plots or format == "html")
+    out_dir = out_dir or (Path("site") if format == "html" else api.home_path(home) / "leaderboards")
+    board, written = api.report(home, out_dir, formats, name, layout, True if format == "html" else plots)
     if format == "html":
         out.print(f"site: {out_dir / 'index.html'} ({len(written)} files)", highlight=False)
         return
@@ -455,28 +528,30 @@ def _gate_cell(cell: Any) -> str:
 @app.command()
 @command
 def run(recipe: Annotated[Optional[str], typer.Argument(help="Recipe file or zoo name (default: digits).")] = None,
-        out_dir: OutOpt = Path("leaderboards"), executor: ExecutorOpt = "local",
+        out_dir: OutOpt = None, executor: ExecutorOpt = "local",
         ray_address: RayAddressOpt = None, workers: WorkersOpt = None,
         compile_: CompileOpt = False, home: HomeOpt = None, data_root: DataRootOpt = None,
         device: DeviceOpt = "auto", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Train the recipe's models, attack them and write the leaderboard."""
-    with _progress(quiet) as progress:
-        bars = _Bars(progress)
-        current: dict[str, str] = {}
-
-        def on_model(config: ModelConfig) -> None:
-            current["name"] = config.name or f"{config.defense}-{config.arch}"
-
+    started = time.perf_counter()
+    out_dir = out_dir or api.home_path(home) / "leaderboards"
+    with _watch(quiet):
         outcome = api.run(recipe, home=home, out=out_dir, device=device, data_root=data_root,
-                          on_epoch=lambda d, t, s: bars.on_epoch(current.get("name", ""))(d, t, s),
-                          on_chunk=bars.on_chunk, on_model=on_model, executor=executor,
-                          ray_address=ray_address, workers=workers, compile=compile_)
+                          executor=executor, ray_address=ray_address, workers=workers,
+                          compile=compile_)
     for trained in outcome.trained:
         out.print(f"model {trained.name} ({trained.status}): {trained.folder}", highlight=False)
     out.print(f"results: {api.home_path(home) / api.STORE}", highlight=False)
     _print_cards(outcome.cards)
     for path in outcome.written:
         out.print(f"leaderboard: {path}", highlight=False)
+    board = next((p for p in outcome.written if p.suffix == ".json"), out_dir / "BOARD.json")
+    markdown = next((p for p in outcome.written if p.suffix == ".md"), board)
+    _summary(started, f"{len(outcome.trained)} model(s), {len(outcome.cards)} attack result(s), "
+             "sanity checks stored", f"{markdown} (and {api.home_path(home) / api.STORE})",
+             [("snnbench report --format html", "a browsable site of these results in site/"),
+              (f"snnbench gate --baseline {board}", "in CI: fail when robust accuracy moves")],
+             home)
 
 
 # `snnbench zoo list|pull|add` (cli_zoo.py), with this module's error mapping

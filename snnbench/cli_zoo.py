@@ -23,7 +23,7 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on erro
 
 zoo_app = typer.Typer(no_args_is_help=True, help="Shared checkpoints: list, pull (sha256-checked) and add.")
 ManifestOpt = Annotated[Optional[Path], typer.Option("--manifest", envvar="SNNBENCH_ZOO",
-                        help="Zoo manifest (default: the packaged zoo/models.toml).")]
+                        help="Zoo manifest (default: the packaged zoo/models.toml plus ./zoo/models.toml, where `zoo add` writes).")]
 
 
 @zoo_app.command("list")
@@ -32,7 +32,7 @@ def zoo_list(manifest: ManifestOpt = None, debug: DebugOpt = False) -> None:
     from snnbench import zoo
     entries = zoo.read_manifest(manifest)
     if not entries:
-        err.print(f"no models in {zoo.manifest_path(manifest)}", highlight=False)
+        err.print(f"no models in {zoo.describe_manifests(manifest)}", highlight=False)
         return
     table = Table(box=None)
     table.add_column("name", no_wrap=True)
@@ -48,6 +48,7 @@ def zoo_list(manifest: ManifestOpt = None, debug: DebugOpt = False) -> None:
 @zoo_app.command("pull")
 def zoo_pull(name: Annotated[str, typer.Argument(help="Zoo model name (see `snnbench zoo list`).")],
              manifest: ManifestOpt = None, home: HomeOpt = None, quiet: QuietOpt = False,
+             as_name: Annotated[Optional[str], typer.Option("--name", help="Install under this name (default: the zoo's), e.g. when the home already has a model of that name.")] = None,
              debug: DebugOpt = False) -> None:
     """Download a zoo model into the home (resumable, sha256-checked); `snnbench.load(NAME)` finds it."""
     from rich.progress import DownloadColumn, TransferSpeedColumn
@@ -57,14 +58,15 @@ def zoo_pull(name: Annotated[str, typer.Argument(help="Zoo model name (see `snnb
                   TransferSpeedColumn(), console=err, disable=quiet or not err.is_terminal) as bar:
         task = bar.add_task(f"pull {name}", total=None)
         folder, status = zoo.pull(name, api.home_path(home), manifest,
-                                  lambda done, total: bar.update(task, completed=done, total=total))
+                                  lambda done, total: bar.update(task, completed=done, total=total),
+                                  as_name)
     out.print(f"{status}: {name} -> {folder}", highlight=False)
 
 
 @zoo_app.command("add")
 def zoo_add(path: Annotated[str, typer.Argument(help="Checkpoint folder, model name in the home, or a zoo .tar.")],
             url: Annotated[str, typer.Option(help="Where the .tar will be downloadable: https://..., hf://owner/repo/file.")],
-            manifest: Annotated[Path, typer.Option("--manifest", help="Manifest to write.")] = Path("zoo/models.toml"),
+            manifest: Annotated[Optional[Path], typer.Option("--manifest", envvar="SNNBENCH_ZOO", help="Manifest to write (default: ./zoo/models.toml, which `zoo list` reads too).")] = None,
             name: Annotated[Optional[str], typer.Option(help="Zoo name (default: the model's).")] = None,
             dist: Annotated[Path, typer.Option("--dist", help="Folder for the packed .tar.")] = Path("zoo-dist"),
             licence: Annotated[str, typer.Option(help="Licence of the weights.")] = "unspecified",
@@ -74,5 +76,5 @@ def zoo_add(path: Annotated[str, typer.Argument(help="Checkpoint folder, model n
     from snnbench import zoo
     entry, archive = zoo.add(path, url, manifest=manifest, name=name, out=dist, licence=licence,
                              paper=paper, home=api.home_path(home))
-    out.print(f"added {entry.name} to {manifest}: {archive} ({entry.size} bytes, sha256 "
+    out.print(f"added {entry.name} to {zoo.write_target(manifest)}: {archive} ({entry.size} bytes, sha256 "
               f"{entry.sha256}); upload it to {url}", highlight=False)

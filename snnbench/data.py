@@ -33,6 +33,7 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from snnbench import events  # noqa: F401  (registers dvs-cifar10)
+from snnbench import progress
 from snnbench.datasets import (CIFAR10_CLASSES, DATASETS, HOW_TO_SET_ROOT, DatasetInfo,  # noqa: F401
                                cache_dir as _cache_dir, data_root as _data_root,
                                writable as _writable, write_cache as _write_cache)
@@ -62,6 +63,7 @@ def load_dataset(name: str, split: str, root: str | Path | None = None) -> tuple
     info = dataset_info(name)
     if split not in SPLITS:
         raise SnnbenchError(f"unknown split {split!r} for {info.name}; use 'train' or 'test'")
+    progress.status(f"loading {info.name} {split}")
     return info.loader(split, None if root is None else Path(root))
 
 
@@ -196,6 +198,7 @@ def _load_batches(folder: Path, names: list[str], label_key: bytes, num_classes:
 def _verified_sha256(archive: Path) -> str:
     """The archive's sha256, checked against ``SHA256SUMS`` beside it when that lists it."""
     digest, sums = hashlib.sha256(), archive.parent / "SHA256SUMS"
+    progress.status(f"checking the sha256 of {archive} ({archive.stat().st_size >> 20} MiB)")
     with archive.open("rb") as file:
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
@@ -217,6 +220,7 @@ def _unpack_split(archive: Path, base: Path, split: str) -> None:
     base.mkdir(parents=True, exist_ok=True)
     prefix, target = f"cifar10-jpeg/{split}/", base / "cifar10-jpeg" / split
     temporary = Path(tempfile.mkdtemp(prefix=".unpack-", dir=base))
+    progress.status(f"unpacking {split}/ of {archive.name} into {base} (once)")
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = (member for member in tar if member.name.startswith(prefix))
@@ -276,7 +280,10 @@ def _decode_images(files: list[Path], size: int) -> Tensor:
     """uint8 ``[N, 3, size, size]`` from image files (Pillow: about 1.7 s per 10,000 here)."""
     from PIL import Image
     images = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    bar = progress.begin(f"decoding {files[0].parent.parent.name}/ (once)", len(files), "images")
     for index, path in enumerate(files):
+        if index % 1000 == 999:
+            bar.advance(1000)
         try:
             with Image.open(path) as image:
                 if image.size != (size, size):
@@ -286,6 +293,8 @@ def _decode_images(files: list[Path], size: int) -> Tensor:
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             raise SnnbenchError(f"cannot decode {path} ({type(error).__name__}); the image "
                                 f"folder is corrupt: unpack the archive again") from error
+    bar.advance(len(files) % 1000)
+    bar.end()
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
@@ -335,6 +344,61 @@ def _load_cifar100(split: str, root: Path | None) -> tuple[Tensor, Tensor]:
                             f"cifar-100-python/ (from cifar-100-python.tar.gz) under {root}, "
                             f"{HOW_TO_SET_ROOT}")
     return _load_batches(folder, [split], b"fine_labels", 100, "cifar-100-python.tar.gz")
+
+
+# --- where the images came from (model cards and the leaderboard header) ---------------------
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _files_sha256(files: list[Path]) -> str:
+    """One sha256 over the files' bytes in the given order (memoised by path, size and mtime)."""
+    key = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        for path in files:
+            with path.open("rb") as file:
+                for chunk in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(chunk)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def data_source(name: str, root: str | Path | None = None) -> dict[str, str]:
+    """Which copy of ``name`` the loaders read: ``{"source", "sha256"?, "note"?}``. CIFAR-10
+    from the JPEG copy says so (re-encoded pixels differ slightly from the original's), with
+    the archive's sha256 (or, unpacked without it, the sha256 of its file listing); the
+    original python batches give the sha256 of the batch files in name order."""
+    if name == "digits":
+        import sklearn
+        return {"source": f"scikit-learn {sklearn.__version__} load_digits"}
+    if name not in ("cifar10", "cifar100"):
+        return {"source": dataset_info(name).summary}
+    root = _data_root(None if root is None else Path(root))
+    folder = root / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    batches = sorted(f for f in folder.glob("*") if f.is_file() and "batch" in f.name
+                     or f.name in ("train", "test")) if folder.is_dir() else []
+    if batches:
+        return {"source": f"original python batches ({folder.name}/)",
+                "sha256": _files_sha256(batches)}
+    archive, jpeg = root / "cifar10-jpeg.tar.gz", root / "cifar10-jpeg"
+    note = "JPEG copy: re-encoded pixels differ slightly from the original CIFAR-10"
+    if name == "cifar10" and archive.is_file():
+        return {"source": "JPEG copy (cifar10-jpeg.tar.gz)", "sha256": _files_sha256([archive]),
+                "note": note}
+    if name == "cifar10" and jpeg.is_dir():
+        listing = "\n".join(str(p.relative_to(jpeg)) for p in sorted(jpeg.rglob("*.jp*g")))
+        return {"source": "JPEG copy (cifar10-jpeg/, unpacked)", "note": note,
+                "listing_sha256": hashlib.sha256(listing.encode()).hexdigest()}
+    return {"source": "not found under the data root"}
+
+
+def describe_source(source: dict[str, Any] | None) -> str:
+    """``JPEG copy (cifar10-jpeg.tar.gz), sha256 1a2b3c4d5e6f...`` for a header or a table."""
+    if not source:
+        return ""
+    digest = source.get("sha256") or source.get("listing_sha256")
+    return source.get("source", "?") + (f", sha256 {digest[:12]}..." if digest else "")
 
 
 def _register(info: DatasetInfo, paper: str) -> None:

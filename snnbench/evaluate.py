@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
+from snnbench import progress
 from snnbench.attacks import Attack
 from snnbench.checkpoint import library_versions, now
 from snnbench.files import stable_seed
@@ -190,7 +191,8 @@ def clean_draws(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, index: in
 def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, *, index: int,
               key: str, info: ModelInfo, config: EvalConfig, device: torch.device,
               clean: tuple[np.ndarray, np.ndarray] | None = None,
-              pool: Candidates | None = None, origin: int = 1) -> Chunk:
+              pool: Candidates | None = None, origin: int = 1,
+              on_batch: Callable[[int], None] | None = None) -> Chunk:
     """One task: clean draws, the attack on the samples still in play, adversarial draws.
 
     Each sample holds one candidate input, at first the clean one (docs/protocol.md,
@@ -202,6 +204,7 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
     cascade) holds each sample's candidate after the earlier attacks: only samples with a
     correct selection draw left are attacked, and the chunk keeps the worse candidate.
     ``origin`` names this attack's candidates (its cascade position; 1 for a single run).
+    ``on_batch(samples)`` after each attacked batch (progress).
     """
     start = time.perf_counter()
     validity: dict[str, float] = {}
@@ -217,8 +220,15 @@ def run_chunk(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor
     chosen = current
     if len(target):
         xt, yt = x[target], y[target]
-        parts, batch = map_batches(lambda s: attack(model, xt[s].to(device), yt[s].to(device)).cpu(),
-                                   len(target), batch, restart=lambda: torch.manual_seed(task_seed))
+
+        def attacked(s: slice) -> torch.Tensor:
+            adversarial = attack(model, xt[s].to(device), yt[s].to(device)).cpu()
+            if on_batch:
+                on_batch(s.stop - s.start)
+            return adversarial
+
+        parts, batch = map_batches(attacked, len(target), batch,
+                                   restart=lambda: torch.manual_seed(task_seed))
         x_adv = torch.cat(parts)
         validity = perturbation_extent(x_adv, xt, attack.norm)
         hit = np.array(current.select)
@@ -388,7 +398,8 @@ def plan_attacks(info: ModelInfo, attacks: list[Attack], config: EvalConfig, n: 
 def compute_task(task: Task, model: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, *,
                  info: ModelInfo, config: EvalConfig, device: torch.device,
                  clean: tuple[np.ndarray, np.ndarray] | None, previous: Chunk | None,
-                 own: Chunk | None) -> tuple[Chunk, tuple[np.ndarray, np.ndarray] | None]:
+                 own: Chunk | None, on_batch: Callable[[int], None] | None = None,
+                 ) -> tuple[Chunk, tuple[np.ndarray, np.ndarray] | None]:
     """The work of one task, the same in every executor: ``(chunk, clean draws)``.
 
     ``x, y`` are the chunk's samples; ``model()`` gives the model (called only when an attack
@@ -412,7 +423,7 @@ def compute_task(task: Task, model: Callable[[], nn.Module], x: torch.Tensor, y:
         clean = clean_draws(net, x, y, index=task.index, info=info, config=config, device=device)
     return run_chunk(net, task.attack, x, y, index=task.index, key=task.key, info=info,
                      config=config, device=device, clean=clean, pool=pool,
-                     origin=task.position), clean
+                     origin=task.position, on_batch=on_batch), clean
 
 
 def stored_chunk(store: ResultStore, sha: str, key: str | None, index: int) -> Chunk | None:
@@ -468,9 +479,14 @@ def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: tor
                         samples_digest(info.dataset, config.split, indices), tail)
     budget = max_chunks
     done: dict[str, set[int]] = {}
+    bars = progress.Series()
     for task in plan.tasks:
         if task.key not in done:
             done[task.key] = store.stored_chunks(info.sha256, task.key)
+            bars.close()
+            if len(done[task.key]) < plan.count:      # else nothing to do, nothing to show
+                bars.next(task_label(task, info), len(y), "samples",
+                          sum(_size(plan.part(i, config.chunk_size)) for i in done[task.key]))
         if task.index in done[task.key]:
             continue
         previous = stored_chunk(store, info.sha256, task.earlier, task.index)
@@ -482,11 +498,12 @@ def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: tor
         if not store.claim(info.sha256, task.key, task.index):
             continue
         part = plan.part(task.index, config.chunk_size)
+        bar, before = bars.current, bars.current.done
         try:
             cached = cached_clean(store, info.sha256, plan, task.index, config.chunk_size)
             chunk, clean = compute_task(task, lambda: model, x[part], y[part], info=info,
                                         config=config, device=device, clean=cached,
-                                        previous=previous, own=own)
+                                        previous=previous, own=own, on_batch=bar.advance)
             if own is None:        # the batch that fitted: where the next chunk starts
                 config = dataclasses.replace(config, batch_size=chunk.batch_size)
             if cached is None and clean is not None:
@@ -495,8 +512,21 @@ def run_attacks(model: nn.Module, info: ModelInfo, attacks: list[Attack], x: tor
             store.release(info.sha256, task.key, task.index)
             raise
         store.put_chunk(info.sha256, task.key, chunk)
+        bar.reach(before + _size(part))     # samples not attacked (clean-incorrect) too
         if budget is not None:
             budget -= 1
         if on_chunk:
             on_chunk(info.name, task.attack.id, task.index + 1, plan.count)
+    bars.close()
     return finish_plan(plan, store, info, config)
+
+
+def task_label(task: Task, info: ModelInfo) -> str:
+    """``pgd10 on MODEL``; a cascade member ``→apgd-t (cascade 3) on MODEL``."""
+    name = task.attack.label or task.attack.id
+    cascade = f"→{name} (cascade {task.position})" if "|cascade=" in task.key else name
+    return f"{cascade} on {info.name}"
+
+
+def _size(part: slice) -> int:
+    return part.stop - part.start

@@ -2,7 +2,7 @@
 
 Source: Li et al., "CIFAR10-DVS: An Event-Stream Dataset for Object Classification", Frontiers in
 Neuroscience 11:309, 2017; 10,000 recordings (1,000 per class) of a DVS128 sensor (128x128, two
-polarities). Read with ``tonic`` (optional: ``pip install 'snnbench[dvs]'``) from a local copy,
+polarities). Read with ``tonic`` (optional: ``pip install '.[dvs]'`` in a clone) from a local copy,
 never downloaded:
 
     <root>/CIFAR10DVS/<class>/<files>     one folder per CIFAR-10 class name
@@ -53,7 +53,7 @@ EVENT_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "<i1")])
 INPUT = ("event frames [T,2,H,W], per-sample max-normalised counts in [0,1]; eps in frame-value "
          "units")
 CACHE_VERSION = "1"
-NEEDS_TONIC = "reading dvs-cifar10 needs tonic: pip install 'snnbench[dvs]'"
+NEEDS_TONIC = "reading dvs-cifar10 needs tonic: pip install 'tonic>=1.4' (in a clone: pip install '.[dvs]')"
 
 
 def _tonic() -> Any:

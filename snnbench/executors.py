@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from snnbench import progress
 from snnbench.attacks import Attack
 from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack
 from snnbench.checkpoint import load, model_dir
@@ -110,7 +111,7 @@ def ray_module() -> Any:
         import ray
     except ImportError:
         raise SnnbenchError("--executor ray needs Ray, which is not installed; run "
-                            "pip install 'snnbench[ray]' (or pip install 'ray>=2.9')") from None
+                            "pip install 'ray>=2.9' (in a clone: pip install '.[ray]')") from None
     return ray
 
 
@@ -294,6 +295,7 @@ def _collect(ray: Any, sent: dict[Any, Task], store: ResultStore, info: ModelInf
     """Store each chunk as it arrives (one transaction each); the failed ones, described."""
     failures: list[str] = []
     waiting = list(sent)
+    bar = progress.begin(f"attack chunks of {info.name} on Ray", len(waiting), "chunks")
     while waiting:
         ready, waiting = ray.wait(waiting, num_returns=1)
         task = sent[ready[0]]
@@ -305,8 +307,10 @@ def _collect(ray: Any, sent: dict[Any, Task], store: ResultStore, info: ModelInf
             failures.append(f"{info.name} {task.attack.id} chunk {task.index} ({reason[:200]})")
             continue
         store.put_chunk(info.sha256, task.key, chunk)
+        bar.advance()
         if on_chunk:
             on_chunk(info.name, task.attack.id, task.index + 1, plan.count)
+    bar.end()
     return failures
 
 
@@ -315,6 +319,8 @@ def train_models(ray: Any, models: list[tuple[ModelConfig, TrainConfig]], *, hom
                  compile: bool = False) -> list[TrainOutcome]:
     """A recipe's training jobs as Ray tasks (one GPU each where present), in recipe order.
     Each job resumes from its last finished epoch, so a retried job loses at most one epoch."""
+    progress.status(f"training {len(models)} model(s) on the Ray cluster (no per-epoch "
+                    "progress from there)")
     remote = ray.remote(max_retries=MAX_RETRIES)(train_model).options(
         num_gpus=task_gpus(ray, device))
     refs = [remote.remote(m, t, home=Path(home).resolve(), data_root=data_root, device=device,

@@ -66,6 +66,8 @@ def join_model_cards(board: Leaderboard, home: str | Path | None) -> None:
             continue
         row["settings"] = card["spec"]["settings"]
         row["train_seed"] = (card.get("train") or {}).get("seed")
+        if card.get("data_source"):         # which copy of the data (the JPEG CIFAR-10 or not)
+            row["data_source"] = card["data_source"]
         epochs = [e for e in card.get("history", []) if e.get("seconds")]
         if epochs:
             row["train_s_epoch"] = statistics.median(e["seconds"] for e in epochs)

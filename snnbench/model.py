@@ -7,6 +7,7 @@ checkpoint rebuilds exactly the model that was trained.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -29,13 +30,19 @@ class ModelSpec:
     timesteps: int
     track: str
     settings: dict[str, Any]
+    # {"mean": [...], "std": [...]} per channel; None: the data set's (cards without the key)
+    input_norm: dict[str, list[float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["input_norm"] is None:      # cards of models on their data set's statistics
+            del data["input_norm"]          # stay as they were
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelSpec":
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)
+                      if f.name in data or f.default is dataclasses.MISSING})
 
 
 def default_settings(defense: str, track: str) -> dict[str, Any]:
@@ -78,6 +85,28 @@ def resolve(config: ModelConfig) -> ModelSpec:
     return ModelSpec(defense, arch, info.name, timesteps, config.track, settings)
 
 
+def input_norm(spec: ModelSpec) -> tuple[list[float], list[float]]:
+    """The model's input (mean, std) per channel: the card's, else its data set's."""
+    info = dataset_info(spec.dataset)
+    if spec.input_norm is None:
+        return list(info.mean), list(info.std)
+    mean, std = list(spec.input_norm["mean"]), list(spec.input_norm["std"])
+    check_input_norm(mean, std, info.channels)
+    return mean, std
+
+
+def check_input_norm(mean: list[float], std: list[float], channels: int) -> None:
+    """One value per channel, finite, std positive."""
+    for label, values in (("mean", mean), ("std", std)):
+        if len(values) != channels or not all(math.isfinite(v) for v in values):
+            raise SnnbenchError(f"input normalisation {label} {values} must hold {channels} "
+                                f"finite numbers (one per channel); pass --{label} with "
+                                f"{channels} comma-separated values")
+    if not all(v > 0 for v in std):
+        raise SnnbenchError(f"input normalisation std {std} must be positive; pass --std with "
+                            "positive values")
+
+
 def build(spec: ModelSpec) -> SpikingModel:
     """A freshly initialised model for ``spec``."""
     info = dataset_info(spec.dataset)
@@ -87,7 +116,8 @@ def build(spec: ModelSpec) -> SpikingModel:
     body = ARCHS.get(spec.arch)(defense.wrap_neuron(factory, spec.timesteps),
                                 in_channels=info.channels, num_classes=info.num_classes,
                                 image_size=info.image_size)
-    return SpikingModel(body, spec.timesteps, info.mean, info.std,
+    mean, std = input_norm(spec)
+    return SpikingModel(body, spec.timesteps, mean, std,
                         stochastic=defense.stochastic(), events=info.frames > 0,
                         channels_last_on=ARCHS.entry(spec.arch).extra.get("channels_last", ()))
 

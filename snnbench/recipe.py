@@ -92,7 +92,21 @@ def recipe_path(ref: str | Path | None) -> Path:
         if (folder / name).is_file():
             return folder / name
     raise SnnbenchError(f"recipe {str(ref)!r} not found: no such file, and no {name} in the "
-                        "packaged zoo; pass a path to a .toml recipe")
+                        f"packaged zoo; {_recipe_hint(path.stem)}or pass a path to a .toml recipe")
+
+
+def packaged_recipes() -> list[str]:
+    """The names of the recipes shipped in the zoo (``zoo/*.toml`` but the model manifest)."""
+    return sorted({p.stem for folder in _zoo_folders() if folder.is_dir()
+                   for p in folder.glob("*.toml") if p.stem != "models"})
+
+
+def _recipe_hint(name: str) -> str:
+    import difflib
+    names = packaged_recipes()
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return f"{hint}packaged recipes: {', '.join(names)}; " if names else hint
 
 
 def _zoo_folders() -> list[Path]:

@@ -25,6 +25,7 @@ from tabulate import tabulate
 
 from snnbench.config import format_eps
 from snnbench.files import atomic_write_json, atomic_write_text
+from snnbench.data import describe_source
 from snnbench.checks import flag_summary, flagged
 from snnbench.checks import warnings as check_warnings
 from snnbench.plots import is_sweep, plots_section
@@ -354,7 +355,9 @@ def describe_setting(setting: dict[str, Any], rows: list[dict[str, Any]]) -> str
                   f"candidates chosen on {draws} separate selection draws, attacks "
                   f"with EoT K = {'/'.join(map(str, eots))}, bootstrap intervals."
                   if random_rows else "")
-    return (f"Data: {setting['dataset']} ({setting['split']} split) · threat model: "
+    sources = sorted({describe_source(r.get("data_source")) for r in rows} - {""})
+    source = f", {'; '.join(sources)}" if sources else ""
+    return (f"Data: {setting['dataset']} ({setting['split']} split{source}) · threat model: "
             f"{setting['norm']} eps={format_eps(setting['eps'])} · n = {setting['n']} "
             f"(samples {setting['samples'] or '?'}) · seed {setting['seed']} · device: "
             f"{', '.join(devices)} · torch threads: {', '.join(threads)}.{stochastic}")

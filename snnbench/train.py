@@ -26,10 +26,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
+from snnbench import progress
 from snnbench.checkpoint import (CARD, default_home, load_card, read_weights_meta,
                                  save_checkpoint, save_weights, weights_meta)
 from snnbench.config import TRACK_WEIGHT_DECAY, ModelConfig, TrainConfig, model_name
-from snnbench.data import dataset_info, input_card, load_dataset
+from snnbench.data import data_source, dataset_info, input_card, load_dataset
 from snnbench.defenses import Composite, Defense, LossContext, create_defense
 from snnbench.errors import SnnbenchError
 from snnbench.files import atomic_write_json, check_name, stable_seed
@@ -164,8 +165,10 @@ def _train_epoch(model: nn.Module, defense: Composite, optimizer: torch.optim.Op
                  own: list[tuple[Defense, torch.optim.Optimizer]], x: torch.Tensor,
                  y: torch.Tensor, train: TrainConfig, augment: bool, epoch: int,
                  device: torch.device, workers: int | None = None,
-                 forward: nn.Module | None = None) -> dict[str, float]:
-    """One epoch; ``forward`` (a compiled ``model``) computes the logits when given."""
+                 forward: nn.Module | None = None,
+                 on_batch: Callable[[int], None] | None = None) -> dict[str, float]:
+    """One epoch; ``forward`` (a compiled ``model``) computes the logits when given;
+    ``on_batch(images)`` after each batch."""
     generator = torch.Generator().manual_seed(stable_seed(train.seed, "epoch", epoch))
     torch.manual_seed(stable_seed(train.seed, "draws", epoch))
     order = torch.randperm(len(x), generator=generator)
@@ -178,6 +181,8 @@ def _train_epoch(model: nn.Module, defense: Composite, optimizer: torch.optim.Op
         total_loss += loss.item() * len(yb)
         correct += int((logits.argmax(1) == yb).sum())
         seen += len(yb)
+        if on_batch:
+            on_batch(len(yb))
     seconds = time.perf_counter() - start
     return {"epoch": epoch + 1, "loss": total_loss / seen, "train_acc": correct / seen,
             "seconds": round(seconds, 3), "images_per_s": round(seen / max(seconds, 1e-9), 1)}
@@ -188,11 +193,22 @@ def _finished(folder: Path, spec: ModelSpec, train: TrainConfig) -> dict[str, An
     if not (folder / CARD).is_file():
         return None
     card = load_card(folder)
-    if card.get("spec") != json.loads(json.dumps(spec.to_dict())) or \
-            card.get("train") != dataclasses.asdict(train):
+    wanted = {"spec": json.loads(json.dumps(spec.to_dict())),
+              "train": json.loads(json.dumps(dataclasses.asdict(train)))}
+    differ = _differences({"spec": card.get("spec"), "train": card.get("train")}, wanted)
+    if differ:
         raise SnnbenchError(f"a model named {folder.name!r} with other settings already exists in "
-                            f"{folder.parent}; pick another --name or delete {folder}")
+                            f"{folder.parent} ({'; '.join(differ[:4])}); pick another --name "
+                            f"or delete {folder}")
     return card
+
+
+def _differences(have: Any, want: Any, key: str = "") -> list[str]:
+    """``key: stored X, asked Y`` for every leaf setting that differs (dotted keys)."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        return [line for k in sorted(set(have) | set(want), key=str)
+                for line in _differences(have.get(k), want.get(k), f"{key}.{k}" if key else str(k))]
+    return [] if have == want else [f"{key}: stored {have!r}, asked {want!r}"]
 
 
 def recipe_fields(recipe: Recipe | str | None) -> dict[str, Any]:
@@ -228,6 +244,7 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
     x, y = load_dataset(spec.dataset, "train", data_root)
     x_test, y_test = load_dataset(spec.dataset, "test", data_root)
     info = dataset_info(spec.dataset)
+    progress.status(f"building {name}")
     torch.manual_seed(stable_seed(train.seed, "init"))
     model = place(build(spec), dev)
     defense = create_defense(spec.defense, spec.settings, spec.track)
@@ -244,14 +261,17 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
         raise SnnbenchError(f"{spec.dataset} trains without augmentation (crop and flip are image "
                             "augmentations, not event ones); set augment = false")
     forward = compile_model(model) if compile else None    # weights stay on ``model``
+    bar = progress.begin(f"train {name}", train.epochs * len(x), "images", start * len(x))
     for epoch in range(start, train.epochs):
+        bar.describe(f"epoch {epoch + 1}/{train.epochs}")
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(train.lr, epoch, train.epochs)
         try:
             with compile_errors(compile):
                 history.append(_train_epoch(model, defense, optimizer, own, x, y, train, augment,
-                                            epoch, dev, workers, forward))
+                                            epoch, dev, workers, forward, bar.advance))
         except RuntimeError as exc:
+            bar.end(ok=False)
             if not is_oom(exc):
                 raise
             raise SnnbenchError(f"out of memory training {name} with batch size "
@@ -260,13 +280,15 @@ def train_model(config: ModelConfig, train: TrainConfig | None = None, *, home: 
         _save_state(folder, model, everything, spec, train, epoch, history)
         if on_epoch:
             on_epoch(epoch + 1, train.epochs, history[-1])
+    bar.end()
+    progress.status(f"testing {name} on {len(x_test)} clean test images")
     for neuron in spiking_neurons(model):      # recording was for the training losses only
         neuron.record_potentials = neuron.record_currents = False
     clean = accuracy(model, x_test, y_test, dev)
     card = save_checkpoint(folder, model, spec, {
         "name": name, "defense": spec.defense, "arch": spec.arch, "dataset": spec.dataset,
         "timesteps": spec.timesteps, "stochastic": defense.stochastic(),
-        "input": input_card(info),
+        "input": input_card(info), "data_source": data_source(spec.dataset, data_root),
         "train": dataclasses.asdict(train), "weight_decay": decay, **recipe_fields(recipe),
         "history": history, "clean_accuracy": {"split": "test", "n": len(x_test), "acc": clean},
         "device": dev.type, **({"compiled": True} if compile else {})})

@@ -13,7 +13,7 @@ A ``.part`` whose transfer broke stays in the cache for the next pull; one with 
 checksum is deleted. Nothing is fetched for an entry without a sha256, nothing is unpickled.
 
 URLs: ``http(s)://...`` through ``urllib`` (standard library), a local path or ``file://``, or
-``hf://owner/repo/path/in/repo`` through ``huggingface_hub`` (``pip install snnbench[hub]``).
+``hf://owner/repo/path/in/repo`` through ``huggingface_hub`` (``pip install 'huggingface_hub>=0.20'``; in a clone ``pip install '.[hub]'``).
 Unlike RobustBench's ``load_model`` (no checksum, ``torch.load``), bytes and weights are checked.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from torch import nn
 
 from snnbench.checkpoint import CARD, WEIGHTS, default_home, load, load_card, model_dir, verify
 from snnbench.errors import SnnbenchError
-from snnbench.files import atomic_write, atomic_write_text, check_name, sha256_file
+from snnbench.files import atomic_write, atomic_write_json, atomic_write_text, check_name, sha256_file
 
 try:
     import tomllib
@@ -89,6 +89,9 @@ def _without_none(value: Any) -> Any:
     return value
 
 
+LOCAL_MANIFEST = Path("zoo") / "models.toml"   # `zoo add` writes here unless told otherwise
+
+
 def manifest_path(manifest: str | Path | None = None) -> Path:
     """``manifest``, else env ``SNNBENCH_ZOO``, else the packaged ``zoo/models.toml``."""
     if manifest is not None:
@@ -99,8 +102,39 @@ def manifest_path(manifest: str | Path | None = None) -> Path:
     return next((f / "models.toml" for f in _zoo_folders() if (f / "models.toml").is_file()), MANIFEST)
 
 
+def manifest_paths(manifest: str | Path | None = None) -> list[Path]:
+    """The manifests ``zoo list``, ``zoo pull`` and ``load("zoo:NAME")`` read: ``manifest`` or
+    ``SNNBENCH_ZOO`` alone; else the packaged one and ``./zoo/models.toml`` (where ``zoo add``
+    writes by default; its entries win), so what ``zoo add`` wrote is what ``zoo list`` shows."""
+    if manifest is not None or os.environ.get("SNNBENCH_ZOO"):
+        return [manifest_path(manifest)]
+    packaged = manifest_path()
+    local = LOCAL_MANIFEST
+    if local.is_file() and local.resolve() != packaged.resolve():
+        return [packaged, local]
+    return [packaged]
+
+
+def write_target(manifest: str | Path | None = None) -> Path:
+    """Where ``zoo add`` writes: ``manifest``, else ``SNNBENCH_ZOO``, else ``./zoo/models.toml``."""
+    if manifest is not None or os.environ.get("SNNBENCH_ZOO"):
+        return manifest_path(manifest)
+    return LOCAL_MANIFEST
+
+
+def describe_manifests(manifest: str | Path | None = None) -> str:
+    return " and ".join(str(p) for p in manifest_paths(manifest))
+
+
 def read_manifest(manifest: str | Path | None = None) -> dict[str, ZooEntry]:
-    path = manifest_path(manifest)
+    """Every entry of the manifests (``manifest_paths``); a later file's entry wins."""
+    entries: dict[str, ZooEntry] = {}
+    for path in manifest_paths(manifest):
+        entries.update(_read_one(path))
+    return entries
+
+
+def _read_one(path: Path) -> dict[str, ZooEntry]:
     if not path.is_file():
         return {}
     try:
@@ -139,7 +173,7 @@ def get_entry(name: str, manifest: str | Path | None = None) -> ZooEntry:
     if name not in entries:
         close = difflib.get_close_matches(name, list(entries), n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise SnnbenchError(f"no zoo model {name!r} in {manifest_path(manifest)}{hint} "
+        raise SnnbenchError(f"no zoo model {name!r} in {describe_manifests(manifest)}{hint} "
                             "(see `snnbench zoo list`)")
     return entries[name]
 
@@ -251,7 +285,7 @@ def _fetch_hub(url: str, part: Path, home: Path) -> None:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise SnnbenchError(f"{url} is on the Hugging Face Hub, which needs huggingface_hub: "
-                            "pip install 'snnbench[hub]'") from None
+                            "pip install 'huggingface_hub>=0.20' (in a clone: pip install '.[hub]')") from None
     parts = url[len("hf://"):].split("/", 2)
     if len(parts) < 3 or not all(parts):
         raise SnnbenchError(f"bad Hub url {url!r}: write hf://owner/repo/path/in/repo")
@@ -313,30 +347,38 @@ def pack(folder: Path, target: Path) -> None:
 # --- pull, ensure, add -----------------------------------------------------------------------
 
 def pull(name: str, home: str | Path | None = None, manifest: str | Path | None = None,
-         on_progress: Progress | None = None) -> tuple[Path, str]:
-    """Download, verify and install zoo model ``name`` in ``<home>/models/<name>``;
+         on_progress: Progress | None = None, as_name: str | None = None) -> tuple[Path, str]:
+    """Download, verify and install zoo model ``name`` in ``<home>/models/<as_name or name>``
+    (under another name, the card's ``name`` says so and ``zoo_name`` keeps the zoo's);
     returns the folder and ``"pulled"`` or ``"up to date"``."""
     check_name(name, "zoo model name")
+    local = check_name(as_name, "zoo pull --name") if as_name is not None else name
     entry = get_entry(name, manifest)
     home = Path(home) if home is not None else default_home()
     models = home / "models"
-    target = models / name
+    target = models / local
     if (target / CARD).is_file():
         card = load_card(target)
         if entry.weights_sha256 and card.get("weights_sha256") != entry.weights_sha256:
-            raise SnnbenchError(f"{target} holds other weights than zoo model {name!r}; remove "
-                                "it or pull into another --home")
+            raise SnnbenchError(
+                f"{target} holds another model named {local!r} (weights "
+                f"{str(card.get('weights_sha256'))[:12]}..., e.g. one `snnbench run` trained), not "
+                f"zoo model {name!r} ({entry.weights_sha256[:12]}...); install the zoo's under "
+                f"another name with `snnbench zoo pull {name} --name {name}-zoo`, or pull into "
+                "another --home")
         verify(target)
         return target, "up to date"
     archive = download(entry, home, on_progress)
     models.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".pull", dir=models))
+    staging = Path(tempfile.mkdtemp(prefix=f".{local}.", suffix=".pull", dir=models))
     try:
         unpack(archive, staging)
         card = verify(staging)
         if entry.weights_sha256 and card["weights_sha256"] != entry.weights_sha256:
             raise SnnbenchError(f"the archive of {name!r} holds weights {card['weights_sha256'][:12]}... "
                                 f"but the manifest names {entry.weights_sha256[:12]}...; refused")
+        if as_name is not None and card.get("name") != local:   # results are keyed by it
+            atomic_write_json(staging / CARD, {**card, "name": local, "zoo_name": name})
         if target.exists():
             raise SnnbenchError(f"{target} exists but is not a finished checkpoint; remove it")
         os.replace(staging, target)
@@ -417,8 +459,8 @@ def _paper_of(defense: str) -> str:
 
 def write_entry(entry: ZooEntry, manifest: str | Path | None = None) -> Path:
     """Add or replace ``entry`` in the manifest (entries sorted by name)."""
-    path = Path(manifest) if manifest is not None else Path("zoo") / "models.toml"
-    entries = read_manifest(path) if path.is_file() else {}
+    path = write_target(manifest)
+    entries = _read_one(path)
     entries[entry.name] = entry
     text = BANNER + "\n" + tomli_w.dumps({"models": {n: entries[n].to_dict() for n in sorted(entries)}})
     atomic_write_text(path, text)

@@ -186,10 +186,12 @@ def test_run_a_recipe(tmp_path, monkeypatch):
     (tmp_path / "small.toml").write_text(SMALL_RECIPE)
     result = invoke("run", "small.toml", "--quiet")
     assert result.exit_code == 0, result.output
+    boards = tmp_path / "snnbench-runs" / "leaderboards"    # under the home, not ./leaderboards
     for ext in ("md", "csv", "json"):
-        assert (tmp_path / "leaderboards" / f"small.{ext}").is_file()
-    assert "leaderboard: leaderboards/small.md" in result.stdout
-    board = json.loads((tmp_path / "leaderboards" / "small.json").read_text())
+        assert (boards / f"small.{ext}").is_file()
+    assert not (tmp_path / "leaderboards").exists()
+    assert "leaderboard: snnbench-runs/leaderboards/small.md" in result.stdout
+    board = json.loads((boards / "small.json").read_text())
     assert {row["model"] for row in board["rows"]} == {"vanilla-tiny-digits", "tgo+rat-tiny-digits"}
     assert all(row["n"] == 100 for row in board["rows"])
     rerun = invoke("run", "small.toml", "--quiet")

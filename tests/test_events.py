@@ -79,7 +79,7 @@ def test_missing_copy_and_missing_tonic_are_one_clear_line(tmp_path, monkeypatch
     assert len(lines) == 1 and "CIFAR10DVS" in lines[0] and "<class>" in lines[0]
     assert "--data-root" in lines[0]
     monkeypatch.setitem(sys.modules, "tonic", None)
-    with pytest.raises(SnnbenchError, match=r"pip install 'snnbench\[dvs\]'"):
+    with pytest.raises(SnnbenchError, match=r"pip install '\.\[dvs\]'"):
         events.to_frames(np.zeros(20, events.EVENT_DTYPE))
     monkeypatch.setitem(sys.modules, "aedat", None)
     monkeypatch.delitem(sys.modules, "tonic")

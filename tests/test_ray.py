@@ -140,7 +140,7 @@ def test_attack_cli_with_the_ray_executor(home):
 
 def test_missing_ray_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(SnnbenchError, match=r"pip install 'snnbench\[ray\]'"):
+    with pytest.raises(SnnbenchError, match=r"pip install '\.\[ray\]'"):
         executors.ray_module()
     with pytest.raises(SnnbenchError, match="unknown executor"):
         api.attack(["x"], executor="dask")

@@ -244,7 +244,7 @@ def test_hub_urls_need_huggingface_hub(packed, tmp_path, monkeypatch):
     entry, data = packed
     manifest = manifest_for(tmp_path, entry, ["hf://owner/repo/m.tar"])
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
-    assert "pip install 'snnbench[hub]'" in one_line_error(pull(manifest, tmp_path / "home"))
+    assert "pip install 'huggingface_hub>=0.20'" in one_line_error(pull(manifest, tmp_path / "home"))
     (tmp_path / "hub.tar").write_bytes(data)
     calls = []
 

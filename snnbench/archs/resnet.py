@@ -8,8 +8,8 @@ conv3x3(C -> 128, no bias)-BN-LIF; stages of BasicBlocks [3, 3, 2], widths 128, 
 first block of stages 2 and 3 has stride 2 and a downsample path LIF(BN(conv1x1)). Block:
 conv3x3-BN-LIF-conv3x3-BN-LIF (convs without bias), then SEW ADD ``out = identity + out``
 (values can exceed 1); global average pool -> linear(512 -> K). 19 spiking layers.
-Convs are Kaiming-initialised; the classifier keeps PyTorch's default Linear weight init (quirk
-Q6: BrainCog's std 1/fan_in is not reproduced), bias 0. Parameters at 32x32x3: 12,569,226
+Convs are Kaiming-initialised; the classifier keeps PyTorch's default Linear weight init
+(BrainCog's std 1/fan_in is not reproduced), bias 0. Parameters at 32x32x3: 12,569,226
 (K = 10), 12,615,396 (K = 100).
 """
 from __future__ import annotations
@@ -89,5 +89,5 @@ def sew_resnet19(neuron: NeuronFactory, *, in_channels: int, num_classes: int,
                  image_size: int) -> nn.Module:
     """The SEW-ResNet19 body ``[T*B, C, H, W] -> [T*B, K]``."""
     body = SEWResNet(neuron, in_channels, num_classes, image_size)
-    init_weights(body)   # Kaiming convs, BN (1, 0), linear bias 0; fc weight stays default (Q6)
+    init_weights(body)   # Kaiming convs, BN (1, 0), linear bias 0; fc weight: PyTorch's default
     return body

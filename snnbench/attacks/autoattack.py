@@ -24,7 +24,7 @@ Hein, arXiv 1907.02044; Square: Andriushchenko et al., arXiv 1912.00049.
   logit mean.
   ``autoattack-rand``: ``version='rand'`` = APGD-CE + APGD-DLR with its own EoT 20.
 
-Stochastic models (evaluation.md section 4). The library judges success on one draw: APGD
+Stochastic models (docs/protocol.md, "Stochastic models and EoT"). The library judges success on one draw: APGD
 calls a sample broken as soon as the last of its K draws at some iterate misclassified it, and
 hands back the *clean input* for every sample it did not break (on tgo-tiny-digits, 19 of 100
 samples whose mean p(correct) at x was 0.85). Our APGD parts (``JudgedAPGD``,

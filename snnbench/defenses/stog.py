@@ -3,7 +3,7 @@ stochastic gating mechanisms", AAAI 2024; DingJianhao/StoG-meets-SNN, MIT; docs/
 
 A gate after every spiking layer keeps each spike with probability ``p = clamp(rho, 0.1, 1)``
 (rho learnable, init 1), drawn per time step and sample, random at test time too (its
-"attack mode" that switches gates off is never used, quirk Q7). rho's gradient carries the
+"attack mode" that switches gates off is never used). rho's gradient carries the
 reference's sign (``stog.grad_sign = "reference"``, the code that produced the published
 numbers); ``"analytic"`` is the relaxed derivative's own sign. Extra loss on rho only:
 ``gamma * sum 1/2 rho^2`` over all gates, gamma = 5e-6. rho has its own SGD (lr 0.1, momentum

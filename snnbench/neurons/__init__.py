@@ -23,16 +23,16 @@ from snnbench.registry import Registry
 
 NeuronFactory = Callable[[tuple[int, ...]], nn.Module]
 NEURONS: Registry[type[nn.Module]] = Registry("neuron")
-NEURONS.add("lif", LIF, summary="multi-step LIF/IF, tet or convex charge (defenses.md 2.1)",
+NEURONS.add("lif", LIF, summary="multi-step LIF/IF, tet or convex charge (docs/defenses.md)",
             paper="Deng et al. 2022 (TET); BrainCog")
 NEURONS.add("noisy", NoisyLIF, summary="LIF with Gaussian escape noise on the firing decision, "
-            "TGO's NLIF (defenses.md 2.2)", paper="Wang et al., ICLR 2026, arXiv 2602.20548 (TGO)")
-NEURONS.add("het", HetLIF, summary="LIF with learnable decays k = sigmoid(w) (defenses.md 2.3)",
+            "TGO's NLIF (docs/defenses.md)", paper="Wang et al., ICLR 2026, arXiv 2602.20548 (TGO)")
+NEURONS.add("het", HetLIF, summary="LIF with learnable decays k = sigmoid(w) (docs/defenses.md)",
             paper="Wang et al., RandHet ablation (BrainCog-X); Xu et al.")
 NEURONS.add("randhet", RandHetLIF, summary="LIF with random decays sigmoid(sigma*eps), per step "
-            "(RandHet) or per call (RandHet*, per_step=False) (defenses.md 2.4)",
+            "(RandHet) or per call (RandHet*, per_step=False) (docs/defenses.md)",
             paper="Wang et al., RandHet (BrainCog-X RHLIFNode, RHLIFNode2)")
-NEURONS.add("dlif", DLIF, summary="LIF with a learnable input gain p_t per time step (defenses.md 2.6)",
+NEURONS.add("dlif", DLIF, summary="LIF with a learnable input gain p_t per time step (docs/defenses.md)",
             paper="Ding et al., ICML 2024, arXiv 2405.20694 (stable-snn)")
 
 

@@ -1,7 +1,8 @@
 """DLIF: LIF with a learnable input gain per time step (docs/defenses.md).
 
 Paper: Ding et al., "Robust Stable Spiking Neural Networks", ICML 2024, arXiv 2405.20694
-(code: DingJianhao/stable-snn, MIT; quirk Q2: the input is integrated once per step).
+(code: DingJianhao/stable-snn, MIT; the input is integrated once per step, as its real neuron;
+an unused `dlif_forward` there integrates it twice).
 
     tet form    u_t = k v_{t-1} + p_t I_t
     convex form u_t = k v_{t-1} + (1-k) p_t I_t      (the track's ``neuron.form``)

@@ -10,7 +10,7 @@ batch so that the stateless layers around the neuron run once for all steps.
 
 ``v_0 = 0`` at every call, so no state leaks between forward passes.
 
-Two implementations of the same loop (style.md 5: an explicit setting, tested for parity):
+Two implementations of the same loop (an explicit setting, tested for parity):
 ``fused`` (default, ``snnbench.neurons.fused``: one autograd node saving u_t only) and
 ``naive`` (one small op per charge/fire/reset, autograd through each). ``SNNBENCH_NEURON_IMPL=
 naive|fused`` or :func:`use_neuron_impl` force one for every neuron; ``neuron.fused = False`` for
