@@ -41,6 +41,7 @@ need not match.
 Data: ``digits`` uses the first ``--batch`` images of the real training split; other data sets
 use random [0,1] images of the data set's shape and random labels (the output says which).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,9 +66,9 @@ from snnbench.runtime import resolve_device
 from snnbench.train import _optimizers, _train_epoch
 
 # RandHet paper, Table 8 (vanilla SNN vs RandHet, SEW-ResNet19): seconds.
-PAPER_TRAIN_S = (464.12, 501.18)     # per training epoch
-PAPER_TEST_S = (12.0, 15.0)          # test pass
-MIB = 2 ** 20
+PAPER_TRAIN_S = (464.12, 501.18)  # per training epoch
+PAPER_TEST_S = (12.0, 15.0)  # test pass
+MIB = 2**20
 
 
 @dataclasses.dataclass
@@ -85,7 +86,7 @@ class SavedBytes:
     def __init__(self, model: nn.Module) -> None:
         state = (*model.parameters(), *model.buffers())
         self.skip = {t.untyped_storage().data_ptr() for t in state}
-        self.held: dict[int, list[int]] = {}       # storage pointer -> [references, bytes]
+        self.held: dict[int, list[int]] = {}  # storage pointer -> [references, bytes]
         self.live = self.peak = 0
 
     def pack(self, tensor: torch.Tensor) -> Any:
@@ -150,39 +151,65 @@ def batch_of(dataset: str, size: int, seed: int) -> tuple[torch.Tensor, torch.Te
     shape = (size, info.channels, info.image_size, info.image_size)
     x = torch.rand(shape, generator=generator)
     y = torch.randint(info.num_classes, (size,), generator=generator)
-    return x, y, (f"random [0,1] images of shape {list(shape[1:])} and random labels "
-                  f"(no {info.name} data is read)")
+    return (
+        x,
+        y,
+        (
+            f"random [0,1] images of shape {list(shape[1:])} and random labels "
+            f"(no {info.name} data is read)"
+        ),
+    )
 
 
 class Candidate:
     """One defence built as ``snnbench train`` builds it, with its train step and inference."""
 
-    def __init__(self, expr: str, args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor,
-                 device: torch.device) -> None:
-        spec = resolve(ModelConfig(expr, args.arch, args.dataset, args.timesteps or None,
-                                   args.track))
+    def __init__(
+        self,
+        expr: str,
+        args: argparse.Namespace,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        device: torch.device,
+    ) -> None:
+        spec = resolve(
+            ModelConfig(expr, args.arch, args.dataset, args.timesteps or None, args.track)
+        )
         self.timesteps = spec.timesteps
         self.train = TrainConfig(batch_size=len(x), seed=args.seed)
         torch.manual_seed(stable_seed(self.train.seed, "init"))
         self.model = build(spec).to(device)
         self.defense = create_defense(spec.defense, spec.settings, spec.track)
         self.optimizer, self.own = _optimizers(
-            self.model, self.defense, self.train,
-            self.defense.weight_decay(TRACK_WEIGHT_DECAY[spec.track]))
-        self.augment = dataset_info(spec.dataset).image_size >= 28   # as train_model decides
-        self.epoch = self.train.epochs // 2    # mid-run: TGO's lambda(e) > 0, StoG's rho trained
+            self.model,
+            self.defense,
+            self.train,
+            self.defense.weight_decay(TRACK_WEIGHT_DECAY[spec.track]),
+        )
+        self.augment = dataset_info(spec.dataset).image_size >= 28  # as train_model decides
+        self.epoch = self.train.epochs // 2  # mid-run: TGO's lambda(e) > 0, StoG's rho trained
         self.x, self.y, self.x_dev, self.device = x, y, x.to(device), device
         self.row = Row(spec.defense, self.defense.stochastic(), 0.0, 0.0, 0)
 
     def to_train(self) -> None:
-        self.defense.setup(self.model)         # the neurons record what the losses read
+        self.defense.setup(self.model)  # the neurons record what the losses read
 
     def train_step(self) -> None:
-        _train_epoch(self.model, self.defense, self.optimizer, self.own, self.x, self.y,
-                     self.train, self.augment, self.epoch, self.device)
+        _train_epoch(
+            self.model,
+            self.defense,
+            self.optimizer,
+            self.own,
+            self.x,
+            self.y,
+            self.train,
+            self.augment,
+            self.epoch,
+            self.device,
+        )
 
     def to_eval(self) -> None:
-        for neuron in spiking_neurons(self.model):   # as train_model does before evaluation
+        for neuron in spiking_neurons(self.model):  # as train_model does before evaluation
             neuron.record_potentials = neuron.record_currents = False
         self.model.eval()
 
@@ -199,7 +226,7 @@ def measure(candidates: list[Candidate], repeats: int, device: torch.device) -> 
     """
     for c in candidates:
         c.to_train()
-        c.train_step()                         # warm-up (allocator, cudnn, lazy init)
+        c.train_step()  # warm-up (allocator, cudnn, lazy init)
         c.row.memory_bytes = peak_memory(c.model, c.train_step, device)
         c.to_eval()
         c.infer()
@@ -234,7 +261,7 @@ def expand(text: str) -> list[str]:
     """``all`` -> every registered defence; vanilla first; duplicates dropped."""
     names: list[str] = ["vanilla"]
     for part in (p.strip() for p in text.split(",")):
-        for name in (DEFENSES.names() if part.lower() == "all" else [part] if part else []):
+        for name in DEFENSES.names() if part.lower() == "all" else [part] if part else []:
             if name not in names:
                 names.append(name)
     return names
@@ -247,31 +274,40 @@ def ratio(value: float, base: float) -> str:
 def print_table(rows: list[Row], memory_label: str) -> None:
     base = rows[0]
     width = max(12, *(len(r.defense) for r in rows))
-    head = (f"{'defence':<{width}}  {'train ms':>9} {'ratio':>6}  {'infer ms':>9} {'ratio':>6}  "
-            f"{memory_label:>11} {'ratio':>6}  test-time random")
+    head = (
+        f"{'defence':<{width}}  {'train ms':>9} {'ratio':>6}  {'infer ms':>9} {'ratio':>6}  "
+        f"{memory_label:>11} {'ratio':>6}  test-time random"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r.defense:<{width}}  {1e3 * r.train_s:>9.2f} {ratio(r.train_s, base.train_s):>6}  "
-              f"{1e3 * r.infer_s:>9.2f} {ratio(r.infer_s, base.infer_s):>6}  "
-              f"{r.memory_bytes / MIB:>11.2f} {ratio(r.memory_bytes, base.memory_bytes):>6}  "
-              f"{'yes' if r.stochastic else 'no'}")
+        print(
+            f"{r.defense:<{width}}  {1e3 * r.train_s:>9.2f} {ratio(r.train_s, base.train_s):>6}  "
+            f"{1e3 * r.infer_s:>9.2f} {ratio(r.infer_s, base.infer_s):>6}  "
+            f"{r.memory_bytes / MIB:>11.2f} {ratio(r.memory_bytes, base.memory_bytes):>6}  "
+            f"{'yes' if r.stochastic else 'no'}"
+        )
 
 
-def paper_line(rows: list[Row], args: argparse.Namespace, timesteps: int,
-               device: torch.device) -> str:
+def paper_line(
+    rows: list[Row], args: argparse.Namespace, timesteps: int, device: torch.device
+) -> str:
     paper_train = PAPER_TRAIN_S[1] / PAPER_TRAIN_S[0]
     paper_test = PAPER_TEST_S[1] / PAPER_TEST_S[0]
-    paper = (f"RandHet Table 8 (SEW-ResNet19, T = 8, GPU): train {paper_train:.2f}x "
-             f"({PAPER_TRAIN_S[1]} vs {PAPER_TRAIN_S[0]} s/epoch, +8 %), test {paper_test:.2f}x "
-             f"({PAPER_TEST_S[1]} vs {PAPER_TEST_S[0]} s, +25 %)")
+    paper = (
+        f"RandHet Table 8 (SEW-ResNet19, T = 8, GPU): train {paper_train:.2f}x "
+        f"({PAPER_TRAIN_S[1]} vs {PAPER_TRAIN_S[0]} s/epoch, +8 %), test {paper_test:.2f}x "
+        f"({PAPER_TEST_S[1]} vs {PAPER_TEST_S[0]} s, +25 %)"
+    )
     mine = next((r for r in rows if r.defense == "randhet"), None)
     if mine is None:
         return f"randhet not measured; {paper}"
     base = rows[0]
-    return (f"randhet vs vanilla here ({args.arch}, T = {timesteps}, {args.track} track, "
-            f"{device.type}): train {ratio(mine.train_s, base.train_s)}, "
-            f"inference {ratio(mine.infer_s, base.infer_s)}; {paper}")
+    return (
+        f"randhet vs vanilla here ({args.arch}, T = {timesteps}, {args.track} track, "
+        f"{device.type}): train {ratio(mine.train_s, base.train_s)}, "
+        f"inference {ratio(mine.infer_s, base.infer_s)}; {paper}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,13 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timesteps", type=int, default=4, help="T; 0: the track's T")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--defenses", default="all",
-                        help="'all' and/or comma-separated names or combos, e.g. all,tgo+rat")
+    parser.add_argument(
+        "--defenses",
+        default="all",
+        help="'all' and/or comma-separated names or combos, e.g. all,tgo+rat",
+    )
     parser.add_argument("--track", default="tgo", choices=sorted(TRACKS))
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for torch; 0 keeps torch's default")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads for torch; 0 keeps torch's default"
+    )
     args = parser.parse_args(argv)
     try:
         if args.repeats < 1 or args.batch < 1:
@@ -300,14 +340,23 @@ def main(argv: list[str] | None = None) -> int:
         candidates = [Candidate(n, args, x, y, device) for n in names]
         memory_label = "peak MiB" if device.type == "cuda" else "saved MiB"
         threads = torch.get_num_threads()
-        print(f"snnbench {snnbench.__version__}, torch {torch.__version__}, device {device}, "
-              f"{threads} CPU thread{'s' if threads != 1 else ''}")
-        print(f"arch {args.arch}, data set {args.dataset}, T = {candidates[0].timesteps}, track "
-              f"{args.track}, batch {args.batch}, median of {args.repeats} after 1 warm-up")
+        print(
+            f"snnbench {snnbench.__version__}, torch {torch.__version__}, device {device}, "
+            f"{threads} CPU thread{'s' if threads != 1 else ''}"
+        )
+        print(
+            f"arch {args.arch}, data set {args.dataset}, T = {candidates[0].timesteps}, track "
+            f"{args.track}, batch {args.batch}, median of {args.repeats} after 1 warm-up"
+        )
         print(f"inputs: {source}")
-        print("memory: " + ("torch.cuda.max_memory_allocated during one training step"
-                            if device.type == "cuda" else
-                            "peak saved-for-backward bytes during one training step (not RSS)"))
+        print(
+            "memory: "
+            + (
+                "torch.cuda.max_memory_allocated during one training step"
+                if device.type == "cuda"
+                else "peak saved-for-backward bytes during one training step (not RSS)"
+            )
+        )
         print()
         rows = measure(candidates, args.repeats, device)
     except SnnbenchError as exc:

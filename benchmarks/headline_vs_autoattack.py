@@ -15,6 +15,7 @@ suite found a stronger attack). ``--markdown`` writes the table for docs/protoco
 
     python benchmarks/headline_vs_autoattack.py --home snnbench-runs [--models a b] [--markdown out.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from pyautoattack import AutoAttack
 
@@ -32,11 +32,17 @@ from snnbench.data import dataset_info, load_dataset
 from snnbench.evaluate import sample_indices, samples_digest
 from snnbench.files import stable_seed
 
-TARGET_GAP = 3.0     # points: the headline may sit at most this far above AutoAttack
+TARGET_GAP = 3.0  # points: the headline may sit at most this far above AutoAttack
 
 
-def autoattack_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
-                        stochastic: bool, draws: int) -> float:
+def autoattack_accuracy(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    stochastic: bool,
+    draws: int,
+) -> float:
     """AutoAttack's robust accuracy: one pass (deterministic) or the mean over fresh draws."""
     model.eval()
     version = "rand" if stochastic else "standard"
@@ -50,8 +56,9 @@ def autoattack_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
     return float(torch.stack(hits).mean())
 
 
-def compare(home: Path, models: list[str] | None, draws: int,
-            cache: Path | None = None) -> list[dict]:
+def compare(
+    home: Path, models: list[str] | None, draws: int, cache: Path | None = None
+) -> list[dict]:
     """Per model of the main table: headline, AutoAttack, gap. ``cache`` (a json file) keeps
     AutoAttack's numbers by (weights, samples, eps): the reference does not change when the
     suite does, so a rerun after a suite change costs nothing."""
@@ -63,38 +70,54 @@ def compare(home: Path, models: list[str] | None, draws: int,
         setting = row["setting"]
         x, y = load_dataset(setting["dataset"], setting["split"])
         indices = sample_indices(y, setting["n"], dataset_info(setting["dataset"]).num_classes)
-        if setting["samples"] and samples_digest(setting["dataset"], setting["split"],
-                                                 indices) != setting["samples"]:
+        if (
+            setting["samples"]
+            and samples_digest(setting["dataset"], setting["split"], indices) != setting["samples"]
+        ):
             raise SystemExit(f"{row['model']}: cannot rebuild the leaderboard's samples")
         picked = torch.as_tensor(indices)
         key = f"{row['sha256']}|{setting['samples']}|{setting['eps']}|{draws}"
         start = time.perf_counter()
         if key not in known:
             model = snnbench.load(row["model"], home=home, device="cpu")
-            known[key] = autoattack_accuracy(model, x[picked], y[picked], setting["eps"],
-                                             row["stochastic"], draws)
+            known[key] = autoattack_accuracy(
+                model, x[picked], y[picked], setting["eps"], row["stochastic"], draws
+            )
             if cache:
                 cache.write_text(json.dumps(known, indent=1))
         reference = known[key]
         top = row["headline"]
-        out.append({"model": row["model"], "stochastic": row["stochastic"],
-                    "headline": top["acc"], "ci95": top["ci95"], "autoattack": reference,
-                    "gap": 100 * (top["acc"] - reference),
-                    "seconds": time.perf_counter() - start})
-        print(f"{row['model']:<32} headline {100 * top['acc']:6.2f}  AutoAttack "
-              f"{100 * reference:6.2f}  gap {out[-1]['gap']:+6.2f}  ({out[-1]['seconds']:.0f} s)",
-              flush=True)
+        out.append(
+            {
+                "model": row["model"],
+                "stochastic": row["stochastic"],
+                "headline": top["acc"],
+                "ci95": top["ci95"],
+                "autoattack": reference,
+                "gap": 100 * (top["acc"] - reference),
+                "seconds": time.perf_counter() - start,
+            }
+        )
+        print(
+            f"{row['model']:<32} headline {100 * top['acc']:6.2f}  AutoAttack "
+            f"{100 * reference:6.2f}  gap {out[-1]['gap']:+6.2f}  ({out[-1]['seconds']:.0f} s)",
+            flush=True,
+        )
     return out
 
 
 def markdown(results: list[dict], draws: int) -> str:
-    lines = ["| model | headline [95% interval] | AutoAttack | headline - AutoAttack |",
-             "|---|---|---|---|"]
+    lines = [
+        "| model | headline [95% interval] | AutoAttack | headline - AutoAttack |",
+        "|---|---|---|---|",
+    ]
     for r in results:
         kind = f"rand, {draws} fresh draws" if r["stochastic"] else "standard"
-        lines.append(f"| {r['model']} | {100 * r['headline']:.2f} [{100 * r['ci95'][0]:.2f}, "
-                     f"{100 * r['ci95'][1]:.2f}] | {100 * r['autoattack']:.2f} ({kind}) | "
-                     f"{r['gap']:+.2f} |")
+        lines.append(
+            f"| {r['model']} | {100 * r['headline']:.2f} [{100 * r['ci95'][0]:.2f}, "
+            f"{100 * r['ci95'][1]:.2f}] | {100 * r['autoattack']:.2f} ({kind}) | "
+            f"{r['gap']:+.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,7 @@ difference between the layouts (the layout moves strides, not values). The ratio
 by side, are what each arch's ``channels_last=`` registration rests on (``runtime.place``); the
 printed ``declared`` column says what the registry does now on this device type.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,10 +28,12 @@ from snnbench.archs.registry import ARCHS
 from snnbench.data import dataset_info
 from snnbench.model import create_model
 
-from neurons import medians   # benchmarks/neurons.py: round-robin medians after a warm-up
+from neurons import medians  # benchmarks/neurons.py: round-robin medians after a warm-up
 
-DEFAULT = "tiny:digits:128:4,tiny:cifar10:32:4,vgg11:cifar10:16:4,wrn16:cifar10:16:4," \
-          "sew-resnet19:cifar10:8:8"
+DEFAULT = (
+    "tiny:digits:128:4,tiny:cifar10:32:4,vgg11:cifar10:16:4,wrn16:cifar10:16:4,"
+    "sew-resnet19:cifar10:8:8"
+)
 
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], object]:
@@ -40,6 +43,7 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[
         F.cross_entropy(model(x), y).backward()
         if x.is_cuda:
             torch.cuda.synchronize()
+
     return run
 
 
@@ -51,6 +55,7 @@ def inference(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
         if x.is_cuda:
             torch.cuda.synchronize()
         return out
+
     return run
 
 
@@ -64,28 +69,38 @@ def main() -> None:
     device = runtime.resolve_device(args.device)
     torch.set_num_threads(runtime.cpu_threads(args.threads))
     runtime.tune_allocator()
-    print(f"device {device}, {torch.get_num_threads()} torch thread(s), {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"{'arch':14}{'data':9}{'B':>4}{'T':>3}{'train NCHW':>12}{'train CL':>10}{'ratio':>7}"
-          f"{'infer NCHW':>12}{'infer CL':>10}{'ratio':>7}{'max diff':>10}  declared")
+    print(
+        f"device {device}, {torch.get_num_threads()} torch thread(s), {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+    print(
+        f"{'arch':14}{'data':9}{'B':>4}{'T':>3}{'train NCHW':>12}{'train CL':>10}{'ratio':>7}"
+        f"{'infer NCHW':>12}{'infer CL':>10}{'ratio':>7}{'max diff':>10}  declared"
+    )
     for entry in args.archs.split(","):
         arch, data, batch, timesteps = entry.split(":")
         info = dataset_info(data)
         torch.manual_seed(0)
-        plain = create_model("vanilla", arch=arch, dataset=data, timesteps=int(timesteps)).to(device)
+        plain = create_model("vanilla", arch=arch, dataset=data, timesteps=int(timesteps)).to(
+            device
+        )
         nhwc = copy.deepcopy(plain).to(memory_format=torch.channels_last)
         x = torch.rand(int(batch), info.channels, info.image_size, info.image_size, device=device)
         y = torch.randint(0, info.num_classes, (int(batch),), device=device)
         diff = (inference(plain, x)() - inference(nhwc, x)()).abs().max().item()
-        train = medians({"nchw": train_step(plain, x, y), "cl": train_step(nhwc, x, y)},
-                        args.repeats)
+        train = medians(
+            {"nchw": train_step(plain, x, y), "cl": train_step(nhwc, x, y)}, args.repeats
+        )
         infer = medians({"nchw": inference(plain, x), "cl": inference(nhwc, x)}, args.repeats)
         declared = device.type in ARCHS.entry(arch).extra.get("channels_last", ())
-        print(f"{arch:14}{data:9}{batch:>4}{timesteps:>3}{1e3 * train['nchw']:10.0f}ms"
-              f"{1e3 * train['cl']:8.0f}ms{train['nchw'] / train['cl']:6.2f}x"
-              f"{1e3 * infer['nchw']:10.0f}ms{1e3 * infer['cl']:8.0f}ms"
-              f"{infer['nchw'] / infer['cl']:6.2f}x{diff:10.1e}  "
-              f"{'channels_last' if declared else 'NCHW'}", flush=True)
+        print(
+            f"{arch:14}{data:9}{batch:>4}{timesteps:>3}{1e3 * train['nchw']:10.0f}ms"
+            f"{1e3 * train['cl']:8.0f}ms{train['nchw'] / train['cl']:6.2f}x"
+            f"{1e3 * infer['nchw']:10.0f}ms{1e3 * infer['cl']:8.0f}ms"
+            f"{infer['nchw'] / infer['cl']:6.2f}x{diff:10.1e}  "
+            f"{'channels_last' if declared else 'NCHW'}",
+            flush=True,
+        )
     print("ratio = NCHW time / channels_last time: above 1.00x channels_last is faster.")
 
 

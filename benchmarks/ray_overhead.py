@@ -15,6 +15,7 @@ It prints both wall times, the Ray start-up, and the ratio Ray / local (start-up
 checks that both give the same per-sample results. Seconds depend on the machine; the ratio,
 measured side by side, is the result. The default workload is tests/test_ray.py's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,15 +42,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     import ray
+
     torch.set_num_threads(args.threads)
     os.environ["SNNBENCH_THREADS"] = str(args.threads)
-    kwargs = dict(attacks=args.attacks.split(","), n=args.n, chunk_size=args.chunk_size,
-                  device="cpu")
+    kwargs = dict(
+        attacks=args.attacks.split(","), n=args.n, chunk_size=args.chunk_size, device="cpu"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
         for defense in ("vanilla", "randhet"):
-            train_model(ModelConfig(defense, "tiny", "digits", 4), TrainConfig(epochs=args.epochs),
-                        home=base, device="cpu")
+            train_model(
+                ModelConfig(defense, "tiny", "digits", 4),
+                TrainConfig(epochs=args.epochs),
+                home=base,
+                device="cpu",
+            )
         homes = {kind: Path(tmp) / kind for kind in ("local", "ray", "warm")}
         for home in homes.values():
             shutil.copytree(base, home)
@@ -59,27 +66,38 @@ def main() -> None:
         local_s = time.perf_counter() - start
 
         start = time.perf_counter()
-        ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="ERROR",
-                 runtime_env={"env_vars": {"SNNBENCH_THREADS": str(args.threads)}})
+        ray.init(
+            num_cpus=args.cpus,
+            include_dashboard=False,
+            logging_level="ERROR",
+            runtime_env={"env_vars": {"SNNBENCH_THREADS": str(args.threads)}},
+        )
         startup_s = time.perf_counter() - start
         start = time.perf_counter()
         remote = api.attack(home=homes["ray"], executor="ray", **kwargs)
         ray_s = time.perf_counter() - start
-        start = time.perf_counter()       # again, in a fresh home: workers already started
+        start = time.perf_counter()  # again, in a fresh home: workers already started
         warm = api.attack(home=homes["warm"], executor="ray", **kwargs)
         warm_s = time.perf_counter() - start
         ray.shutdown()
 
-    same = [c["per_sample"] for c in local] == [c["per_sample"] for c in remote] == \
-        [c["per_sample"] for c in warm]
+    same = (
+        [c["per_sample"] for c in local]
+        == [c["per_sample"] for c in remote]
+        == [c["per_sample"] for c in warm]
+    )
     tasks = len(local) * -(-args.n // args.chunk_size)
-    print(f"workload: 2 models x {len(kwargs['attacks'])} attacks x {args.n} samples in chunks "
-          f"of {args.chunk_size} ({tasks} attack tasks), {args.threads} torch thread(s)")
+    print(
+        f"workload: 2 models x {len(kwargs['attacks'])} attacks x {args.n} samples in chunks "
+        f"of {args.chunk_size} ({tasks} attack tasks), {args.threads} torch thread(s)"
+    )
     print(f"local executor:          {local_s:7.2f} s")
     print(f"ray executor ({args.cpus} CPUs):   {ray_s:7.2f} s   (+ {startup_s:.2f} s to start Ray)")
     print(f"ray, workers warm:       {warm_s:7.2f} s")
-    print(f"ray / local:             {ray_s / local_s:7.2f}x  (start-up excluded); "
-          f"{(ray_s + startup_s) / local_s:.2f}x with it; {warm_s / local_s:.2f}x warm")
+    print(
+        f"ray / local:             {ray_s / local_s:7.2f}x  (start-up excluded); "
+        f"{(ray_s + startup_s) / local_s:.2f}x with it; {warm_s / local_s:.2f}x warm"
+    )
     print(f"same per-sample results: {same}")
 
 

@@ -34,6 +34,7 @@ On CUDA the paragraph states the measured GPU hours, the GPU and the date. On th
 no GPU was measured, gives the CPU measurement and a GPU *estimate*: the counted FLOPs over an
 assumed sustained throughput range (``--assume-tflops``, in TFLOP/s), and says how to replace it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,13 @@ from snnbench.recipe import Recipe, load_recipe, parse_recipe, recipe_path
 from snnbench.runtime import cpu_threads, resolve_device, tune_allocator
 from snnbench.train import _optimizers, train_step
 
-DEFAULT_RECIPES = ("cifar10-tgo", "cifar100-tgo", "cifar10-randhet", "cifar100-randhet",
-                   "dvs-cifar10-tgo")
+DEFAULT_RECIPES = (
+    "cifar10-tgo",
+    "cifar100-tgo",
+    "cifar10-randhet",
+    "cifar100-randhet",
+    "dvs-cifar10-tgo",
+)
 # Training-split sizes; CIFAR10-DVS: 900 of each class's 1,000 recordings (snnbench.events).
 TRAIN_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "dvs-cifar10": 9_000}
 MARKER = "# Expected GPU hours"
@@ -80,8 +86,8 @@ class Cost:
 
     seconds: float
     flops: float
-    measured_batch: int            # the batch timed
-    counted_at: tuple[int, ...]    # the batches whose FLOPs were counted
+    measured_batch: int  # the batch timed
+    counted_at: tuple[int, ...]  # the batches whose FLOPs were counted
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,7 @@ def flop_counter() -> FlopCounterMode:
 def train_size(dataset: str) -> int:
     if dataset in TRAIN_SIZE:
         return TRAIN_SIZE[dataset]
-    return len(load_dataset(dataset, "train")[1])     # embedded data (digits): cheap to read
+    return len(load_dataset(dataset, "train")[1])  # embedded data (digits): cheap to read
 
 
 def random_batch(dataset: str, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,8 +141,10 @@ def random_batch(dataset: str, size: int, seed: int) -> tuple[torch.Tensor, torc
     if info.frames:
         shape = (info.frames, *shape)
     generator = torch.Generator().manual_seed(seed)
-    return (torch.rand((size, *shape), generator=generator),
-            torch.randint(info.num_classes, (size,), generator=generator))
+    return (
+        torch.rand((size, *shape), generator=generator),
+        torch.randint(info.num_classes, (size,), generator=generator),
+    )
 
 
 def _sync(device: torch.device) -> None:
@@ -144,8 +152,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def step_cost(config: ModelConfig, train: TrainConfig, device: torch.device, steps: int = 2,
-              warmup: int = 1, batch: int | None = None) -> Cost:
+def step_cost(
+    config: ModelConfig,
+    train: TrainConfig,
+    device: torch.device,
+    steps: int = 2,
+    warmup: int = 1,
+    batch: int | None = None,
+) -> Cost:
     """Seconds and FLOPs of one training step of ``config`` at the recipe's batch, built and run
     as ``train_model`` does. ``batch`` smaller than the recipe's: the FLOPs are counted at
     ``batch`` and ``2 * batch`` and extrapolated (exact: each counted op is either per sample or,
@@ -158,10 +172,13 @@ def step_cost(config: ModelConfig, train: TrainConfig, device: torch.device, ste
     model = build(spec).to(device)
     defense = create_defense(spec.defense, spec.settings, spec.track)
     defense.setup(model)
-    decay = train.weight_decay if train.weight_decay is not None else \
-        defense.weight_decay(TRACK_WEIGHT_DECAY[spec.track])
+    decay = (
+        train.weight_decay
+        if train.weight_decay is not None
+        else defense.weight_decay(TRACK_WEIGHT_DECAY[spec.track])
+    )
     optimizer, own = _optimizers(model, defense, train, decay)
-    epoch = train.epochs // 2      # mid-run: TGO's lambda(e) > 0, StoG's rho in training
+    epoch = train.epochs // 2  # mid-run: TGO's lambda(e) > 0, StoG's rho in training
 
     def timed(size: int) -> float:
         x, y = random_batch(spec.dataset, size, train.seed)
@@ -180,7 +197,7 @@ def step_cost(config: ModelConfig, train: TrainConfig, device: torch.device, ste
 
     first, flops = counted(small)  # also the first warm-up (lazy init, allocator, cudnn)
     size = small
-    if small < full:               # a second point: the batch-independent part of the FLOPs
+    if small < full:  # a second point: the batch-independent part of the FLOPs
         size = min(2 * small, full)
         first, flops_2 = counted(size)
         flops = flops + (flops_2 - flops) / (size - small) * (full - small)
@@ -199,13 +216,24 @@ def _key(config: ModelConfig, train: TrainConfig, batch: int | None) -> str:
     spec = resolve(config)
     info = dataset_info(spec.dataset)
     shape = (info.frames, info.channels, info.image_size, info.image_size, info.num_classes)
-    fields = {**spec.to_dict(), "dataset": shape, "batch": (train.batch_size, batch),
-              "decay": train.weight_decay}
+    fields = {
+        **spec.to_dict(),
+        "dataset": shape,
+        "batch": (train.batch_size, batch),
+        "decay": train.weight_decay,
+    }
     return repr(sorted((k, repr(v)) for k, v in fields.items()))
 
 
-def recipe_rows(recipe: Recipe, device: torch.device, steps: int, warmup: int,
-                batch: int | None, cache: dict[str, Cost], log=print) -> list[Row]:
+def recipe_rows(
+    recipe: Recipe,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    batch: int | None,
+    cache: dict[str, Cost],
+    log=print,
+) -> list[Row]:
     rows = []
     for config, train in recipe.models:
         name = config.name or model_name(config.defense, config.arch, config.dataset)
@@ -213,8 +241,10 @@ def recipe_rows(recipe: Recipe, device: torch.device, steps: int, warmup: int,
         if key not in cache:
             start = time.perf_counter()
             cache[key] = step_cost(config, train, device, steps, warmup, batch)
-            log(f"  {name}: {cache[key].seconds:.3f} s/step "
-                f"({time.perf_counter() - start:.1f} s to measure)")
+            log(
+                f"  {name}: {cache[key].seconds:.3f} s/step "
+                f"({time.perf_counter() - start:.1f} s to measure)"
+            )
         per_epoch = math.ceil(train_size(recipe.dataset) / train.batch_size)
         rows.append(Row(name, cache[key], per_epoch, train.epochs))
     return rows
@@ -223,15 +253,20 @@ def recipe_rows(recipe: Recipe, device: torch.device, steps: int, warmup: int,
 def table(recipe: Recipe, rows: list[Row]) -> str:
     width = max(len("model"), *(len(r.model) for r in rows))
     batch, full = rows[0].cost.measured_batch, recipe.models[0][1].batch_size
-    lines = [f"{recipe.name}: {len(rows)} models, batch {full}"
-             + (f" (timed at batch {batch}, scaled)" if batch < full else ""),
-             f"| {'model':<{width}} |    s/step |   s/epoch |    hours | TFLOP/epoch |",
-             f"|{'-' * (width + 2)}|-----------|-----------|----------|-------------|"]
+    lines = [
+        f"{recipe.name}: {len(rows)} models, batch {full}"
+        + (f" (timed at batch {batch}, scaled)" if batch < full else ""),
+        f"| {'model':<{width}} |    s/step |   s/epoch |    hours | TFLOP/epoch |",
+        f"|{'-' * (width + 2)}|-----------|-----------|----------|-------------|",
+    ]
     for r in rows:
-        lines.append(f"| {r.model:<{width}} | {r.cost.seconds:9.3f} | {r.epoch_s:9.1f} | "
-                     f"{r.hours:8.1f} | {r.epoch_tflop:11.1f} |")
-    lines.append(f"| {'total':<{width}} | {'':9} | {'':9} | {sum(r.hours for r in rows):8.1f} | "
-                 f"{'':11} |")
+        lines.append(
+            f"| {r.model:<{width}} | {r.cost.seconds:9.3f} | {r.epoch_s:9.1f} | "
+            f"{r.hours:8.1f} | {r.epoch_tflop:11.1f} |"
+        )
+    lines.append(
+        f"| {'total':<{width}} | {'':9} | {'':9} | {sum(r.hours for r in rows):8.1f} | {'':11} |"
+    )
     return "\n".join(lines)
 
 
@@ -246,43 +281,64 @@ def machine(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch threads: {torch.get_num_threads()}, " \
-           f"torch {torch.__version__}"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch threads: {torch.get_num_threads()}, "
+        f"torch {torch.__version__}"
+    )
 
 
-def hours_paragraph(recipe: Recipe, rows: list[Row], device: torch.device, steps: int,
-                    warmup: int, assume: tuple[float, float], today: str) -> list[str]:
+def hours_paragraph(
+    recipe: Recipe,
+    rows: list[Row],
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    assume: tuple[float, float],
+    today: str,
+) -> list[str]:
     """The recipe's ``# Expected GPU hours`` comment lines (wrapped at 100 characters)."""
     total = sum(r.hours for r in rows)
     batch, full = rows[0].cost.measured_batch, recipe.models[0][1].batch_size
     counted = rows[0].cost.counted_at
-    timing = (f"median of {steps} steps after {warmup} warm-up" if warmup else
-              f"{steps} step{'s' if steps > 1 else ''}"
-              + (f" after one at batch {counted[0]}" if len(counted) > 1 else "")
-              + ", no other warm-up (the FLOP-counted step timed: an overestimate)")
-    how = (f"{timing}; random inputs of the data set's shape at batch {batch}"
-           + (f", seconds scaled x{full / batch:g} to batch {full} (ASSUMED proportional to the "
-              "batch: an overestimate where per-step costs are fixed); FLOPs counted at batches "
-              f"{' and '.join(map(str, counted))} and extrapolated (exact for the counted ops)"
-              if batch < full else "")
-           + f"; s/epoch = s/step x {rows[0].steps_per_epoch} steps; hours = s/epoch x epochs, "
-           f"summed over the {len(rows)} trainings ({len(recipe.seeds)} seed"
-           f"{'s' if len(recipe.seeds) > 1 else ''} per model)")
+    timing = (
+        f"median of {steps} steps after {warmup} warm-up"
+        if warmup
+        else f"{steps} step{'s' if steps > 1 else ''}"
+        + (f" after one at batch {counted[0]}" if len(counted) > 1 else "")
+        + ", no other warm-up (the FLOP-counted step timed: an overestimate)"
+    )
+    how = (
+        f"{timing}; random inputs of the data set's shape at batch {batch}"
+        + (
+            f", seconds scaled x{full / batch:g} to batch {full} (ASSUMED proportional to the "
+            "batch: an overestimate where per-step costs are fixed); FLOPs counted at batches "
+            f"{' and '.join(map(str, counted))} and extrapolated (exact for the counted ops)"
+            if batch < full
+            else ""
+        )
+        + f"; s/epoch = s/step x {rows[0].steps_per_epoch} steps; hours = s/epoch x epochs, "
+        f"summed over the {len(rows)} trainings ({len(recipe.seeds)} seed"
+        f"{'s' if len(recipe.seeds) > 1 else ''} per model)"
+    )
     if device.type == "cuda":
-        text = (f"{MARKER}: {_num(total)} (measured {today} on {machine(device)}, bf16 autocast; "
-                f"{how}). `python benchmarks/recipe_cost.py --write` on a GPU remeasures.")
+        text = (
+            f"{MARKER}: {_num(total)} (measured {today} on {machine(device)}, bf16 autocast; "
+            f"{how}). `python benchmarks/recipe_cost.py --write` on a GPU remeasures."
+        )
     else:
         tflop = sum(r.epoch_tflop * r.epochs for r in rows)
         low, high = tflop / assume[1] / 3600, tflop / assume[0] / 3600
         first = rows[0]
-        text = (f"{MARKER}: no GPU was measured (none was available). GPU ESTIMATE "
-                f"{_num(low)}-{_num(high)} hours = {tflop:.3g} TFLOP (matmuls and convolutions "
-                f"of every training step, attack steps included, counted by torch's "
-                f"FlopCounterMode) at an ASSUMED sustained {assume[0]:g}-{assume[1]:g} TFLOP/s "
-                f"bf16: an assumption, not a measurement. CPU measurement ({today}, "
-                f"{machine(device)}; {how}): {first.model} {_num(first.epoch_s)} s/epoch, all "
-                f"models {_num(total)} CPU hours. To replace this estimate with a measurement, "
-                "run `python benchmarks/recipe_cost.py --write` on the GPU.")
+        text = (
+            f"{MARKER}: no GPU was measured (none was available). GPU ESTIMATE "
+            f"{_num(low)}-{_num(high)} hours = {tflop:.3g} TFLOP (matmuls and convolutions "
+            f"of every training step, attack steps included, counted by torch's "
+            f"FlopCounterMode) at an ASSUMED sustained {assume[0]:g}-{assume[1]:g} TFLOP/s "
+            f"bf16: an assumption, not a measurement. CPU measurement ({today}, "
+            f"{machine(device)}; {how}): {first.model} {_num(first.epoch_s)} s/epoch, all "
+            f"models {_num(total)} CPU hours. To replace this estimate with a measurement, "
+            "run `python benchmarks/recipe_cost.py --write` on the GPU."
+        )
     return wrap(text)
 
 
@@ -292,7 +348,7 @@ def _num(value: float) -> str:
 
 def wrap(text: str, width: int = 100) -> list[str]:
     lines, line = [], ""
-    for word in re.findall(r"`[^`]*`\S*|\S+", text):     # a `command` stays on one line
+    for word in re.findall(r"`[^`]*`\S*|\S+", text):  # a `command` stays on one line
         if line and len(line) + 1 + len(word) > width:
             lines.append(line)
             line = "#  "
@@ -306,13 +362,17 @@ def rewrite(text: str, paragraph: list[str]) -> str:
     absent. Every other line is kept byte for byte."""
     lines = text.splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines) if line.startswith(MARKER)), None)
-    if start is None:      # no paragraph yet: after the leading comment block
-        start = end = next((i for i, line in enumerate(lines) if not line.startswith("#")),
-                           len(lines))
+    if start is None:  # no paragraph yet: after the leading comment block
+        start = end = next(
+            (i for i, line in enumerate(lines) if not line.startswith("#")), len(lines)
+        )
     else:
         end = start + 1
-        while end < len(lines) and re.match(r"#\s*\S", lines[end]) and \
-                not lines[end].startswith(MARKER):
+        while (
+            end < len(lines)
+            and re.match(r"#\s*\S", lines[end])
+            and not lines[end].startswith(MARKER)
+        ):
             end += 1
     newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
     return "".join([*lines[:start], *(p + newline for p in paragraph), *lines[end:]])
@@ -321,7 +381,7 @@ def rewrite(text: str, paragraph: list[str]) -> str:
 def write_paragraph(path: Path, paragraph: list[str]) -> None:
     """Rewrite the recipe file's hours paragraph; refuse (file untouched) if the result is no
     longer a valid recipe."""
-    text = rewrite(path.read_bytes().decode("utf-8"), paragraph)   # bytes: keep line endings
+    text = rewrite(path.read_bytes().decode("utf-8"), paragraph)  # bytes: keep line endings
     parse_recipe(tomllib.loads(text), path, text)
     atomic_write(path, lambda tmp: tmp.write_bytes(text.encode("utf-8")))
 
@@ -335,23 +395,46 @@ def _path(ref: str) -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("recipes", nargs="*", default=list(DEFAULT_RECIPES),
-                        help="recipe names or paths (default: the five paper recipes)")
+    parser.add_argument(
+        "recipes",
+        nargs="*",
+        default=list(DEFAULT_RECIPES),
+        help="recipe names or paths (default: the five paper recipes)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="timed steps per model, median (default: 2 on CUDA, 1 on the CPU)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed steps first, the FLOP-counted one included; 0: the counted "
-                             "step is timed (default: 1 on CUDA, 0 on the CPU)")
-    parser.add_argument("--batch", type=int, default=None,
-                        help="measure at this batch and scale to the recipe's; 0: the recipe's "
-                             "(default: the recipe's on CUDA, 1 on the CPU)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="CPU threads; 0: one per idle core, as the CLI")
-    parser.add_argument("--assume-tflops", default="10,50",
-                        help="CPU runs: the ASSUMED sustained GPU TFLOP/s range, LOW,HIGH")
-    parser.add_argument("--write", action="store_true",
-                        help="rewrite each recipe's '# Expected GPU hours' comment lines")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="timed steps per model, median (default: 2 on CUDA, 1 on the CPU)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed steps first, the FLOP-counted one included; 0: the counted "
+        "step is timed (default: 1 on CUDA, 0 on the CPU)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="measure at this batch and scale to the recipe's; 0: the recipe's "
+        "(default: the recipe's on CUDA, 1 on the CPU)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads; 0: one per idle core, as the CLI"
+    )
+    parser.add_argument(
+        "--assume-tflops",
+        default="10,50",
+        help="CPU runs: the ASSUMED sustained GPU TFLOP/s range, LOW,HIGH",
+    )
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="rewrite each recipe's '# Expected GPU hours' comment lines",
+    )
     return parser
 
 
@@ -371,10 +454,12 @@ def main(argv: list[str] | None = None) -> int:
         if len(assume) != 2 or not 0 < assume[0] <= assume[1]:
             raise SnnbenchError("--assume-tflops takes LOW,HIGH with 0 < LOW <= HIGH")
         tune_allocator()
-        torch.set_num_threads(cpu_threads(args.threads or None))     # as the CLI trains
+        torch.set_num_threads(cpu_threads(args.threads or None))  # as the CLI trains
         today = datetime.date.today().isoformat()
-        print(f"snnbench {snnbench.__version__}; {device}: {machine(device)}; {today}; "
-              f"load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"snnbench {snnbench.__version__}; {device}: {machine(device)}; {today}; "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
         cache: dict[str, Cost] = {}
         start = time.perf_counter()
         for ref in args.recipes:

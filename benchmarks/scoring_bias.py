@@ -19,6 +19,7 @@ per-attack runs); each repetition uses another seed. The bias is the mean over r
 
     python benchmarks/scoring_bias.py [--reps 200] [--k-eval 3] [--n 360]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,7 @@ from snnbench.report import card_candidates, headline
 from snnbench.store import ResultStore
 
 CLASSES = 10
-STRENGTHS = (0.55, 0.62, 0.68)     # share of samples each stub attack (nearly) breaks
+STRENGTHS = (0.55, 0.62, 0.68)  # share of samples each stub attack (nearly) breaks
 
 
 class KnownModel(nn.Module):
@@ -76,16 +77,21 @@ def population(n: int, rng: np.random.Generator) -> np.ndarray:
     """Digits-like per-sample probabilities: mostly confident clean inputs; each attack breaks
     a share of samples (nested: a stronger attack breaks what a weaker one breaks), leaves
     some half-broken and the rest near their clean probability."""
-    clean = np.where(rng.random(n) < 0.85, rng.uniform(0.95, 1.0, n),
-                     np.where(rng.random(n) < 0.67, rng.uniform(0.6, 0.95, n),
-                              rng.uniform(0.0, 0.6, n)))
+    clean = np.where(
+        rng.random(n) < 0.85,
+        rng.uniform(0.95, 1.0, n),
+        np.where(rng.random(n) < 0.67, rng.uniform(0.6, 0.95, n), rng.uniform(0.0, 0.6, n)),
+    )
     weakness = rng.random(n)
     rows = [clean]
     for strength in STRENGTHS:
         broken = weakness < strength - 0.08
         partly = (weakness >= strength - 0.08) & (weakness < strength + 0.04)
-        factor = np.where(broken, rng.uniform(0.0, 0.1, n),
-                          np.where(partly, rng.uniform(0.2, 0.8, n), rng.uniform(0.9, 1.0, n)))
+        factor = np.where(
+            broken,
+            rng.uniform(0.0, 0.1, n),
+            np.where(partly, rng.uniform(0.2, 0.8, n), rng.uniform(0.9, 1.0, n)),
+        )
         rows.append(clean * factor)
     return np.stack(rows)
 
@@ -124,28 +130,35 @@ def one_repetition(rep: int, n: int, k_eval: int) -> dict[str, tuple[float, floa
             estimate = card["result"]["robust_acc"]
             out[card["attack"]["id"]] = (
                 100 * (estimate - chosen_truth(table, card, [a])),
-                100 * (estimate - np.minimum(table[0], table[a]).mean()))
+                100 * (estimate - np.minimum(table[0], table[a]).mean()),
+            )
         best = table.min(axis=0).mean()
         worst = worst_candidates([_renamed(card_candidates(c), a) for c, a in zip(singles, ids)])
         top = headline(singles)["acc"]
-        out["worst case"] = (100 * (top - table[worst.origin, np.arange(n)].mean()),
-                             100 * (top - best))
+        out["worst case"] = (
+            100 * (top - table[worst.origin, np.arange(n)].mean()),
+            100 * (top - best),
+        )
         # the rule this replaced: a per-sample minimum of the runs' report counts
         least = np.min([decode_counts(c["per_sample"]["adv"]) for c in singles], axis=0)
         out["min reports"] = (float("nan"), 100 * (least.mean() / k_eval - best))
-        cascade = run_attacks(model, info, attacks, x, y, store, config, cpu, cascade=True,
-                              per_attack_full=False)
+        cascade = run_attacks(
+            model, info, attacks, x, y, store, config, cpu, cascade=True, per_attack_full=False
+        )
         last = max(cascade, key=lambda c: c["eval"]["cascade"]["position"])
         estimate = last["result"]["robust_acc"]
-        out["cascade"] = (100 * (estimate - chosen_truth(table, last, ids)),
-                          100 * (estimate - best))
+        out["cascade"] = (
+            100 * (estimate - chosen_truth(table, last, ids)),
+            100 * (estimate - best),
+        )
     return out
 
 
 def _renamed(candidates: Candidates, attack: int) -> Candidates:
     """A single run's candidates with origin = the attack's table row (not 1)."""
-    return Candidates(candidates.select, candidates.report,
-                      np.where(candidates.adversarial, attack, 0))
+    return Candidates(
+        candidates.select, candidates.report, np.where(candidates.adversarial, attack, 0)
+    )
 
 
 def measure(reps: int, n: int, k_eval: int) -> dict[str, dict[str, tuple[float, float]]]:
@@ -156,8 +169,10 @@ def measure(reps: int, n: int, k_eval: int) -> dict[str, dict[str, tuple[float, 
     for key in runs[0]:
         for which, truth in enumerate(("chosen", "oracle")):
             gaps = np.array([r[key][which] for r in runs])
-            out.setdefault(key, {})[truth] = (float(gaps.mean()),
-                                              float(gaps.std(ddof=1) / np.sqrt(reps)))
+            out.setdefault(key, {})[truth] = (
+                float(gaps.mean()),
+                float(gaps.std(ddof=1) / np.sqrt(reps)),
+            )
     return out
 
 
@@ -168,10 +183,12 @@ def main() -> None:
     parser.add_argument("--k-eval", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"scoring bias, k_eval = {args.k_eval}, n = {args.n}, {args.reps} repetitions; "
-          "estimate - truth in points, ± 1 standard error.\n  chosen: the exact accuracy of "
-          "the candidates the protocol chose (the bias of its report draws)\n  oracle: the "
-          "best candidate per sample (an attacker who knows every p exactly)")
+    print(
+        f"scoring bias, k_eval = {args.k_eval}, n = {args.n}, {args.reps} repetitions; "
+        "estimate - truth in points, ± 1 standard error.\n  chosen: the exact accuracy of "
+        "the candidates the protocol chose (the bias of its report draws)\n  oracle: the "
+        "best candidate per sample (an attacker who knows every p exactly)"
+    )
     print(f"  {'column':<12} {'chosen':>16} {'oracle':>16}")
     for key, gaps in measure(args.reps, args.n, args.k_eval).items():
         cells = [f"{gaps[t][0]:+.3f} ± {gaps[t][1]:.3f}" for t in ("chosen", "oracle")]

@@ -15,6 +15,7 @@ It prints each member's time alone, the cascade's time, and the ratio of the cas
 single most expensive member alone: the issue's target is at most 1.50x (docs/protocol.md section
 6, issue 10). Seconds depend on the machine; the ratio, measured side by side, is the result.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,9 @@ def main() -> None:
         outcome = train_model(config, TrainConfig(epochs=args.epochs), home=base, device="cpu")
         name = outcome.name
         # attacks only: the suite's sanity checks (about 10 s on 100 samples) are not an attack
-        kwargs = dict(suite="full", n=args.n, eot=args.eot, steps=args.steps, device="cpu",
-                      checks=False)
+        kwargs = dict(
+            suite="full", n=args.n, eot=args.eot, steps=args.steps, device="cpu", checks=False
+        )
 
         cascade_home = Path(tmp) / "cascade"
         shutil.copytree(base, cascade_home)
@@ -59,27 +61,36 @@ def main() -> None:
 
         alone_home = Path(tmp) / "alone"
         shutil.copytree(base, alone_home)
-        alone = [c for c in api.attack([name], home=alone_home, per_attack_full=True, **kwargs)
-                 if "cascade" not in c["eval"]]
+        alone = [
+            c
+            for c in api.attack([name], home=alone_home, per_attack_full=True, **kwargs)
+            if "cascade" not in c["eval"]
+        ]
 
     steps = {c["eval"]["cascade"]["member"]: c for c in cascade if "cascade" in c["eval"]}
     singles = {c["attack"]["key"]: c for c in alone}
-    print(f"model {name}: clean {100 * cascade[-1]['result']['clean_acc']:.2f} %, n = {args.n}, "
-          f"CPU threads {torch.get_num_threads()}")
+    print(
+        f"model {name}: clean {100 * cascade[-1]['result']['clean_acc']:.2f} %, n = {args.n}, "
+        f"CPU threads {torch.get_num_threads()}"
+    )
     print(f"{'attack':40s} {'alone s':>9s} {'RA alone':>9s} {'cascade s':>10s} {'RA cascade':>11s}")
     by_key = {c["attack"]["key"].split("|cascade=")[0]: c for c in steps.values()}
     for key, single in singles.items():
         step = by_key.get(key)
         label = step["eval"]["cascade"]["member"] if step else single["attack"]["id"]
-        print(f"{label:40s} {single['timing']['seconds']:9.2f} "
-              f"{100 * single['result']['robust_acc']:9.2f} "
-              f"{step['timing']['seconds'] if step else float('nan'):10.2f} "
-              f"{100 * step['result']['robust_acc'] if step else float('nan'):11.2f}")
+        print(
+            f"{label:40s} {single['timing']['seconds']:9.2f} "
+            f"{100 * single['result']['robust_acc']:9.2f} "
+            f"{step['timing']['seconds'] if step else float('nan'):10.2f} "
+            f"{100 * step['result']['robust_acc'] if step else float('nan'):11.2f}"
+        )
     worst = max(singles.values(), key=lambda c: c["timing"]["seconds"])
     worst_s = worst["timing"]["seconds"]
-    print(f"full suite (cascade), wall time: {cascade_s:.2f} s; most expensive attack alone: "
-          f"{worst['attack']['id']} {worst_s:.2f} s; every attack alone: "
-          f"{sum(c['timing']['seconds'] for c in singles.values()):.2f} s")
+    print(
+        f"full suite (cascade), wall time: {cascade_s:.2f} s; most expensive attack alone: "
+        f"{worst['attack']['id']} {worst_s:.2f} s; every attack alone: "
+        f"{sum(c['timing']['seconds'] for c in singles.values()):.2f} s"
+    )
     print(f"cascade / most expensive alone: {cascade_s / worst_s:.2f}x (target <= 1.50x)")
 
 

@@ -14,6 +14,7 @@ For our fused neurons and the naive loop (``SNNBENCH_NEURON_IMPL``), side by sid
 
 The target: the step fits in 24 GiB of GPU memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ from snnbench import create_model
 from snnbench.neurons.lif import use_neuron_impl
 from snnbench.runtime import autocast, resolve_device, tune_allocator
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 def saved_bytes(step) -> int:
@@ -54,10 +55,16 @@ def main() -> None:
     args = parser.parse_args()
     tune_allocator()
     device = resolve_device(args.device)
-    print(f"{args.arch} on {args.data} shapes, T={args.timesteps}, batch {args.batch}, "
-          f"device {device.type}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
-    model = create_model("vanilla", arch=args.arch, dataset=args.data,
-                         timesteps=args.timesteps).to(device).train()
+    print(
+        f"{args.arch} on {args.data} shapes, T={args.timesteps}, batch {args.batch}, "
+        f"device {device.type}"
+        + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "")
+    )
+    model = (
+        create_model("vanilla", arch=args.arch, dataset=args.data, timesteps=args.timesteps)
+        .to(device)
+        .train()
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     x = torch.rand(args.batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
@@ -71,7 +78,9 @@ def main() -> None:
             optimizer.step()
 
     params = sum(p.numel() * p.element_size() for p in model.parameters())
-    print(f"weights + grads + momentum: {3 * params / GIB:.3f} GiB ({params / 4e6:.2f} M parameters)")
+    print(
+        f"weights + grads + momentum: {3 * params / GIB:.3f} GiB ({params / 4e6:.2f} M parameters)"
+    )
     for impl in ("fused", "naive"):
         with use_neuron_impl(impl):
             activations = saved_bytes(step)
@@ -90,10 +99,14 @@ def main() -> None:
                 seconds = time.perf_counter() - start
                 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
                 peak = f"process peak RSS grew {(after - before) / GIB:.2f} GiB"
-        print(f"[{impl}] saved activations {activations / GIB:.2f} GiB (fp32 forward); {peak}; "
-              f"step {seconds:.2f} s")
-    print(f"(threads {torch.get_num_threads()}, pid {os.getpid()}; the first variant's RSS growth "
-          "includes the process's first large allocations)")
+        print(
+            f"[{impl}] saved activations {activations / GIB:.2f} GiB (fp32 forward); {peak}; "
+            f"step {seconds:.2f} s"
+        )
+    print(
+        f"(threads {torch.get_num_threads()}, pid {os.getpid()}; the first variant's RSS growth "
+        "includes the process's first large allocations)"
+    )
 
 
 if __name__ == "__main__":

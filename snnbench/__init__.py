@@ -1,10 +1,11 @@
 """snnbench: a benchmark of the adversarial robustness of spiking neural networks.
 
-    import snnbench
-    model = snnbench.create_model("vanilla", arch="tiny", dataset="digits", timesteps=4)
-    model = snnbench.load("path/or/name")        # [0,1] images [B,C,H,W] -> logits [B,K]
-    x, y = snnbench.load_dataset("digits", "test")
+import snnbench
+model = snnbench.create_model("vanilla", arch="tiny", dataset="digits", timesteps=4)
+model = snnbench.load("path/or/name")        # [0,1] images [B,C,H,W] -> logits [B,K]
+x, y = snnbench.load_dataset("digits", "test")
 """
+
 from __future__ import annotations
 
 from snnbench.api import attack, evaluate, gate, list_models, report, run, train
@@ -37,7 +38,26 @@ def list_datasets() -> list[str]:
     return DATASETS.names()
 
 
-__all__ = ["ModelConfig", "SnnbenchError", "TrainConfig", "attack", "create_attack",
-           "create_model", "evaluate", "gate", "grad_mode", "list_archs", "list_attacks",
-           "list_datasets", "list_defenses", "list_models", "load", "load_card", "load_dataset",
-           "parse_eps", "report", "run", "train"]
+__all__ = [
+    "ModelConfig",
+    "SnnbenchError",
+    "TrainConfig",
+    "attack",
+    "create_attack",
+    "create_model",
+    "evaluate",
+    "gate",
+    "grad_mode",
+    "list_archs",
+    "list_attacks",
+    "list_datasets",
+    "list_defenses",
+    "list_models",
+    "load",
+    "load_card",
+    "load_dataset",
+    "parse_eps",
+    "report",
+    "run",
+    "train",
+]

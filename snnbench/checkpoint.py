@@ -13,6 +13,7 @@ keys are optional (schema version 1 readers ignore them; older cards hold the na
 model whose weights expect other statistics than its data set's (an imported BrainCog model);
 ``build`` uses it, and a card without it keeps the data set's.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -79,26 +80,37 @@ def read_weights_meta(handle_meta: dict[str, str] | None) -> dict[str, str]:
 
 
 def weights_meta(spec: ModelSpec) -> dict[str, str]:
-    return {"format": "snnbench", "arch": spec.arch, "defense": spec.defense,
-            "dataset": spec.dataset}
+    return {
+        "format": "snnbench",
+        "arch": spec.arch,
+        "defense": spec.defense,
+        "dataset": spec.dataset,
+    }
 
 
-def save_checkpoint(folder: Path, model: nn.Module, spec: ModelSpec, card: dict[str, Any]) -> dict[str, Any]:
+def save_checkpoint(
+    folder: Path, model: nn.Module, spec: ModelSpec, card: dict[str, Any]
+) -> dict[str, Any]:
     """Write ``model.safetensors`` then ``card.json`` (the card last: it marks the checkpoint whole)."""
     folder = Path(folder)
     sha = save_weights(folder / WEIGHTS, model, weights_meta(spec))
-    full = {"schema": CARD_SCHEMA, "schema_version": CARD_VERSION, **card,
-            "spec": spec.to_dict(), "weights_sha256": sha,
-            # training sums gradients in an order that depends on the CPU thread count
-            "versions": {**library_versions(), "torch_threads": torch.get_num_threads()},
-            "created": now()}
+    full = {
+        "schema": CARD_SCHEMA,
+        "schema_version": CARD_VERSION,
+        **card,
+        "spec": spec.to_dict(),
+        "weights_sha256": sha,
+        # training sums gradients in an order that depends on the CPU thread count
+        "versions": {**library_versions(), "torch_threads": torch.get_num_threads()},
+        "created": now(),
+    }
     atomic_write_json(folder / CARD, full)
     return full
 
 
 def model_dir(ref: str | Path, home: Path | None = None) -> Path:
     """The checkpoint folder for a path (folder, card or weights file) or a model name in the home."""
-    text = str(ref)                  # (``zoo:NAME`` refs: snnbench.zoo.resolve, above this)
+    text = str(ref)  # (``zoo:NAME`` refs: snnbench.zoo.resolve, above this)
     path = Path(ref)
     if path.is_file() and path.name in (WEIGHTS, CARD):
         return path.parent
@@ -107,21 +119,26 @@ def model_dir(ref: str | Path, home: Path | None = None) -> Path:
     home = Path(home) if home is not None else default_home()
     try:
         check_name(text, "model name")
-    except SnnbenchError as exc:       # a name never leads outside <home>/models
+    except SnnbenchError as exc:  # a name never leads outside <home>/models
         raise SnnbenchError(f"no model {text!r}: no folder {path}, and {exc}") from None
     candidate = home / "models" / text
     if candidate.is_dir():
         return candidate
-    raise SnnbenchError(f"no model {text!r}: looked for a folder {path} and for {candidate}; "
-                        f"{_model_hint(text, home)}train one with `snnbench train` or pass a "
-                        "checkpoint folder")
+    raise SnnbenchError(
+        f"no model {text!r}: looked for a folder {path} and for {candidate}; "
+        f"{_model_hint(text, home)}train one with `snnbench train` or pass a "
+        "checkpoint folder"
+    )
 
 
 def _model_hint(name: str, home: Path) -> str:
     """``did you mean ...? `` over the home's finished models (empty when none is close)."""
     import difflib
+
     folder = home / "models"
-    names = sorted(p.name for p in folder.iterdir() if (p / CARD).is_file()) if folder.is_dir() else []
+    names = (
+        sorted(p.name for p in folder.iterdir() if (p / CARD).is_file()) if folder.is_dir() else []
+    )
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
 
@@ -131,19 +148,25 @@ def load_card(ref: str | Path, home: Path | None = None) -> dict[str, Any]:
     folder = model_dir(ref, home)
     path = folder / CARD
     if not path.is_file():
-        raise SnnbenchError(f"{folder} has no {CARD}: it is not a finished snnbench checkpoint "
-                            "(rerun `snnbench train` to finish it)")
+        raise SnnbenchError(
+            f"{folder} has no {CARD}: it is not a finished snnbench checkpoint "
+            "(rerun `snnbench train` to finish it)"
+        )
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SnnbenchError(f"{path} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}); "
-                            "the card is damaged: retrain or restore it") from None
+        raise SnnbenchError(
+            f"{path} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}); "
+            "the card is damaged: retrain or restore it"
+        ) from None
     if not isinstance(card, dict) or card.get("schema") != CARD_SCHEMA:
         raise SnnbenchError(f"{path} is not an snnbench model card")
     version = card.get("schema_version")
     if not isinstance(version, int) or version > CARD_VERSION:
-        raise SnnbenchError(f"{path} has card schema version {version!r}, newer than this "
-                            f"snnbench reads ({CARD_VERSION}); upgrade snnbench")
+        raise SnnbenchError(
+            f"{path} has card schema version {version!r}, newer than this "
+            f"snnbench reads ({CARD_VERSION}); upgrade snnbench"
+        )
     return card
 
 
@@ -153,9 +176,11 @@ def load_weights(path: Path, card: dict[str, Any]) -> dict[str, torch.Tensor]:
         raise SnnbenchError(f"{path} is missing; the checkpoint is incomplete")
     sha = sha256_file(path)
     if sha != card.get("weights_sha256"):
-        raise SnnbenchError(f"{path} does not match its card (sha256 {sha[:12]}... vs "
-                            f"{str(card.get('weights_sha256'))[:12]}...): the weights were altered "
-                            "or truncated; retrain or restore the checkpoint")
+        raise SnnbenchError(
+            f"{path} does not match its card (sha256 {sha[:12]}... vs "
+            f"{str(card.get('weights_sha256'))[:12]}...): the weights were altered "
+            "or truncated; retrain or restore the checkpoint"
+        )
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = read_weights_meta(handle.metadata())
@@ -164,8 +189,10 @@ def load_weights(path: Path, card: dict[str, Any]) -> dict[str, torch.Tensor]:
         raise SnnbenchError(f"{path} is not a readable safetensors file ({exc})") from None
     spec = card["spec"]
     if meta.get("arch") != spec["arch"]:
-        raise SnnbenchError(f"{path} holds weights of arch {meta.get('arch')!r} but its card "
-                            f"names arch {spec['arch']!r}; the card does not belong to these weights")
+        raise SnnbenchError(
+            f"{path} holds weights of arch {meta.get('arch')!r} but its card "
+            f"names arch {spec['arch']!r}; the card does not belong to these weights"
+        )
     return state
 
 
@@ -178,20 +205,26 @@ def verify(ref: str | Path, home: Path | None = None) -> dict[str, Any]:
     return card
 
 
-def load(ref: str | Path, home: Path | None = None, device: str | torch.device = "cpu") -> nn.Module:
+def load(
+    ref: str | Path, home: Path | None = None, device: str | torch.device = "cpu"
+) -> nn.Module:
     """The verified model of a checkpoint, in eval mode: [0,1] images -> logits."""
     folder = model_dir(ref, home)
     card = load_card(folder)
     try:
         spec = ModelSpec.from_dict(card["spec"])
     except (KeyError, TypeError) as exc:
-        raise SnnbenchError(f"{folder / CARD} lacks the model spec ({exc}); the card is damaged") from None
+        raise SnnbenchError(
+            f"{folder / CARD} lacks the model spec ({exc}); the card is damaged"
+        ) from None
     state = load_weights(folder / WEIGHTS, card)
     model = build(spec)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "shape mismatch"
-        raise SnnbenchError(f"the weights in {folder} do not fit arch {spec.arch!r} as its card "
-                            f"describes it ({first})") from None
+        raise SnnbenchError(
+            f"the weights in {folder} do not fit arch {spec.arch!r} as its card "
+            f"describes it ({first})"
+        ) from None
     return place(model, device).eval()

@@ -3,6 +3,7 @@
 Every default lives in exactly one dataclass here (or in the defence that owns it); CLI options
 default to None so that an unset flag never overrides a recipe or a default.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,6 +19,7 @@ from snnbench.files import check_name
 
 # --------------------------------------------------------------------------------------- parsers
 
+
 def parse_eps(text: str | float | int) -> float:
     """An attack budget in [0, 1] pixel units: ``"8/255"``, ``"0.031"`` or a number."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
@@ -27,11 +29,14 @@ def parse_eps(text: str | float | int) -> float:
         try:
             value = float(Fraction(raw)) if "/" in raw else float(raw)
         except (ValueError, ZeroDivisionError, OverflowError):
-            raise SnnbenchError(f"cannot read eps {text!r}; write a fraction such as 8/255 "
-                                "or a number such as 0.031") from None
+            raise SnnbenchError(
+                f"cannot read eps {text!r}; write a fraction such as 8/255 "
+                "or a number such as 0.031"
+            ) from None
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise SnnbenchError(f"eps {text!r} is outside [0, 1]; eps is in pixel units of [0,1] "
-                            "images, e.g. 8/255")
+        raise SnnbenchError(
+            f"eps {text!r} is outside [0, 1]; eps is in pixel units of [0,1] images, e.g. 8/255"
+        )
     return value
 
 
@@ -58,7 +63,9 @@ def parse_assignment(text: str) -> tuple[str, str]:
     """``"key=value"`` from ``--set``; the value is typed later against the setting's default."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise SnnbenchError(f"cannot read --set {text!r}; write KEY=VALUE, e.g. --set neuron.decay=0.5")
+        raise SnnbenchError(
+            f"cannot read --set {text!r}; write KEY=VALUE, e.g. --set neuron.decay=0.5"
+        )
     return key.strip(), value.strip()
 
 
@@ -93,21 +100,24 @@ def coerce(key: str, value: Any, default: Any) -> Any:
         pass
     else:
         return value
-    raise SnnbenchError(f"setting {key!r} must be of type {kind.__name__} (default {default!r}), got {value!r}")
+    raise SnnbenchError(
+        f"setting {key!r} must be of type {kind.__name__} (default {default!r}), got {value!r}"
+    )
 
 
 # --------------------------------------------------------------------------------------- neurons
+
 
 @dataclass(frozen=True)
 class NeuronConfig:
     """One spiking layer's neuron (docs/defenses.md); the keys of ``neuron.*``/``surrogate.*``."""
 
     kind: str = "lif"
-    form: str = "tet"              # "tet": u = k v + I ; "convex": u = k v + (1-k) I
-    decay: float = 0.5             # k
-    theta: float = 1.0             # threshold
-    spike_ge: bool = True          # H(0) = 1 (tet) or 0 (BrainCog)
-    detach_reset: bool = False     # BrainCog detaches the spike in the reset
+    form: str = "tet"  # "tet": u = k v + I ; "convex": u = k v + (1-k) I
+    decay: float = 0.5  # k
+    theta: float = 1.0  # threshold
+    spike_ge: bool = True  # H(0) = 1 (tet) or 0 (BrainCog)
+    detach_reset: bool = False  # BrainCog detaches the spike in the reset
     surrogate: str = "triangle"
     surrogate_width: float = 1.0
 
@@ -124,17 +134,28 @@ class NeuronConfig:
 TRACKS: dict[str, NeuronConfig] = {
     "tgo": NeuronConfig(),
     "pku": NeuronConfig(decay=1.0),
-    "randhet": NeuronConfig(form="convex", decay=0.5, theta=0.5, spike_ge=False,
-                            detach_reset=True, surrogate="atan", surrogate_width=2.0),
+    "randhet": NeuronConfig(
+        form="convex",
+        decay=0.5,
+        theta=0.5,
+        spike_ge=False,
+        detach_reset=True,
+        surrogate="atan",
+        surrogate_width=2.0,
+    ),
 }
 # Weight decay of the vanilla recipe per track (docs/defenses.md).
 TRACK_WEIGHT_DECAY = {"tgo": 5e-4, "pku": 5e-4, "randhet": 1e-4}
 TRACK_TIMESTEPS = {"tgo": 4, "pku": 8, "randhet": 8}
 
 NEURON_KEYS = {
-    "neuron.form": "form", "neuron.decay": "decay", "neuron.theta": "theta",
-    "neuron.spike_ge": "spike_ge", "neuron.detach_reset": "detach_reset",
-    "surrogate.kind": "surrogate", "surrogate.width": "surrogate_width",
+    "neuron.form": "form",
+    "neuron.decay": "decay",
+    "neuron.theta": "theta",
+    "neuron.spike_ge": "spike_ge",
+    "neuron.detach_reset": "detach_reset",
+    "surrogate.kind": "surrogate",
+    "surrogate.width": "surrogate_width",
 }
 
 
@@ -156,6 +177,7 @@ def neuron_config_from(settings: Mapping[str, Any], kind: str = "lif") -> Neuron
 
 # --------------------------------------------------------------------------------------- training
 
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The training loop's settings (docs/defenses.md: SGD, momentum 0.9, lr 0.1, cosine)."""
@@ -164,10 +186,10 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 0.1
     momentum: float = 0.9
-    weight_decay: float | None = None   # None: the defence's / track's default
-    augment: bool | None = None         # None: crop + flip on 32 px data, none on digits
+    weight_decay: float | None = None  # None: the defence's / track's default
+    augment: bool | None = None  # None: crop + flip on 32 px data, none on digits
     seed: int = 0
-    amp: bool = True                    # used on CUDA only
+    amp: bool = True  # used on CUDA only
 
     def __post_init__(self) -> None:
         check_count(self.epochs, "--epochs")
@@ -185,12 +207,14 @@ def dataclass_from(cls: type, values: Mapping[str, Any], where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise SnnbenchError(f"unknown key {unknown[0]!r} in {where}; valid keys: {', '.join(fields)}")
+        raise SnnbenchError(
+            f"unknown key {unknown[0]!r} in {where}; valid keys: {', '.join(fields)}"
+        )
     defaults = cls()
     typed = {}
     for key, value in values.items():
         default = getattr(defaults, key)
-        if default is None:        # an optional field: type-check against its annotation
+        if default is None:  # an optional field: type-check against its annotation
             if value is None:
                 typed[key] = None
                 continue
@@ -204,6 +228,7 @@ _PROTOTYPES: dict[str, Any] = {"float": 0.0, "int": 0, "bool": False, "str": ""}
 
 # --------------------------------------------------------------------------------------- models
 
+
 def model_name(defense: str, arch: str, dataset: str) -> str:
     """Default model name ``<defence>-<arch>-<dataset>``, ``randhet*`` spelt ``randhet-star``."""
     return f"{defense.replace('*', '-star')}-{arch}-{dataset}"
@@ -216,9 +241,9 @@ class ModelConfig:
     defense: str = "vanilla"
     arch: str = "tiny"
     dataset: str = "digits"
-    timesteps: int | None = None        # None: the track's T
+    timesteps: int | None = None  # None: the track's T
     track: str = "tgo"
-    settings: dict[str, Any] = field(default_factory=dict)   # dotted overrides
+    settings: dict[str, Any] = field(default_factory=dict)  # dotted overrides
     name: str | None = None
 
     def __post_init__(self) -> None:

@@ -4,6 +4,7 @@ cache file every loader shares: the data root, the decoded-image cache, an atomi
 The loaders themselves live in ``snnbench.data`` (digits, CIFAR) and ``snnbench.events``
 (dvs-cifar10); both file their data sets here, so neither imports the other's internals.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,18 @@ from torch import Tensor
 from snnbench.registry import Registry
 
 Loader = Callable[[str, Path | None], tuple[Tensor, Tensor]]
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                   "truck")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 HOW_TO_SET_ROOT = "or pass --data-root DIR (or set SNNBENCH_DATA_ROOT)"
 
 
@@ -28,6 +39,7 @@ class DatasetInfo:
     """What a data set is: its shape, classes, the normalisation its models use, and its loader
     ``(split, root) -> (images, labels)``. ``frames`` > 0: event data, ``[N, frames, C, H, W]``
     whose time axis is the model's (``snnbench.events``); ``input`` says what a sample is."""
+
     name: str
     num_classes: int
     channels: int
@@ -40,18 +52,19 @@ class DatasetInfo:
     input: str = "images [C,H,W] in [0,1]; eps in pixel units"
 
 
-
-
 def _check_plugin(name: str, obj: object) -> None:
     if not isinstance(obj, DatasetInfo):
         raise TypeError(f"{obj!r} is not a snnbench.data.DatasetInfo")
     if obj.name != name:
-        raise ValueError(f"its DatasetInfo name {obj.name!r} differs from the entry point name "
-                         f"{name!r}; make them the same")
+        raise ValueError(
+            f"its DatasetInfo name {obj.name!r} differs from the entry point name "
+            f"{name!r}; make them the same"
+        )
 
 
-DATASETS: Registry[DatasetInfo] = Registry("dataset", plugins="snnbench.datasets",
-                                           check=_check_plugin)
+DATASETS: Registry[DatasetInfo] = Registry(
+    "dataset", plugins="snnbench.datasets", check=_check_plugin
+)
 
 
 def data_root(root: Path | None) -> Path:
@@ -82,7 +95,10 @@ def write_cache(path: Path, images: Tensor, labels: Tensor, metadata: dict[str, 
         save_file({"images": images, "labels": labels}, str(temporary), metadata=metadata)
         os.replace(temporary, path)
     except OSError as error:
-        warnings.warn(f"could not cache decoded images at {path} ({error}); set SNNBENCH_CACHE "
-                      f"to a writable folder", stacklevel=3)
+        warnings.warn(
+            f"could not cache decoded images at {path} ({error}); set SNNBENCH_CACHE "
+            f"to a writable folder",
+            stacklevel=3,
+        )
     finally:
         temporary.unlink(missing_ok=True)

@@ -12,6 +12,7 @@
 Each takes a :class:`snnbench.checks.Probe` (model, samples, seed) and returns a flat
 ``{name: value}`` dict; ``diagnose`` runs them all.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from snnbench.neurons import spiking_neurons
 from snnbench.registry import Registry
 
-TNF_DELTAS = (0.05, 0.1, 0.25, 0.5)     # relative to theta; 0.1 is the headline
+TNF_DELTAS = (0.05, 0.1, 0.25, 0.5)  # relative to theta; 0.1 is the headline
 Diagnostic = Callable[["Probe"], dict[str, float]]  # noqa: F821  (Probe: snnbench.checks)
 DIAGNOSTICS: Registry[Diagnostic] = Registry("metric")
 
@@ -40,8 +41,11 @@ def agcs_value(probe) -> tuple[float, int]:
     return float(F.cosine_similarity(a[keep], b[keep], dim=1).mean()), int((~keep).sum())
 
 
-@DIAGNOSTICS.register("agcs", summary="gradient cosine similarity between two draws (RandHet Table 6)",
-                      paper="Wang et al., RandHet, Table 6")
+@DIAGNOSTICS.register(
+    "agcs",
+    summary="gradient cosine similarity between two draws (RandHet Table 6)",
+    paper="Wang et al., RandHet, Table 6",
+)
 def agcs(probe) -> dict[str, float]:
     value, excluded = agcs_value(probe)
     return {"agcs": value, "agcs_excluded": float(excluded)}
@@ -60,8 +64,11 @@ def _recording(model):
             neuron.potentials = []
 
 
-@DIAGNOSTICS.register("tnf", summary="share of potentials within delta*theta of the threshold, per layer",
-                      paper="Wang et al., ICLR 2026 (TGO), section 3")
+@DIAGNOSTICS.register(
+    "tnf",
+    summary="share of potentials within delta*theta of the threshold, per layer",
+    paper="Wang et al., ICLR 2026 (TGO), section 3",
+)
 def tnf(probe) -> dict[str, float]:
     near = {d: [0, 0] for d in TNF_DELTAS}
     surrogate_live = [0, 0]
@@ -85,31 +92,48 @@ def tnf(probe) -> dict[str, float]:
             surrogate_live[1] += u.numel()
     for delta, (hits, total) in near.items():
         out[f"tnf@{delta:g}"] = hits / total if total else math.nan
-    out["surrogate_nonzero"] = surrogate_live[0] / surrogate_live[1] if surrogate_live[1] else math.nan
+    out["surrogate_nonzero"] = (
+        surrogate_live[0] / surrogate_live[1] if surrogate_live[1] else math.nan
+    )
     return dict(sorted(out.items()))
 
 
-@DIAGNOSTICS.register("sparsity", summary="input-gradient zero fraction, Hoyer sparsity, zero-gradient samples",
-                      paper="Wang et al., ICLR 2026 (TGO)")
+@DIAGNOSTICS.register(
+    "sparsity",
+    summary="input-gradient zero fraction, Hoyer sparsity, zero-gradient samples",
+    paper="Wang et al., ICLR 2026 (TGO)",
+)
 def sparsity(probe) -> dict[str, float]:
     grad, _ = probe.gradients()
     g = grad.flatten(1).double()
     d = g.shape[1]
     l1, l2 = g.abs().sum(1), g.norm(dim=1)
     live = l2 > 0
-    hoyer = ((math.sqrt(d) - l1[live] / l2[live]) / (math.sqrt(d) - 1)).mean() if live.any() else torch.tensor(1.0)
-    return {"grad_zero_fraction": float((g == 0).double().mean()), "grad_hoyer": float(hoyer),
-            "grad_zero_samples": float((~live).double().mean())}
+    hoyer = (
+        ((math.sqrt(d) - l1[live] / l2[live]) / (math.sqrt(d) - 1)).mean()
+        if live.any()
+        else torch.tensor(1.0)
+    )
+    return {
+        "grad_zero_fraction": float((g == 0).double().mean()),
+        "grad_hoyer": float(hoyer),
+        "grad_zero_samples": float((~live).double().mean()),
+    }
 
 
-@DIAGNOSTICS.register("spike_rate", summary="spikes per neuron and time step, per spiking layer",
-                      paper="docs/protocol.md")
+@DIAGNOSTICS.register(
+    "spike_rate",
+    summary="spikes per neuron and time step, per spiking layer",
+    paper="docs/protocol.md",
+)
 def spike_rate(probe) -> dict[str, float]:
     rates: dict[str, float] = {}
     handles = []
     for index, neuron in enumerate(spiking_neurons(probe.model)):
+
         def hook(module, args, output, index=index):
             rates[f"spike_rate/layer{index}"] = float(output.detach().float().mean())
+
         handles.append(neuron.register_forward_hook(hook))
     try:
         probe.logits()

@@ -1,4 +1,5 @@
 """The one exception type the CLI turns into a single stderr line and exit code 2."""
+
 from __future__ import annotations
 
 

@@ -27,6 +27,7 @@ sorted order train, the rest test. Frames of each split are cached once to
 ``<root>/cifar10dvs.T10.s48.<split>.safetensors`` (else under ``$SNNBENCH_CACHE`` when the root is
 read-only), keyed by the file listing (names and sizes), so a changed copy is framed again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,21 +40,32 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
-from snnbench.datasets import (CIFAR10_CLASSES, DATASETS, HOW_TO_SET_ROOT, DatasetInfo, cache_dir,
-                               data_root, writable, write_cache)
+from snnbench.datasets import (
+    CIFAR10_CLASSES,
+    DATASETS,
+    HOW_TO_SET_ROOT,
+    DatasetInfo,
+    cache_dir,
+    data_root,
+    writable,
+    write_cache,
+)
 from snnbench.errors import SnnbenchError
 
 FOLDER = "CIFAR10DVS"
-SENSOR = 128             # DVS128: 128 x 128 pixels, 2 polarities
-FRAMES = 10              # T (docs/defenses.md: 10 frames, 48 x 48, our choice)
+SENSOR = 128  # DVS128: 128 x 128 pixels, 2 polarities
+FRAMES = 10  # T (docs/defenses.md: 10 frames, 48 x 48, our choice)
 FRAME_SIZE = 48
 TRAIN_FRACTION = 0.9
 SUFFIXES = (".aedat", ".aedat4")
 EVENT_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "<i1")])
-INPUT = ("event frames [T,2,H,W], per-sample max-normalised counts in [0,1]; eps in frame-value "
-         "units")
+INPUT = (
+    "event frames [T,2,H,W], per-sample max-normalised counts in [0,1]; eps in frame-value units"
+)
 CACHE_VERSION = "1"
-NEEDS_TONIC = "reading dvs-cifar10 needs tonic: pip install 'tonic>=1.4' (in a clone: pip install '.[dvs]')"
+NEEDS_TONIC = (
+    "reading dvs-cifar10 needs tonic: pip install 'tonic>=1.4' (in a clone: pip install '.[dvs]')"
+)
 
 
 def _tonic() -> Any:
@@ -70,8 +82,11 @@ def decode_dvs128(address: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     column = (address >> 1) & 0x7F
     row = (address >> 8) & 0x7F
     polarity = address & 1
-    return (127 - row).astype(np.int16), (127 - column).astype(np.int16), \
-        (1 - polarity).astype(np.int8)
+    return (
+        (127 - row).astype(np.int16),
+        (127 - column).astype(np.int16),
+        (1 - polarity).astype(np.int8),
+    )
 
 
 def read_events(path: Path) -> np.ndarray:
@@ -82,8 +97,10 @@ def read_events(path: Path) -> np.ndarray:
             try:
                 import aedat  # noqa: F401  (tonic.io.read_aedat4 imports it)
             except ImportError as error:
-                raise SnnbenchError(f"{path} is an AEDAT 4 file: reading it needs the aedat "
-                                    f"package: pip install aedat") from error
+                raise SnnbenchError(
+                    f"{path} is an AEDAT 4 file: reading it needs the aedat "
+                    f"package: pip install aedat"
+                ) from error
             raw = tonic.io.read_aedat4(str(path))
             names = raw.dtype.names
             events = np.empty(len(raw), EVENT_DTYPE)
@@ -97,12 +114,16 @@ def read_events(path: Path) -> np.ndarray:
             events["t"] = raw["timeStamp"]
     except SnnbenchError:
         raise
-    except Exception as error:   # tonic reports a broken file with asserts and numpy errors
-        raise SnnbenchError(f"cannot read events from {path} ({type(error).__name__}: {error}); "
-                            f"the file is damaged or not AEDAT: copy it again") from error
+    except Exception as error:  # tonic reports a broken file with asserts and numpy errors
+        raise SnnbenchError(
+            f"cannot read events from {path} ({type(error).__name__}: {error}); "
+            f"the file is damaged or not AEDAT: copy it again"
+        ) from error
     if len(events) < FRAMES:
-        raise SnnbenchError(f"{path} holds {len(events)} events, fewer than the {FRAMES} frames "
-                            f"a sample needs; copy the file again or remove it")
+        raise SnnbenchError(
+            f"{path} holds {len(events)} events, fewer than the {FRAMES} frames "
+            f"a sample needs; copy the file again or remove it"
+        )
     return events
 
 
@@ -123,16 +144,20 @@ def list_files(folder: Path, split: str) -> tuple[list[Path], list[int]]:
     found = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
     missing = [name for name in CIFAR10_CLASSES if name not in found]
     if missing:
-        raise SnnbenchError(f"{folder} lacks the class folders {' '.join(missing)}; expected "
-                            f"{folder}/<class>/ for {' '.join(CIFAR10_CLASSES)} holding .aedat "
-                            f"or .aedat4 files")
+        raise SnnbenchError(
+            f"{folder} lacks the class folders {' '.join(missing)}; expected "
+            f"{folder}/<class>/ for {' '.join(CIFAR10_CLASSES)} holding .aedat "
+            f"or .aedat4 files"
+        )
     files: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(CIFAR10_CLASSES):
         names = sorted(p for p in (folder / name).iterdir() if p.suffix in SUFFIXES)
         if not names:
-            raise SnnbenchError(f"{folder / name} holds no .aedat or .aedat4 files; copy the "
-                                f"CIFAR10-DVS recordings of class {name!r} there")
+            raise SnnbenchError(
+                f"{folder / name} holds no .aedat or .aedat4 files; copy the "
+                f"CIFAR10-DVS recordings of class {name!r} there"
+            )
         cut = int(len(names) * TRAIN_FRACTION)
         cut = min(max(cut, 1), len(names) - 1) if len(names) > 1 else len(names)
         chosen = names[:cut] if split == "train" else names[cut:]
@@ -154,21 +179,30 @@ def load_dvs_cifar10(split: str, root: Path | None) -> tuple[Tensor, Tensor]:
     root = data_root(root)
     folder = root / FOLDER
     if not folder.is_dir():
-        raise SnnbenchError(f"dvs-cifar10 not found: looked for {folder}/; place the CIFAR10-DVS "
-                            f"recordings as {folder}/<class>/<files> (.aedat or .aedat4, class "
-                            f"folders airplane ... truck; see docs/reproducing.md), "
-                            f"{HOW_TO_SET_ROOT}")
+        raise SnnbenchError(
+            f"dvs-cifar10 not found: looked for {folder}/; place the CIFAR10-DVS "
+            f"recordings as {folder}/<class>/<files> (.aedat or .aedat4, class "
+            f"folders airplane ... truck; see docs/reproducing.md), "
+            f"{HOW_TO_SET_ROOT}"
+        )
     files, labels = list_files(folder, split)
     listing = "\n".join(f"{p.parent.name}/{p.name}:{p.stat().st_size}" for p in files)
-    metadata = {"version": CACHE_VERSION, "files": str(len(files)), "frames": str(FRAMES),
-                "size": str(FRAME_SIZE), "split": split, "norm": "max", "slicing": "n_event_bins",
-                "listing_sha256": hashlib.sha256(listing.encode()).hexdigest()}
+    metadata = {
+        "version": CACHE_VERSION,
+        "files": str(len(files)),
+        "frames": str(FRAMES),
+        "size": str(FRAME_SIZE),
+        "split": split,
+        "norm": "max",
+        "slicing": "n_event_bins",
+        "listing_sha256": hashlib.sha256(listing.encode()).hexdigest(),
+    }
     cache = _cache_path(root, split)
     try:
         with safe_open(str(cache), framework="pt") as file:
-            if file.metadata() == metadata:   # else the copy changed since: frame it again
+            if file.metadata() == metadata:  # else the copy changed since: frame it again
                 return file.get_tensor("images").float().div_(255), file.get_tensor("labels")
-    except (OSError, SafetensorError, KeyError):   # none yet, or broken: (re)build it
+    except (OSError, SafetensorError, KeyError):  # none yet, or broken: (re)build it
         pass
     frames = torch.stack([to_frames(read_events(path)) for path in files])
     label_tensor = torch.tensor(labels, dtype=torch.int64)
@@ -176,9 +210,24 @@ def load_dvs_cifar10(split: str, root: Path | None) -> tuple[Tensor, Tensor]:
     return frames.float().div_(255), label_tensor
 
 
-_SUMMARY = (f"CIFAR10-DVS events as {FRAMES} frames of 2x{FRAME_SIZE}x{FRAME_SIZE}, 9:1 split per "
-            f"class (needs tonic; frames cached)")
-DATASETS.add("dvs-cifar10", DatasetInfo(
-    "dvs-cifar10", 10, 2, FRAME_SIZE, (0.0, 0.0), (1.0, 1.0), _SUMMARY, load_dvs_cifar10,
-    frames=FRAMES, input=INPUT),
-    summary=_SUMMARY, paper="Li et al. 2017, CIFAR10-DVS, Front. Neurosci. 11:309")
+_SUMMARY = (
+    f"CIFAR10-DVS events as {FRAMES} frames of 2x{FRAME_SIZE}x{FRAME_SIZE}, 9:1 split per "
+    f"class (needs tonic; frames cached)"
+)
+DATASETS.add(
+    "dvs-cifar10",
+    DatasetInfo(
+        "dvs-cifar10",
+        10,
+        2,
+        FRAME_SIZE,
+        (0.0, 0.0),
+        (1.0, 1.0),
+        _SUMMARY,
+        load_dvs_cifar10,
+        frames=FRAMES,
+        input=INPUT,
+    ),
+    summary=_SUMMARY,
+    paper="Li et al. 2017, CIFAR10-DVS, Front. Neurosci. 11:309",
+)

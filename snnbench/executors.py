@@ -12,6 +12,7 @@ per task when the cluster has GPUs. A worker that dies is retried (``MAX_RETRIES
 that still fails is stored nowhere and reported, and the next run computes it.
 Ray is optional (extra ``ray``) and imported only here, lazily.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,16 +34,30 @@ from snnbench.config import ModelConfig, TrainConfig
 from snnbench.data import dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
 from snnbench.home import bind_model_source
-from snnbench.evaluate import (ChunkCallback, EvalConfig, ModelInfo, Plan, Task, cached_clean,
-                               clean_draws, compute_task, eval_draws, finish_plan, plan_attacks,
-                               run_attacks, sample_indices, samples_digest, stored_chunk)
+from snnbench.evaluate import (
+    ChunkCallback,
+    EvalConfig,
+    ModelInfo,
+    Plan,
+    Task,
+    cached_clean,
+    clean_draws,
+    compute_task,
+    eval_draws,
+    finish_plan,
+    plan_attacks,
+    run_attacks,
+    sample_indices,
+    samples_digest,
+    stored_chunk,
+)
 from snnbench.runtime import compile_errors, compile_model, resolve_device
 from snnbench.store import Chunk, ResultStore
 from snnbench.train import TrainOutcome, train_model
 
 EXECUTORS = ("local", "ray")
-MAX_RETRIES = 3          # attempts after a worker dies (Ray retries system failures only)
-FAULT_ENV = "SNNBENCH_RAY_FAULT"   # tests: a file holding a chunk index kills its worker
+MAX_RETRIES = 3  # attempts after a worker dies (Ray retries system failures only)
+FAULT_ENV = "SNNBENCH_RAY_FAULT"  # tests: a file holding a chunk index kills its worker
 
 
 @dataclass(frozen=True)
@@ -63,11 +78,21 @@ def check_executor(executor: str) -> None:
         raise SnnbenchError(f"unknown executor {executor!r}; choose local or ray")
 
 
-def run_models(runs: Sequence[ModelRun], *, home: Path, store: str, config: EvalConfig,
-               device: str, data_root: str | Path | None, on_chunk: ChunkCallback | None = None,
-               max_chunks: int | None = None, per_attack_full: bool = True,
-               executor: str = "local", ray_address: str | None = None,
-               compile: bool = False) -> list[dict]:
+def run_models(
+    runs: Sequence[ModelRun],
+    *,
+    home: Path,
+    store: str,
+    config: EvalConfig,
+    device: str,
+    data_root: str | Path | None,
+    on_chunk: ChunkCallback | None = None,
+    max_chunks: int | None = None,
+    per_attack_full: bool = True,
+    executor: str = "local",
+    ray_address: str | None = None,
+    compile: bool = False,
+) -> list[dict]:
     """Each model's attacks by the chosen executor into ``home / store``; the finished cards.
     On Ray, chunks that failed are reported after every other chunk is stored. ``compile``
     attacks each model through ``torch.compile``."""
@@ -81,27 +106,55 @@ def run_models(runs: Sequence[ModelRun], *, home: Path, store: str, config: Eval
                 model = load(run.name, home, device=dev)
                 x, y = load_dataset(run.card["spec"]["dataset"], "test", data_root)
                 with compile_errors(compile):
-                    cards += run_attacks(compile_model(model) if compile else model,
-                                         ModelInfo.from_card(run.card), run.attacks, x, y,
-                                         results, config, dev, on_chunk, max_chunks,
-                                         cascade=run.cascade, per_attack_full=full(run),
-                                         paired=run.paired, tail=run.tail)
+                    cards += run_attacks(
+                        compile_model(model) if compile else model,
+                        ModelInfo.from_card(run.card),
+                        run.attacks,
+                        x,
+                        y,
+                        results,
+                        config,
+                        dev,
+                        on_chunk,
+                        max_chunks,
+                        cascade=run.cascade,
+                        per_attack_full=full(run),
+                        paired=run.paired,
+                        tail=run.tail,
+                    )
         return cards
     failures: list[str] = []
     with connect(ray_address) as ray, ResultStore(home / store) as results:
         for run in runs:
-            job = Job(str(model_dir(run.name, home).resolve()), ModelInfo.from_card(run.card),
-                      config, device, str(data_root) if data_root is not None else None,
-                      str(home.resolve()), compile)
-            done, failed = run_ray(ray, job, run.attacks, results, on_chunk, max_chunks,
-                                   cascade=run.cascade, per_attack_full=full(run),
-                                   paired=run.paired, tail=run.tail)
+            job = Job(
+                str(model_dir(run.name, home).resolve()),
+                ModelInfo.from_card(run.card),
+                config,
+                device,
+                str(data_root) if data_root is not None else None,
+                str(home.resolve()),
+                compile,
+            )
+            done, failed = run_ray(
+                ray,
+                job,
+                run.attacks,
+                results,
+                on_chunk,
+                max_chunks,
+                cascade=run.cascade,
+                per_attack_full=full(run),
+                paired=run.paired,
+                tail=run.tail,
+            )
             cards += done
             failures += failed
     if failures:
-        raise SnnbenchError(f"{len(failures)} chunk(s) failed on the Ray cluster and were not "
-                            f"stored: {'; '.join(failures)}; everything else is stored, rerun "
-                            "the same command to finish them")
+        raise SnnbenchError(
+            f"{len(failures)} chunk(s) failed on the Ray cluster and were not "
+            f"stored: {'; '.join(failures)}; everything else is stored, rerun "
+            "the same command to finish them"
+        )
     return cards
 
 
@@ -110,8 +163,10 @@ def ray_module() -> Any:
     try:
         import ray
     except ImportError:
-        raise SnnbenchError("--executor ray needs Ray, which is not installed; run "
-                            "pip install 'ray>=2.9' (in a clone: pip install '.[ray]')") from None
+        raise SnnbenchError(
+            "--executor ray needs Ray, which is not installed; run "
+            "pip install 'ray>=2.9' (in a clone: pip install '.[ray]')"
+        ) from None
     return ray
 
 
@@ -134,11 +189,17 @@ def connect(address: str | None = None) -> Iterator[Any]:
         yield ray
         return
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-                 runtime_env=runtime_env())
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            runtime_env=runtime_env(),
+        )
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise SnnbenchError(f"cannot connect to the Ray cluster at {address!r} ({exc}); start "
-                            "one with `ray start --head` or drop --ray-address") from None
+        raise SnnbenchError(
+            f"cannot connect to the Ray cluster at {address!r} ({exc}); start "
+            "one with `ray start --head` or drop --ray-address"
+        ) from None
     try:
         yield ray
     finally:
@@ -149,8 +210,10 @@ def task_gpus(ray: Any, device: str) -> int:
     """1 when tasks should take a GPU each (cluster has GPUs and ``device`` allows), else 0."""
     gpus = ray.cluster_resources().get("GPU", 0)
     if device.startswith("cuda") and not gpus:
-        raise SnnbenchError("--device cuda was asked for but the Ray cluster has no GPU; use "
-                            "--device cpu or add GPU nodes")
+        raise SnnbenchError(
+            "--device cuda was asked for but the Ray cluster has no GPU; use "
+            "--device cpu or add GPU nodes"
+        )
     return 1 if gpus and device != "cpu" else 0
 
 
@@ -177,7 +240,7 @@ def _same_threads(job: Job) -> None:
 
 def _chunk_data(job: Job, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = load_dataset(job.info.dataset, job.config.split, job.data_root)
-    picked = torch.as_tensor(np.array(indices))       # Ray hands over a read-only view
+    picked = torch.as_tensor(np.array(indices))  # Ray hands over a read-only view
     return x[picked], y[picked]
 
 
@@ -200,8 +263,9 @@ def clean_worker(job: Job, index: int, indices: np.ndarray) -> tuple[np.ndarray,
     device = resolve_device(job.device)
     x, y = _chunk_data(job, indices)
     with compile_errors(job.compile):
-        return clean_draws(_load(job, device), x, y, index=index, info=job.info,
-                           config=job.config, device=device)
+        return clean_draws(
+            _load(job, device), x, y, index=index, info=job.info, config=job.config, device=device
+        )
 
 
 def _load(job: Job, device: torch.device) -> torch.nn.Module:
@@ -209,32 +273,52 @@ def _load(job: Job, device: torch.device) -> torch.nn.Module:
     return compile_model(model) if job.compile else model
 
 
-def attack_worker(job: Job, task: Task, indices: np.ndarray,
-                  clean: tuple[np.ndarray, np.ndarray] | None, previous: Chunk | None,
-                  own: Chunk | None) -> Chunk:
+def attack_worker(
+    job: Job,
+    task: Task,
+    indices: np.ndarray,
+    clean: tuple[np.ndarray, np.ndarray] | None,
+    previous: Chunk | None,
+    own: Chunk | None,
+) -> Chunk:
     """Remote: one task through :func:`compute_task`; Ray has resolved the chunks it awaits."""
     if own is None:
         _inject_fault(task.index)
     _same_threads(job)
     device = resolve_device(job.device)
-    attack, x, y = task.attack, torch.empty(0), torch.empty(0)    # a derived task needs no data
+    attack, x, y = task.attack, torch.empty(0), torch.empty(0)  # a derived task needs no data
     if own is None:
         x, y = _chunk_data(job, indices)
         if isinstance(attack, TransferAttack) and attack.source.startswith(MODEL_SOURCE):
-            attack = bind_model_source(attack, job.home, device)   # from the shared home
+            attack = bind_model_source(attack, job.home, device)  # from the shared home
     with compile_errors(job.compile):
-        chunk, _ = compute_task(dataclasses.replace(task, attack=attack),
-                                lambda: _load(job, device), x, y, info=job.info,
-                                config=job.config, device=device, clean=clean,
-                                previous=previous, own=own)
+        chunk, _ = compute_task(
+            dataclasses.replace(task, attack=attack),
+            lambda: _load(job, device),
+            x,
+            y,
+            info=job.info,
+            config=job.config,
+            device=device,
+            clean=clean,
+            previous=previous,
+            own=own,
+        )
     return chunk
 
 
-def run_ray(ray: Any, job: Job, attacks: list[Attack], store: ResultStore,
-            on_chunk: ChunkCallback | None = None, max_chunks: int | None = None,
-            cascade: bool = False, per_attack_full: bool = True,
-            paired: list[Attack] | None = None,
-            tail: list[Attack] | None = None) -> tuple[list[dict], list[str]]:
+def run_ray(
+    ray: Any,
+    job: Job,
+    attacks: list[Attack],
+    store: ResultStore,
+    on_chunk: ChunkCallback | None = None,
+    max_chunks: int | None = None,
+    cascade: bool = False,
+    per_attack_full: bool = True,
+    paired: list[Attack] | None = None,
+    tail: list[Attack] | None = None,
+) -> tuple[list[dict], list[str]]:
     """:func:`snnbench.evaluate.run_attacks` on Ray: ``(finished cards, failed chunks)``.
 
     The tasks and their order are the local executor's; ``max_chunks`` caps the tasks sent.
@@ -242,8 +326,17 @@ def run_ray(ray: Any, job: Job, attacks: list[Attack], store: ResultStore,
     info, config = job.info, job.config
     _, labels = load_dataset(info.dataset, config.split, job.data_root)
     indices = sample_indices(labels, config.n, dataset_info(info.dataset).num_classes)
-    plan = plan_attacks(info, attacks, config, len(indices), cascade, per_attack_full, paired,
-                        samples_digest(info.dataset, config.split, indices), tail)
+    plan = plan_attacks(
+        info,
+        attacks,
+        config,
+        len(indices),
+        cascade,
+        per_attack_full,
+        paired,
+        samples_digest(info.dataset, config.split, indices),
+        tail,
+    )
     gpus = task_gpus(ray, job.device)
     job_ref = ray.put(job)
     clean_remote = ray.remote(max_retries=MAX_RETRIES)(clean_worker).options(num_gpus=gpus)
@@ -257,7 +350,7 @@ def run_ray(ray: Any, job: Job, attacks: list[Attack], store: ResultStore,
         part = indices[plan.part(task.index, config.chunk_size)]
         previous = _lookup(store, info, pending, task.earlier, task.index)
         if task.earlier is not None and previous is None:
-            continue                      # another process still works on the earlier member
+            continue  # another process still works on the earlier member
         own = _lookup(store, info, pending, task.own, task.index)
         if not store.claim(info.sha256, task.key, task.index):
             continue
@@ -269,20 +362,27 @@ def run_ray(ray: Any, job: Job, attacks: list[Attack], store: ResultStore,
                     cleans[task.index] = clean_remote.remote(job_ref, task.index, part)
                 clean = cleans[task.index]
         ref = attack_remote.options(num_gpus=gpus if own is None else 0).remote(
-            job_ref, task, part, clean, previous, own)
+            job_ref, task, part, clean, previous, own
+        )
         pending[(task.key, task.index)] = ref
         sent[ref] = task
     failures = _collect(ray, sent, store, info, plan, on_chunk)
     for index, ref in cleans.items():
         with contextlib.suppress(ray.exceptions.RayError):
             selection, report = ray.get(ref)
-            store.put_clean_draws(info.sha256, plan.clean_key, index, eval_draws(info, config),
-                                  selection, report)
+            store.put_clean_draws(
+                info.sha256, plan.clean_key, index, eval_draws(info, config), selection, report
+            )
     return finish_plan(plan, store, info, config), failures
 
 
-def _lookup(store: ResultStore, info: ModelInfo, pending: dict[tuple[str, int], Any],
-            key: str | None, index: int) -> Any:
+def _lookup(
+    store: ResultStore,
+    info: ModelInfo,
+    pending: dict[tuple[str, int], Any],
+    key: str | None,
+    index: int,
+) -> Any:
     """A stored chunk, else the reference of one sent in this run, else None."""
     if key is None:
         return None
@@ -290,8 +390,14 @@ def _lookup(store: ResultStore, info: ModelInfo, pending: dict[tuple[str, int], 
     return ref if ref is not None else stored_chunk(store, info.sha256, key, index)
 
 
-def _collect(ray: Any, sent: dict[Any, Task], store: ResultStore, info: ModelInfo, plan: Plan,
-             on_chunk: ChunkCallback | None) -> list[str]:
+def _collect(
+    ray: Any,
+    sent: dict[Any, Task],
+    store: ResultStore,
+    info: ModelInfo,
+    plan: Plan,
+    on_chunk: ChunkCallback | None,
+) -> list[str]:
     """Store each chunk as it arrives (one transaction each); the failed ones, described."""
     failures: list[str] = []
     waiting = list(sent)
@@ -314,17 +420,36 @@ def _collect(ray: Any, sent: dict[Any, Task], store: ResultStore, info: ModelInf
     return failures
 
 
-def train_models(ray: Any, models: list[tuple[ModelConfig, TrainConfig]], *, home: Path,
-                 data_root: str | Path | None, device: str, recipe: Any,
-                 compile: bool = False) -> list[TrainOutcome]:
+def train_models(
+    ray: Any,
+    models: list[tuple[ModelConfig, TrainConfig]],
+    *,
+    home: Path,
+    data_root: str | Path | None,
+    device: str,
+    recipe: Any,
+    compile: bool = False,
+) -> list[TrainOutcome]:
     """A recipe's training jobs as Ray tasks (one GPU each where present), in recipe order.
     Each job resumes from its last finished epoch, so a retried job loses at most one epoch."""
-    progress.status(f"training {len(models)} model(s) on the Ray cluster (no per-epoch "
-                    "progress from there)")
+    progress.status(
+        f"training {len(models)} model(s) on the Ray cluster (no per-epoch progress from there)"
+    )
     remote = ray.remote(max_retries=MAX_RETRIES)(train_model).options(
-        num_gpus=task_gpus(ray, device))
-    refs = [remote.remote(m, t, home=Path(home).resolve(), data_root=data_root, device=device,
-                          recipe=recipe, compile=compile) for m, t in models]
+        num_gpus=task_gpus(ray, device)
+    )
+    refs = [
+        remote.remote(
+            m,
+            t,
+            home=Path(home).resolve(),
+            data_root=data_root,
+            device=device,
+            recipe=recipe,
+            compile=compile,
+        )
+        for m, t in models
+    ]
     outcomes, failed = [], []
     for (config, _), ref in zip(models, refs):
         try:
@@ -333,9 +458,13 @@ def train_models(ray: Any, models: list[tuple[ModelConfig, TrainConfig]], *, hom
             cause = getattr(exc, "cause", None)
             if isinstance(cause, SnnbenchError):
                 raise SnnbenchError(str(cause)) from None
-            failed.append(f"{config.name or config.defense}-{config.arch} "
-                          f"({(str(exc).strip().splitlines() or ['?'])[-1][:200]})")
+            failed.append(
+                f"{config.name or config.defense}-{config.arch} "
+                f"({(str(exc).strip().splitlines() or ['?'])[-1][:200]})"
+            )
     if failed:
-        raise SnnbenchError(f"training failed on the Ray cluster: {'; '.join(failed)}; finished "
-                            "epochs are kept, rerun the same command to resume")
+        raise SnnbenchError(
+            f"training failed on the Ray cluster: {'; '.join(failed)}; finished "
+            "epochs are kept, rerun the same command to resume"
+        )
     return outcomes

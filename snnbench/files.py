@@ -1,4 +1,5 @@
 """Atomic file writes and hashing: every file snnbench writes appears whole or not at all."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,10 @@ def check_name(name: Any, what: str = "name") -> str:
     snnbench writes under such a name then stays inside its folder (no ``..``, no ``/``)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         shown = repr(name) if len(repr(name)) <= NAME_MAX + 10 else repr(name)[:NAME_MAX] + "..."
-        raise SnnbenchError(f"{what} {shown} is not a valid name: use 1 to {NAME_MAX} letters, "
-                            "digits and . _ - + (no leading dot, no / or spaces)")
+        raise SnnbenchError(
+            f"{what} {shown} is not a valid name: use 1 to {NAME_MAX} letters, "
+            "digits and . _ - + (no leading dot, no / or spaces)"
+        )
     return name
 
 

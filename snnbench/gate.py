@@ -14,6 +14,7 @@ whole leaderboard at ``alpha`` while a rerun with the same seeds, where only bro
 move, is judged at the full ``alpha``. A baseline cell with no current result fails (missing);
 cells measured on other samples or another threat model are refused, not compared.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ from snnbench.errors import SnnbenchError
 from snnbench.metrics import decode_counts
 from snnbench.report import LEADERBOARD_SCHEMA, Leaderboard
 
-ALPHA = 0.01          # family-wise false-alarm rate of one gate run
+ALPHA = 0.01  # family-wise false-alarm rate of one gate run
 HEADLINE = "headline"
 REGENERATE = "regenerate it with `snnbench report --format json` from the baseline's results"
 
@@ -36,6 +37,7 @@ REGENERATE = "regenerate it with `snnbench report --format json` from the baseli
 @dataclass(frozen=True)
 class Pair:
     """One cell's per-sample correct-draw counts (out of ``k_eval``), baseline and now."""
+
     model: str
     column: str
     before: np.ndarray
@@ -47,23 +49,23 @@ class Pair:
 class Cell:
     model: str
     column: str
-    before: float                       # accuracy in [0, 1]
+    before: float  # accuracy in [0, 1]
     now: float | None = None
-    diff: float | None = None           # paired mean of now - before, per sample
-    p_value: float | None = None        # two-sided exact sign-flip test
-    worse: int = 0                      # samples with fewer correct draws now
+    diff: float | None = None  # paired mean of now - before, per sample
+    p_value: float | None = None  # two-sided exact sign-flip test
+    worse: int = 0  # samples with fewer correct draws now
     better: int = 0
 
 
 @dataclass
 class GateResult:
-    failed: list[Cell] = field(default_factory=list)     # significant drops beyond tolerance
-    rises: list[Cell] = field(default_factory=list)      # significant rises beyond tolerance
-    noise: list[Cell] = field(default_factory=list)      # beyond tolerance, not significant
+    failed: list[Cell] = field(default_factory=list)  # significant drops beyond tolerance
+    rises: list[Cell] = field(default_factory=list)  # significant rises beyond tolerance
+    noise: list[Cell] = field(default_factory=list)  # beyond tolerance, not significant
     missing: list[Cell] = field(default_factory=list)
     passed: int = 0
-    level: float = ALPHA                # per-cell significance level used
-    could_fail: int = 0                 # cells the level was divided among
+    level: float = ALPHA  # per-cell significance level used
+    could_fail: int = 0  # cells the level was divided among
     allow_rise: bool = False
 
     @property
@@ -91,7 +93,7 @@ def paired_p_value(diff: np.ndarray) -> float:
         pmf = np.convolve(pmf, spread)
     total = int(sizes.sum())
     up = (int(diff.sum()) + total) // 2
-    return float(min(1.0, 2 * pmf[:min(up, total - up) + 1].sum()))
+    return float(min(1.0, 2 * pmf[: min(up, total - up) + 1].sum()))
 
 
 def _fair_binomial(m: int) -> np.ndarray:
@@ -116,8 +118,9 @@ def tarone_level(min_p: Iterable[float], alpha: float = ALPHA) -> tuple[float, i
     return alpha / k, k
 
 
-def judge(pairs: list[Pair], tolerance: float = 2.0, alpha: float = ALPHA,
-          allow_rise: bool = False) -> GateResult:
+def judge(
+    pairs: list[Pair], tolerance: float = 2.0, alpha: float = ALPHA, allow_rise: bool = False
+) -> GateResult:
     """Each pair's paired change against the tolerance (points) and the corrected level."""
     if tolerance < 0:
         raise SnnbenchError(f"--tolerance must be >= 0 points, got {tolerance}")
@@ -126,8 +129,11 @@ def judge(pairs: list[Pair], tolerance: float = 2.0, alpha: float = ALPHA,
     diffs = [pair.after.astype(np.int64) - pair.before.astype(np.int64) for pair in pairs]
     # A cell could fail only if all its changed samples going one way both beat the tolerance
     # and reach the level: that extreme has the largest effect and the smallest p-value.
-    min_p = [2.0 ** (1 - int((d != 0).sum())) for pair, d in zip(pairs, diffs)
-             if 100 * int(np.abs(d).sum()) > tolerance * pair.k_eval * len(d)]
+    min_p = [
+        2.0 ** (1 - int((d != 0).sum()))
+        for pair, d in zip(pairs, diffs)
+        if 100 * int(np.abs(d).sum()) > tolerance * pair.k_eval * len(d)
+    ]
     level, could_fail = tarone_level(min_p, alpha)
     result = GateResult(level=level, could_fail=could_fail, allow_rise=allow_rise)
     for pair, diff in zip(pairs, diffs):
@@ -135,11 +141,23 @@ def judge(pairs: list[Pair], tolerance: float = 2.0, alpha: float = ALPHA,
         if 100 * abs(int(diff.sum())) <= tolerance * size:
             result.passed += 1
             continue
-        cell = Cell(pair.model, pair.column, pair.before.sum() / size, pair.after.sum() / size,
-                    int(diff.sum()) / size, paired_p_value(diff), int((diff < 0).sum()),
-                    int((diff > 0).sum()))
-        kind = result.noise if cell.p_value > level else \
-            result.failed if cell.diff < 0 else result.rises
+        cell = Cell(
+            pair.model,
+            pair.column,
+            pair.before.sum() / size,
+            pair.after.sum() / size,
+            int(diff.sum()) / size,
+            paired_p_value(diff),
+            int((diff < 0).sum()),
+            int((diff > 0).sum()),
+        )
+        kind = (
+            result.noise
+            if cell.p_value > level
+            else result.failed
+            if cell.diff < 0
+            else result.rises
+        )
         kind.append(cell)
     return result
 
@@ -147,25 +165,38 @@ def judge(pairs: list[Pair], tolerance: float = 2.0, alpha: float = ALPHA,
 def read_baseline(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise SnnbenchError(f"baseline {path} not found; pass the leaderboard json written by "
-                            "`snnbench report --format json`")
+        raise SnnbenchError(
+            f"baseline {path} not found; pass the leaderboard json written by "
+            "`snnbench report --format json`"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise SnnbenchError(f"baseline {path} is not valid JSON; pass a leaderboard json") from None
     schema = data.get("schema") if isinstance(data, dict) else None
-    if isinstance(schema, str) and schema.startswith("snnbench.leaderboard/") \
-            and schema != LEADERBOARD_SCHEMA:
-        raise SnnbenchError(f"baseline {path} was written by another snnbench ({schema}, this "
-                            f"one reads {LEADERBOARD_SCHEMA}); {REGENERATE}")
+    if (
+        isinstance(schema, str)
+        and schema.startswith("snnbench.leaderboard/")
+        and schema != LEADERBOARD_SCHEMA
+    ):
+        raise SnnbenchError(
+            f"baseline {path} was written by another snnbench ({schema}, this "
+            f"one reads {LEADERBOARD_SCHEMA}); {REGENERATE}"
+        )
     if not isinstance(data, dict) or data.get("schema") != LEADERBOARD_SCHEMA:
-        raise SnnbenchError(f"baseline {path} is not an snnbench leaderboard json "
-                            f"(schema {LEADERBOARD_SCHEMA})")
+        raise SnnbenchError(
+            f"baseline {path} is not an snnbench leaderboard json (schema {LEADERBOARD_SCHEMA})"
+        )
     return data
 
 
-def compare(baseline: dict[str, Any], current: Leaderboard, tolerance: float = 2.0,
-            alpha: float = ALPHA, allow_rise: bool = False) -> GateResult:
+def compare(
+    baseline: dict[str, Any],
+    current: Leaderboard,
+    tolerance: float = 2.0,
+    alpha: float = ALPHA,
+    allow_rise: bool = False,
+) -> GateResult:
     """Each baseline cell against the current leaderboard, paired per sample."""
     pairs, missing = cell_pairs(baseline, current)
     result = judge(pairs, tolerance, alpha, allow_rise)
@@ -194,19 +225,28 @@ def cell_pairs(baseline: dict[str, Any], current: Leaderboard) -> tuple[list[Pai
         for column, base_cell in base_row.get("attacks", {}).items():
             base_card = base_cards.get((model, base_cell.get("key")))
             if base_card is None or "adv" not in base_card.get("per_sample", {}):
-                raise SnnbenchError(f"the baseline has no per-sample results for {model} "
-                                    f"{column} (written before the paired gate); {REGENERATE}")
+                raise SnnbenchError(
+                    f"the baseline has no per-sample results for {model} "
+                    f"{column} (written before the paired gate); {REGENERATE}"
+                )
             now_cell = now_row.get("attacks", {}).get(column)
             if now_cell is None:
                 missing.append(Cell(model, column, float(base_cell["robust_acc"])))
                 continue
             now_card = now_cards[(model, now_cell["key"])]
             digest = bool(base_card["eval"].get("samples") and now_card["eval"].get("samples"))
-            _refuse_if_different(model, column, _card_identity(base_card, digest),
-                                 _card_identity(now_card, digest))
-            pairs.append(Pair(model, column, decode_counts(base_card["per_sample"]["adv"]),
-                              decode_counts(now_card["per_sample"]["adv"]),
-                              int(base_card["eval"]["k_eval"])))
+            _refuse_if_different(
+                model, column, _card_identity(base_card, digest), _card_identity(now_card, digest)
+            )
+            pairs.append(
+                Pair(
+                    model,
+                    column,
+                    decode_counts(base_card["per_sample"]["adv"]),
+                    decode_counts(now_card["per_sample"]["adv"]),
+                    int(base_card["eval"]["k_eval"]),
+                )
+            )
         pair = _headline_pair(model, base_row.get(HEADLINE), now_row.get(HEADLINE))
         if pair is not None:
             pairs.append(pair)
@@ -222,42 +262,63 @@ def _headline_pair(model: str, before: dict | None, now: dict | None) -> Pair | 
     if not before or not now:
         return None
     if "per_sample" not in before:
-        raise SnnbenchError(f"the baseline has no per-sample results for {model} {HEADLINE}; "
-                            f"{REGENERATE}")
+        raise SnnbenchError(
+            f"the baseline has no per-sample results for {model} {HEADLINE}; {REGENERATE}"
+        )
     digest = bool(before.get("samples") and now.get("samples"))
-    _refuse_if_different(model, HEADLINE, _headline_identity(before, digest),
-                         _headline_identity(now, digest))
-    return Pair(model, HEADLINE, decode_counts(before["per_sample"]),
-                decode_counts(now["per_sample"]), int(before["k_eval"]))
+    _refuse_if_different(
+        model, HEADLINE, _headline_identity(before, digest), _headline_identity(now, digest)
+    )
+    return Pair(
+        model,
+        HEADLINE,
+        decode_counts(before["per_sample"]),
+        decode_counts(now["per_sample"]),
+        int(before["k_eval"]),
+    )
 
 
 def _card_identity(card: dict, digest: bool) -> dict[str, Any]:
     """What must agree for two cards to be paired: threat model, draws and the samples (their
     digest when both cards have one, else the fields that choose them)."""
     attack, evaluation = card["attack"], card["eval"]
-    identity = {"n": evaluation["n"], "eps": format_eps(attack["eps"]), "norm": attack["norm"],
-                "k_eval": evaluation["k_eval"]}
+    identity = {
+        "n": evaluation["n"],
+        "eps": format_eps(attack["eps"]),
+        "norm": attack["norm"],
+        "k_eval": evaluation["k_eval"],
+    }
     if digest:
         identity["samples"] = evaluation["samples"]
     else:
-        identity.update(dataset=card["model"].get("dataset"), split=evaluation.get("split"),
-                        subset=evaluation.get("subset"), seed=card.get("seed"))
+        identity.update(
+            dataset=card["model"].get("dataset"),
+            split=evaluation.get("split"),
+            subset=evaluation.get("subset"),
+            seed=card.get("seed"),
+        )
     return identity
 
 
 def _headline_identity(headline: dict, digest: bool) -> dict[str, Any]:
-    identity = {"n": headline.get("n"), "k_eval": headline.get("k_eval"),
-                "attacks": "+".join(sorted(headline.get("members") or []))}
+    identity = {
+        "n": headline.get("n"),
+        "k_eval": headline.get("k_eval"),
+        "attacks": "+".join(sorted(headline.get("members") or [])),
+    }
     if digest:
         identity["samples"] = headline["samples"]
     return identity
 
 
-def _refuse_if_different(model: str, column: str, before: dict[str, Any],
-                         now: dict[str, Any]) -> None:
+def _refuse_if_different(
+    model: str, column: str, before: dict[str, Any], now: dict[str, Any]
+) -> None:
     for name in before:
         if before[name] != now.get(name):
-            raise SnnbenchError(f"cannot gate {model} {column}: the baseline was measured with "
-                                f"{name}={before[name]} but the current result with "
-                                f"{name}={now.get(name)}; rerun with the baseline's settings "
-                                "or regenerate the baseline")
+            raise SnnbenchError(
+                f"cannot gate {model} {column}: the baseline was measured with "
+                f"{name}={before[name]} but the current result with "
+                f"{name}={now.get(name)}; rerun with the baseline's settings "
+                "or regenerate the baseline"
+            )

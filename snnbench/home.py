@@ -1,6 +1,7 @@
 """The home folder (``--home``, env ``SNNBENCH_HOME``, default ``./snnbench-runs``): its trained
 models in ``models/<name>/``, its results store ``results.sqlite``, and the leaderboard read from
 them. The API, the executors and the site all read a home through these functions."""
+
 from __future__ import annotations
 
 import statistics
@@ -28,7 +29,9 @@ def open_store(home: str | Path | None) -> ResultStore:
 def home_models(home: str | Path | None) -> list[str]:
     """Names of the finished models in the home."""
     folder = home_path(home) / "models"
-    return sorted(p.name for p in folder.iterdir() if (p / CARD).is_file()) if folder.is_dir() else []
+    return (
+        sorted(p.name for p in folder.iterdir() if (p / CARD).is_file()) if folder.is_dir() else []
+    )
 
 
 def bind_model_source(attack: Attack, home: str | Path | None, device: Any) -> Attack:
@@ -36,10 +39,12 @@ def bind_model_source(attack: Attack, home: str | Path | None, device: Any) -> A
     ``device``, only check that it is there: a Ray worker loads it)."""
     if not isinstance(attack, TransferAttack) or not attack.source.startswith(MODEL_SOURCE):
         return attack
-    name = attack.source[len(MODEL_SOURCE):]
+    name = attack.source[len(MODEL_SOURCE) :]
     if name not in home_models(home):
-        raise SnnbenchError(f"transfer source model {name!r} is not in {home_path(home) / 'models'}; "
-                            f"train it first or choose one of: {', '.join(home_models(home)) or 'none'}")
+        raise SnnbenchError(
+            f"transfer source model {name!r} is not in {home_path(home) / 'models'}; "
+            f"train it first or choose one of: {', '.join(home_models(home)) or 'none'}"
+        )
     if device is None:
         return attack
     card = load_card(name, home_path(home))
@@ -66,7 +71,7 @@ def join_model_cards(board: Leaderboard, home: str | Path | None) -> None:
             continue
         row["settings"] = card["spec"]["settings"]
         row["train_seed"] = (card.get("train") or {}).get("seed")
-        if card.get("data_source"):         # which copy of the data (the JPEG CIFAR-10 or not)
+        if card.get("data_source"):  # which copy of the data (the JPEG CIFAR-10 or not)
             row["data_source"] = card["data_source"]
         epochs = [e for e in card.get("history", []) if e.get("seconds")]
         if epochs:

@@ -7,6 +7,7 @@ and however many worker processes there are. Workers build the next batches (gat
 while the accelerator computes; on CUDA they hand them over in pinned memory, so the copy to the
 GPU runs asynchronously (``non_blocking``).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,15 +20,24 @@ from snnbench.data import augment_batch
 from snnbench.errors import SnnbenchError
 from snnbench.files import stable_seed
 
-MAX_WORKERS = 4          # the default's cap: more rarely helps a 32-px crop and flip
+MAX_WORKERS = 4  # the default's cap: more rarely helps a 32-px crop and flip
 
 
 class EpochBatches(Dataset):
     """Item ``i``: the samples ``order[i * batch_size:(i + 1) * batch_size]``, augmented (crop +
     flip, :func:`snnbench.data.augment_batch`) from the seed ``(seed, "augment", epoch, i)``."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, batch_size: int,
-                 *, augment: bool, seed: int, epoch: int) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        order: torch.Tensor,
+        batch_size: int,
+        *,
+        augment: bool,
+        seed: int,
+        epoch: int,
+    ) -> None:
         self.x, self.y, self.order = x, y, order
         self.batch_size, self.augment, self.seed, self.epoch = batch_size, augment, seed, epoch
 
@@ -37,11 +47,12 @@ class EpochBatches(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= i < len(self):
             raise IndexError(i)
-        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
         xb, yb = self.x[idx], self.y[idx]
         if self.augment:
-            generator = torch.Generator().manual_seed(stable_seed(self.seed, "augment",
-                                                                  self.epoch, i))
+            generator = torch.Generator().manual_seed(
+                stable_seed(self.seed, "augment", self.epoch, i)
+            )
             xb = augment_batch(xb, generator)
         return xb, yb
 
@@ -51,7 +62,9 @@ def default_workers(device: torch.device) -> int:
     core, at most :data:`MAX_WORKERS`."""
     if device.type != "cuda":
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
     return max(0, min(MAX_WORKERS, cores - 1))
 
 
@@ -60,8 +73,9 @@ def check_workers(workers: int | None) -> None:
         raise SnnbenchError(f"--workers must be at least 0, got {workers}")
 
 
-def epoch_loader(batches: EpochBatches, device: torch.device,
-                 workers: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def epoch_loader(
+    batches: EpochBatches, device: torch.device, workers: int | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The batches in order, on ``device``; ``workers`` processes build them (None: the
     device's :func:`default_workers`)."""
     check_workers(workers)
@@ -69,7 +83,13 @@ def epoch_loader(batches: EpochBatches, device: torch.device,
     cuda = device.type == "cuda"
     # A private generator: DataLoader draws its workers' base seed from it, and drawing from the
     # global one would shift the defences' random draws of the epoch.
-    loader = DataLoader(batches, batch_size=None, shuffle=False, num_workers=workers,
-                        pin_memory=cuda, generator=torch.Generator().manual_seed(batches.seed))
+    loader = DataLoader(
+        batches,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=cuda,
+        generator=torch.Generator().manual_seed(batches.seed),
+    )
     for xb, yb in loader:
         yield xb.to(device, non_blocking=cuda), yb.to(device, non_blocking=cuda)

@@ -9,6 +9,7 @@ attack's output) compares *selection* counts, and the chosen candidate's result 
 *report* counts, drawn afresh. A report draw never takes part in a choice, so the reported
 accuracy of the chosen candidate carries no winner's curse.
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,8 +53,9 @@ def accuracy_interval(counts: np.ndarray, k_eval: int) -> tuple[float, tuple[flo
     return float(rates.mean()) if len(rates) else 0.0, bootstrap(rates), "bootstrap"
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray, k_eval: int,
-                      seed: int = 0) -> tuple[float, tuple[float, float]]:
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, k_eval: int, seed: int = 0
+) -> tuple[float, tuple[float, float]]:
     """Mean of ``a - b`` per-sample accuracies with a paired bootstrap 95% interval.
 
     The Drop metric (RandHet Table 3): RA without EoT minus RA with EoT on the same samples;
@@ -86,9 +88,11 @@ class Candidates:
 
     def merge(self, other: "Candidates") -> "Candidates":
         take = self.challenged_by(other)
-        return Candidates(np.where(take, other.select, self.select),
-                          np.where(take, other.report, self.report),
-                          np.where(take, other.origin, self.origin))
+        return Candidates(
+            np.where(take, other.select, self.select),
+            np.where(take, other.report, self.report),
+            np.where(take, other.origin, self.origin),
+        )
 
 
 def worst_candidates(runs: Sequence[Candidates]) -> Candidates:
@@ -108,8 +112,9 @@ def mra(robust: Sequence[float]) -> float | None:
     return min(values) if values else None
 
 
-def mra_interval(per_attack: Sequence[np.ndarray], k_eval: int,
-                 seed: int = 0, rounds: int = BOOTSTRAP) -> tuple[float, tuple[float, float]]:
+def mra_interval(
+    per_attack: Sequence[np.ndarray], k_eval: int, seed: int = 0, rounds: int = BOOTSTRAP
+) -> tuple[float, tuple[float, float]]:
     """MRA (minimum over the columns of their mean accuracy) with a percentile bootstrap 95%
     interval: samples are resampled together, so each round's minimum keeps the columns'
     pairing. The columns must hold the same samples in the same order."""
@@ -118,11 +123,13 @@ def mra_interval(per_attack: Sequence[np.ndarray], k_eval: int,
         return 0.0, (0.0, 1.0)
     pick = np.random.default_rng(seed).integers(0, rates.shape[1], size=(rounds, rates.shape[1]))
     rounds_min = rates[:, pick].mean(axis=2).min(axis=0)
-    return float(rates.mean(axis=1).min()), (float(np.quantile(rounds_min, 0.025)),
-                                               float(np.quantile(rounds_min, 0.975)))
+    return float(rates.mean(axis=1).min()), (
+        float(np.quantile(rounds_min, 0.025)),
+        float(np.quantile(rounds_min, 0.975)),
+    )
 
 
-SYMMETRY = 0.1     # halves within 10% of each other read as one ± (the larger half)
+SYMMETRY = 0.1  # halves within 10% of each other read as one ± (the larger half)
 
 
 def format_interval(acc: float, ci: Sequence[float] | None, digits: int = 2) -> str:

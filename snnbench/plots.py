@@ -6,6 +6,7 @@ as ordinary result cards whose attack carries ``params.sweep``; sweep runs stay 
 leaderboard's columns, MRA and worst case. Each line's SVG element has the id ``line:<model>``,
 so a test (or a script) can count the lines in the file.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -31,7 +32,9 @@ def _x(card: dict[str, Any], kind: str) -> float:
     return float(attack.get("eot", 1))
 
 
-def sweep_series(cards: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[float, float, float, float]]]]:
+def sweep_series(
+    cards: list[dict[str, Any]],
+) -> dict[str, dict[str, list[tuple[float, float, float, float]]]]:
     """``{kind: {model: [(x, acc, low, high), ...]}}`` of the newest weights' sweep cards."""
     newest: dict[str, str] = {}
     for card in sorted(cards, key=lambda c: c["created"]):
@@ -44,8 +47,10 @@ def sweep_series(cards: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[
         result = card["result"]
         x = _x(card, kind)
         series[kind][card["model"]["name"]][x] = (x, result["robust_acc"], *result["ci95"])
-    return {kind: {model: [points[x] for x in sorted(points)] for model, points in models.items()}
-            for kind, models in series.items()}
+    return {
+        kind: {model: [points[x] for x in sorted(points)] for model, points in models.items()}
+        for kind, models in series.items()
+    }
 
 
 def plot_sweeps(cards: list[dict[str, Any]], out: Path, name: str) -> list[Path]:
@@ -54,6 +59,7 @@ def plot_sweeps(cards: list[dict[str, Any]], out: Path, name: str) -> list[Path]
 
     import matplotlib
     import matplotlib.ticker
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -63,10 +69,18 @@ def plot_sweeps(cards: list[dict[str, Any]], out: Path, name: str) -> list[Path]
         fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
         for model, points in sorted(series.items()):
             xs = [p[0] for p in points]
-            (line,) = ax.plot(xs, [100 * p[1] for p in points], marker="o", ms=3, lw=1.4, label=model)
+            (line,) = ax.plot(
+                xs, [100 * p[1] for p in points], marker="o", ms=3, lw=1.4, label=model
+            )
             line.set_gid(f"line:{model}")
-            ax.fill_between(xs, [100 * p[2] for p in points], [100 * p[3] for p in points],
-                            color=line.get_color(), alpha=0.12, lw=0)
+            ax.fill_between(
+                xs,
+                [100 * p[2] for p in points],
+                [100 * p[3] for p in points],
+                color=line.get_color(),
+                alpha=0.12,
+                lw=0,
+            )
         if kind in ("steps", "eot"):
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted({x for points in series.values() for x, *_ in points}))
@@ -74,7 +88,9 @@ def plot_sweeps(cards: list[dict[str, Any]], out: Path, name: str) -> list[Path]
         ax.set_xlabel(KINDS.get(kind, kind))
         ax.set_ylabel("robust accuracy (%)")
         ax.set_ylim(0, 100)
-        ax.set_title(f"{name}: {', '.join(attacks)} accuracy vs {KINDS.get(kind, kind)}", fontsize=10)
+        ax.set_title(
+            f"{name}: {', '.join(attacks)} accuracy vs {KINDS.get(kind, kind)}", fontsize=10
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
         fig.tight_layout()
@@ -95,5 +111,7 @@ def plots_section(paths: list[Path]) -> str:
     if not pngs:
         return ""
     lines = [f"![{p.stem}]({p.name}) ([svg]({p.with_suffix('.svg').name}))" for p in pngs]
-    return ("\n## Plots\n\nEach line a model, its band the 95% interval; points are the recipe's "
-            "sweep runs (`[sweep]`).\n\n" + "\n\n".join(lines) + "\n")
+    return (
+        "\n## Plots\n\nEach line a model, its band the 95% interval; points are the recipe's "
+        "sweep runs (`[sweep]`).\n\n" + "\n\n".join(lines) + "\n"
+    )

@@ -12,6 +12,7 @@ its group once: the first lookup or listing of any of them loads all four groups
 that looks up a built-in data set while it is imported finds it). A plugin that fails to import or to
 register is one warning naming the plugin, its package and the error; the rest still work.
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from snnbench.registry import Registry
 
 GROUPS = ("snnbench.defenses", "snnbench.archs", "snnbench.attacks", "snnbench.datasets")
-Check = Callable[[str, Any], None]     # raises TypeError/ValueError when the object cannot serve
+Check = Callable[[str, Any], None]  # raises TypeError/ValueError when the object cannot serve
 
 
 _GROUPS: dict[str, tuple[Registry[Any], Check | None]] = {}
@@ -67,7 +68,7 @@ def load_plugins() -> None:
     global _loaded
     if _loaded or not snnbench_imported():
         return
-    _loaded = True        # before loading: a plugin that looks a registry up sees the built-ins
+    _loaded = True  # before loading: a plugin that looks a registry up sees the built-ins
     for group, (registry, check) in _GROUPS.items():
         load_group(registry, group, check)
 
@@ -84,8 +85,11 @@ def load_group(registry: Registry[Any], group: str, check: Check | None = None) 
                 check(point.name, obj)
             summary, paper = describe(obj)
             registry.add(point.name, obj, summary=summary, paper=paper, package=package)
-        except Exception as exc:   # a plugin's bug is its package's, never a crash of ours
-            warnings.warn(f"plugin {registry.kind} {point.name!r} ({point.value}) from package "
-                          f"{package!r} was not loaded: {type(exc).__name__}: {exc}; fix or "
-                          f"upgrade that package, or `pip uninstall {package}`",
-                          PluginWarning, stacklevel=3)
+        except Exception as exc:  # a plugin's bug is its package's, never a crash of ours
+            warnings.warn(
+                f"plugin {registry.kind} {point.name!r} ({point.value}) from package "
+                f"{package!r} was not loaded: {type(exc).__name__}: {exc}; fix or "
+                f"upgrade that package, or `pip uninstall {package}`",
+                PluginWarning,
+                stacklevel=3,
+            )

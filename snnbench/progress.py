@@ -12,6 +12,7 @@ current status line; its height is bounded by the terminal's) and :class:`PlainL
 file or CI: one line per finished task and per slow set-up step, a line a minute for a long
 task).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,9 +24,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
-KEEP_FINISHED = 8           # finished tasks the live display keeps on screen
-PLAIN_EVERY_S = 60.0        # a plain log's line for a running task, at most this often
-SLOW_STATUS_S = 2.0         # a plain log names a set-up step that lasts this long
+KEEP_FINISHED = 8  # finished tasks the live display keeps on screen
+PLAIN_EVERY_S = 60.0  # a plain log's line for a running task, at most this often
+SLOW_STATUS_S = 2.0  # a plain log names a set-up step that lasts this long
 
 
 @dataclass
@@ -91,11 +92,14 @@ class Task:
         """One line for the list of finished tasks."""
         mark = "✓" if self.ok else "✗ stopped:"
         # below a second the rate says little (a cascade member with nothing left to attack)
-        rate = (f", {format_rate(self.rate)} {self.unit}/s" if self.rate and self.seconds >= 1
-                else "")
+        rate = (
+            f", {format_rate(self.rate)} {self.unit}/s" if self.rate and self.seconds >= 1 else ""
+        )
         resumed = f" ({self.resumed} from an earlier run)" if self.resumed else ""
-        return (f"{mark} {self.label}  {self.done}/{self.total} {self.unit}{resumed} in "
-                f"{format_seconds(self.seconds)}{rate}")
+        return (
+            f"{mark} {self.label}  {self.done}/{self.total} {self.unit}{resumed} in "
+            f"{format_seconds(self.seconds)}{rate}"
+        )
 
 
 class Listener(Protocol):
@@ -221,12 +225,12 @@ class PlainLog:
     def finished(self, task: Task) -> None:
         self.close()
         self.last_line.pop(task.id, None)
-        if task.ok:                     # a stopped task: the error line says why
+        if task.ok:  # a stopped task: the error line says why
             self._print(task.summary())
 
     def status(self, text: str) -> None:
         self.close()
-        if text not in self.seen:       # `loading digits test` once, not once per model
+        if text not in self.seen:  # `loading digits test` once, not once per model
             self.seen.add(text)
             self.pending = threading.Timer(self.slow_s, self._print, [f"… {text}"])
             self.pending.daemon = True
@@ -241,8 +245,9 @@ class LiveDisplay:
         from rich.live import Live
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
         from rich.table import Column
+
         self.console = console
-        self.lock = threading.RLock()     # events come from this thread, screens from rich's
+        self.lock = threading.RLock()  # events come from this thread, screens from rich's
         self.keep = keep
         self.finished_lines: deque[str] = deque(maxlen=keep)
         self.finished_count = 0
@@ -252,22 +257,38 @@ class LiveDisplay:
         fixed = lambda text: TextColumn(text, table_column=Column(no_wrap=True))  # noqa: E731
         # a row stays one line: the label has up to a third of the width (ellipsised), the
         # bar what the numbers leave
-        label = TextColumn("{task.description}", table_column=Column(
-            no_wrap=True, overflow="ellipsis", max_width=max(12, console.width // 3)))
-        self.bars = Progress(SpinnerColumn(), label, BarColumn(bar_width=None),
-                             fixed("{task.fields[count]}"), fixed("{task.fields[rate]}"),
-                             fixed("{task.fields[eta]}"), console=console, expand=True)
+        label = TextColumn(
+            "{task.description}",
+            table_column=Column(
+                no_wrap=True, overflow="ellipsis", max_width=max(12, console.width // 3)
+            ),
+        )
+        self.bars = Progress(
+            SpinnerColumn(),
+            label,
+            BarColumn(bar_width=None),
+            fixed("{task.fields[count]}"),
+            fixed("{task.fields[rate]}"),
+            fixed("{task.fields[eta]}"),
+            console=console,
+            expand=True,
+        )
         # prints to stdout appear above the screen, unless stdout goes to a file (keep them there)
-        self.live = Live(console=console, get_renderable=self.render, refresh_per_second=4,
-                         transient=False, redirect_stdout=_is_terminal(sys.stdout),
-                         redirect_stderr=True)
+        self.live = Live(
+            console=console,
+            get_renderable=self.render,
+            refresh_per_second=4,
+            transient=False,
+            redirect_stdout=_is_terminal(sys.stdout),
+            redirect_stderr=True,
+        )
 
     def __enter__(self) -> "LiveDisplay":
         self.live.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for task, _ in list(self.tasks.values()):     # an error or Ctrl-C stopped them
+        for task, _ in list(self.tasks.values()):  # an error or Ctrl-C stopped them
             task.ended, task.ok = time.perf_counter(), False
             self.finished(task)
         with self.lock:
@@ -280,7 +301,7 @@ class LiveDisplay:
             self.status_text = ""
             self.tasks[task.id] = (task, self.bars.add_task(task.label, total=max(task.total, 1)))
             self._update(task)
-        self.live.refresh()           # the bar shows from the start, before any unit is done
+        self.live.refresh()  # the bar shows from the start, before any unit is done
 
     def advanced(self, task: Task) -> None:
         with self.lock:
@@ -303,11 +324,20 @@ class LiveDisplay:
 
     def _update(self, task: Task) -> None:
         rate = f"{format_rate(task.rate)}/s" if task.rate else ""
-        eta = f"eta {format_clock(task.eta)}" if task.eta is not None else \
-            f"{format_clock(task.seconds)} so far"
-        count = f"{task.detail}  {task.done}/{task.total}".strip()   # the detail is never cut
-        self.bars.update(self.tasks[task.id][1], description=task.label, completed=task.done,
-                         count=f"{count} {task.unit}", rate=rate, eta=eta)
+        eta = (
+            f"eta {format_clock(task.eta)}"
+            if task.eta is not None
+            else f"{format_clock(task.seconds)} so far"
+        )
+        count = f"{task.detail}  {task.done}/{task.total}".strip()  # the detail is never cut
+        self.bars.update(
+            self.tasks[task.id][1],
+            description=task.label,
+            completed=task.done,
+            count=f"{count} {task.unit}",
+            rate=rate,
+            eta=eta,
+        )
 
     # screen
     def render(self) -> Any:
@@ -318,14 +348,19 @@ class LiveDisplay:
     def _render(self) -> Any:
         from rich.console import Group
         from rich.text import Text
-        line = lambda text, style: Text(text, style=style, no_wrap=True,  # noqa: E731
-                                        overflow="ellipsis")
-        for task, _ in self.tasks.values():     # rate and ETA move with the clock
+
+        line = lambda text, style: Text(
+            text,
+            style=style,
+            no_wrap=True,  # noqa: E731
+            overflow="ellipsis",
+        )
+        for task, _ in self.tasks.values():  # rate and ETA move with the clock
             self._update(task)
         # a narrow terminal folds a bar's row: measure the bars, one line for everything else
         bars = len(self.console.render_lines(self.bars, pad=False)) if self.tasks else 0
         room = max(1, self.console.size.height - bars - 3)
-        shown = list(self.finished_lines)[-min(self.keep, room):]
+        shown = list(self.finished_lines)[-min(self.keep, room) :]
         lines: list[Any] = []
         earlier = self.finished_count - len(shown)
         if earlier:
@@ -355,7 +390,8 @@ def watch(console: Any, quiet: bool = False) -> Iterator[Any]:
         return
     display: Any = LiveDisplay(console) if console.is_terminal else PlainLog(console)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(display if isinstance(display, LiveDisplay) else
-                            contextlib.closing(display))
+        stack.enter_context(
+            display if isinstance(display, LiveDisplay) else contextlib.closing(display)
+        )
         stack.enter_context(listen(display))
         yield display

@@ -5,6 +5,7 @@ one-line summary and its source; listing builds nothing; an unknown name raises 
 suggests close matches. A registry with a ``plugins`` group also files the entry points of
 that group (``snnbench.plugins``), once, before its first lookup or listing.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -30,29 +31,51 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Named factories of one kind; ``kind`` is the word used in messages ("defence", "arch")."""
 
-    def __init__(self, kind: str, plural: str | None = None, *, plugins: str | None = None,
-                 check: Check | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        plural: str | None = None,
+        *,
+        plugins: str | None = None,
+        check: Check | None = None,
+    ) -> None:
         self.kind = kind
         self.plural = plural or f"{kind}s"
         self._entries: dict[str, Entry[T]] = {}
         self._aliases: dict[str, str] = {}
         self._plugins = plugins is not None
-        if plugins is not None:        # ``check``: what a plugin's object must be
+        if plugins is not None:  # ``check``: what a plugin's object must be
             declare(plugins, self, check)
 
     def _load_plugins(self) -> None:
         if self._plugins:
             load_plugins()
 
-    def register(self, name: str, *, summary: str = "", paper: str = "",
-                 aliases: tuple[str, ...] = (), **extra: Any) -> Callable[[T], T]:
+    def register(
+        self,
+        name: str,
+        *,
+        summary: str = "",
+        paper: str = "",
+        aliases: tuple[str, ...] = (),
+        **extra: Any,
+    ) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
             self.add(name, obj, summary=summary, paper=paper, aliases=aliases, **extra)
             return obj
+
         return decorator
 
-    def add(self, name: str, obj: T, *, summary: str = "", paper: str = "",
-            aliases: tuple[str, ...] = (), **extra: Any) -> None:
+    def add(
+        self,
+        name: str,
+        obj: T,
+        *,
+        summary: str = "",
+        paper: str = "",
+        aliases: tuple[str, ...] = (),
+        **extra: Any,
+    ) -> None:
         for key in (name, *aliases):
             if key in self._entries or key in self._aliases:
                 raise ValueError(f"{self.kind} {key!r} is registered twice")
@@ -71,8 +94,9 @@ class Registry(Generic[T]):
         choices = list(self._entries) + list(self._aliases)
         close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-        raise SnnbenchError(f"unknown {self.kind} {name!r}; {hint}"
-                            f"see `snnbench list {self.plural}`")
+        raise SnnbenchError(
+            f"unknown {self.kind} {name!r}; {hint}see `snnbench list {self.plural}`"
+        )
 
     def entry(self, name: str) -> Entry[T]:
         return self._entries[self.canonical(name)]
@@ -89,7 +113,9 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         self._load_plugins()
-        return isinstance(name, str) and (name.lower() in self._entries or name.lower() in self._aliases)
+        return isinstance(name, str) and (
+            name.lower() in self._entries or name.lower() in self._aliases
+        )
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

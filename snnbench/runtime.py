@@ -1,5 +1,6 @@
 """Where the work runs: device choice, mixed precision, opt-in compilation, and batches that
 shrink on out-of-memory."""
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,10 @@ def resolve_device(device: str | None = "auto") -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice.startswith("cuda") and not torch.cuda.is_available():
-        raise SnnbenchError("--device cuda was asked for but no CUDA GPU is visible; use "
-                            "--device cpu or install a CUDA build of torch")
+        raise SnnbenchError(
+            "--device cuda was asked for but no CUDA GPU is visible; use "
+            "--device cpu or install a CUDA build of torch"
+        )
     if choice != "cpu" and not choice.startswith("cuda"):
         raise SnnbenchError(f"unknown device {device!r}; choose auto, cpu or cuda")
     return torch.device(choice)
@@ -43,7 +46,9 @@ def cpu_threads(requested: int | None = None) -> int:
         if requested < 1:
             raise SnnbenchError(f"--threads must be at least 1, got {requested}")
         return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
     busy = busy_cores()
     return max(1, min(cores, round(cores - busy)))
 
@@ -51,14 +56,16 @@ def cpu_threads(requested: int | None = None) -> int:
 def busy_cores(window_s: float = 0.25) -> float:
     """How many cores other work keeps busy now: from two reads of /proc/stat ``window_s``
     apart (Linux), else the 1-minute load average (which lags a finished job by a minute)."""
+
     def read() -> tuple[int, int] | None:
         try:
             with open("/proc/stat", encoding="ascii") as handle:
                 fields = [int(v) for v in handle.readline().split()[1:]]
         except (OSError, ValueError):
             return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)     # idle + iowait
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
         return sum(fields), idle
+
     first = read()
     if first is not None:
         time.sleep(window_s)
@@ -78,7 +85,7 @@ def configure_threads(requested: int | None = None) -> int:
     return threads
 
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3     # glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 KEEP_BYTES = 1 << 30
 _allocator_tuned = False
 
@@ -102,10 +109,12 @@ def tune_allocator(keep_bytes: int = KEEP_BYTES) -> bool:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
-        return False                     # musl or another libc without mallopt
+        return False  # musl or another libc without mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     value = min(int(keep_bytes), 2**31 - 1)
-    _allocator_tuned = bool(mallopt(M_MMAP_THRESHOLD, value)) & bool(mallopt(M_TRIM_THRESHOLD, value))
+    _allocator_tuned = bool(mallopt(M_MMAP_THRESHOLD, value)) & bool(
+        mallopt(M_TRIM_THRESHOLD, value)
+    )
     return _allocator_tuned
 
 
@@ -127,8 +136,11 @@ def place(model: nn.Module, device: torch.device | str) -> nn.Module:
     forced = os.environ.get(CHANNELS_LAST_ENV, "").strip().lower()
     if forced not in ("", "auto", "0", "1"):
         raise SnnbenchError(f"{CHANNELS_LAST_ENV} must be 0, 1 or auto, got {forced!r}")
-    wanted = device.type in getattr(model, "channels_last_on", ()) if forced in ("", "auto") \
+    wanted = (
+        device.type in getattr(model, "channels_last_on", ())
+        if forced in ("", "auto")
         else forced == "1"
+    )
     return model.to(memory_format=torch.channels_last if wanted else torch.contiguous_format)
 
 
@@ -148,8 +160,9 @@ def batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
-def map_batches(fn: Callable[[slice], R], n: int, batch_size: int,
-                restart: Callable[[], None] | None = None) -> tuple[list[R], int]:
+def map_batches(
+    fn: Callable[[slice], R], n: int, batch_size: int, restart: Callable[[], None] | None = None
+) -> tuple[list[R], int]:
     """Apply ``fn`` to consecutive slices of ``range(n)``, halving the batch on out-of-memory.
 
     Returns the results and the batch size that worked. Results must not depend on it.
@@ -166,10 +179,12 @@ def map_batches(fn: Callable[[slice], R], n: int, batch_size: int,
             if not is_oom(exc):
                 raise
             if size == 1:
-                raise SnnbenchError("out of memory even with a batch of 1 image; free the GPU "
-                                    "(other processes) or run with --device cpu") from None
+                raise SnnbenchError(
+                    "out of memory even with a batch of 1 image; free the GPU "
+                    "(other processes) or run with --device cpu"
+                ) from None
             torch.cuda.empty_cache()
-            size = max(1, min(size, n) // 2)     # a batch above n was one batch of n
+            size = max(1, min(size, n) // 2)  # a batch above n was one batch of n
 
 
 def compile_model(model: nn.Module) -> nn.Module:
@@ -183,7 +198,7 @@ def compile_model(model: nn.Module) -> nn.Module:
     """
     try:
         return torch.compile(model, options={"fallback_random": True})
-    except Exception as exc:          # e.g. a Python version dynamo does not support yet
+    except Exception as exc:  # e.g. a Python version dynamo does not support yet
         raise SnnbenchError(_compile_failed(exc)) from None
 
 
@@ -194,15 +209,19 @@ def is_compiled(model: nn.Module) -> bool:
 
 def _compile_failed(exc: BaseException) -> str:
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    return (f"--compile failed ({type(exc).__name__}: {reason}); run the same command without "
-            "--compile (it only changes the speed)")
+    return (
+        f"--compile failed ({type(exc).__name__}: {reason}); run the same command without "
+        "--compile (it only changes the speed)"
+    )
 
 
 def _from_compiler(exc: BaseException | None) -> bool:
     """Whether ``exc`` (or what caused it) comes from dynamo, AOTAutograd or inductor."""
     seen = 0
     while exc is not None and seen < 10:
-        if type(exc).__module__.startswith(("torch._dynamo", "torch._inductor", "torch._functorch")):
+        if type(exc).__module__.startswith(
+            ("torch._dynamo", "torch._inductor", "torch._functorch")
+        ):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False

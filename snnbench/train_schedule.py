@@ -1,4 +1,5 @@
 """Learning-rate schedules shared by the training loop and the defences' own optimisers."""
+
 from __future__ import annotations
 
 import math

@@ -16,6 +16,7 @@ URLs: ``http(s)://...`` through ``urllib`` (standard library), a local path or `
 ``hf://owner/repo/path/in/repo`` through ``huggingface_hub`` (``pip install 'huggingface_hub>=0.20'``; in a clone ``pip install '.[hub]'``).
 Unlike RobustBench's ``load_model`` (no checksum, ``torch.load``), bytes and weights are checked.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -36,23 +37,31 @@ from torch import nn
 
 from snnbench.checkpoint import CARD, WEIGHTS, default_home, load, load_card, model_dir, verify
 from snnbench.errors import SnnbenchError
-from snnbench.files import atomic_write, atomic_write_json, atomic_write_text, check_name, sha256_file
+from snnbench.files import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    check_name,
+    sha256_file,
+)
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-MANIFEST = Path(__file__).resolve().parent.parent / "zoo" / "models.toml"   # source checkout
+MANIFEST = Path(__file__).resolve().parent.parent / "zoo" / "models.toml"  # source checkout
 MEMBERS = (CARD, WEIGHTS)
-PREFIX = "zoo:"                  # snnbench.load("zoo:NAME")
-ATTEMPTS = 3          # transfers per URL: a dropped connection resumes from the .part
+PREFIX = "zoo:"  # snnbench.load("zoo:NAME")
+ATTEMPTS = 3  # transfers per URL: a dropped connection resumes from the .part
 TIMEOUT_S = 30.0
 BLOCK = 1 << 16
-BANNER = ("# The model zoo manifest: written by `snnbench zoo add`; edit licence/paper by hand "
-          "if needed.\n# Each entry: one <name>.tar (card.json + model.safetensors) at `urls`, "
-          "checked against `sha256` and `size`.\n")
-Progress = Callable[[int, int], None]      # (bytes done, bytes total)
+BANNER = (
+    "# The model zoo manifest: written by `snnbench zoo add`; edit licence/paper by hand "
+    "if needed.\n# Each entry: one <name>.tar (card.json + model.safetensors) at `urls`, "
+    "checked against `sha256` and `size`.\n"
+)
+Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
 
 @dataclass(frozen=True)
@@ -76,9 +85,23 @@ class ZooEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest table of this entry (TOML has no null: empty values are left out)."""
-        table = {key: getattr(self, key) for key in (
-            "defense", "arch", "dataset", "timesteps", "urls", "sha256", "size",
-            "weights_sha256", "licence", "paper", "recipe", "clean_accuracy")}
+        table = {
+            key: getattr(self, key)
+            for key in (
+                "defense",
+                "arch",
+                "dataset",
+                "timesteps",
+                "urls",
+                "sha256",
+                "size",
+                "weights_sha256",
+                "licence",
+                "paper",
+                "recipe",
+                "clean_accuracy",
+            )
+        }
         table["urls"] = list(self.urls)
         return _without_none({**table, **dict(sorted(self.extra.items()))})
 
@@ -89,7 +112,7 @@ def _without_none(value: Any) -> Any:
     return value
 
 
-LOCAL_MANIFEST = Path("zoo") / "models.toml"   # `zoo add` writes here unless told otherwise
+LOCAL_MANIFEST = Path("zoo") / "models.toml"  # `zoo add` writes here unless told otherwise
 
 
 def manifest_path(manifest: str | Path | None = None) -> Path:
@@ -98,8 +121,11 @@ def manifest_path(manifest: str | Path | None = None) -> Path:
         return Path(manifest)
     if os.environ.get("SNNBENCH_ZOO"):
         return Path(os.environ["SNNBENCH_ZOO"])
-    from snnbench.recipe import _zoo_folders      # the packaged zoo, then a source checkout's
-    return next((f / "models.toml" for f in _zoo_folders() if (f / "models.toml").is_file()), MANIFEST)
+    from snnbench.recipe import _zoo_folders  # the packaged zoo, then a source checkout's
+
+    return next(
+        (f / "models.toml" for f in _zoo_folders() if (f / "models.toml").is_file()), MANIFEST
+    )
 
 
 def manifest_paths(manifest: str | Path | None = None) -> list[Path]:
@@ -146,39 +172,66 @@ def _read_one(path: Path) -> dict[str, ZooEntry]:
 
 def _entry(name: str, raw: Any, path: Path) -> ZooEntry:
     try:
-        check_name(name, "zoo entry name")      # it becomes <home>/models/<name>, <name>.tar
+        check_name(name, "zoo entry name")  # it becomes <home>/models/<name>, <name>.tar
     except SnnbenchError as exc:
         raise SnnbenchError(f"{path}: {exc}; rename models.{name!r} in the manifest") from None
     if not isinstance(raw, dict):
         raise SnnbenchError(f"{path}: models.{name} is not a table")
     urls = raw.get("urls", raw.get("url", []))
     urls = (urls,) if isinstance(urls, str) else tuple(urls)
-    known = {"defense", "arch", "dataset", "timesteps", "urls", "url", "sha256", "size",
-             "weights_sha256", "licence", "paper", "recipe", "clean_accuracy"}
+    known = {
+        "defense",
+        "arch",
+        "dataset",
+        "timesteps",
+        "urls",
+        "url",
+        "sha256",
+        "size",
+        "weights_sha256",
+        "licence",
+        "paper",
+        "recipe",
+        "clean_accuracy",
+    }
     try:
-        return ZooEntry(name, str(raw.get("defense", "")), str(raw.get("arch", "")),
-                        str(raw.get("dataset", "")), int(raw.get("timesteps", 0)), urls,
-                        str(raw.get("sha256", "")).lower(), int(raw.get("size", 0)),
-                        str(raw.get("weights_sha256", "")), str(raw.get("licence", "unspecified")),
-                        str(raw.get("paper", "")), str(raw.get("recipe", "")),
-                        raw.get("clean_accuracy"), {k: v for k, v in raw.items() if k not in known},
-                        path.resolve().parent)
+        return ZooEntry(
+            name,
+            str(raw.get("defense", "")),
+            str(raw.get("arch", "")),
+            str(raw.get("dataset", "")),
+            int(raw.get("timesteps", 0)),
+            urls,
+            str(raw.get("sha256", "")).lower(),
+            int(raw.get("size", 0)),
+            str(raw.get("weights_sha256", "")),
+            str(raw.get("licence", "unspecified")),
+            str(raw.get("paper", "")),
+            str(raw.get("recipe", "")),
+            raw.get("clean_accuracy"),
+            {k: v for k, v in raw.items() if k not in known},
+            path.resolve().parent,
+        )
     except (TypeError, ValueError) as exc:
         raise SnnbenchError(f"{path}: models.{name} has a bad value ({exc})") from None
 
 
 def get_entry(name: str, manifest: str | Path | None = None) -> ZooEntry:
     import difflib
+
     entries = read_manifest(manifest)
     if name not in entries:
         close = difflib.get_close_matches(name, list(entries), n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise SnnbenchError(f"no zoo model {name!r} in {describe_manifests(manifest)}{hint} "
-                            "(see `snnbench zoo list`)")
+        raise SnnbenchError(
+            f"no zoo model {name!r} in {describe_manifests(manifest)}{hint} "
+            "(see `snnbench zoo list`)"
+        )
     return entries[name]
 
 
 # --- downloads -------------------------------------------------------------------------------
+
 
 def cache_dir(home: Path) -> Path:
     return Path(home) / "cache" / "zoo"
@@ -191,8 +244,10 @@ def _sha_ok(path: Path, entry: ZooEntry) -> bool:
 def download(entry: ZooEntry, home: Path, on_progress: Progress | None = None) -> Path:
     """The verified archive of ``entry`` in the cache (downloaded or resumed as needed)."""
     if len(entry.sha256) != 64 or any(c not in "0123456789abcdef" for c in entry.sha256):
-        raise SnnbenchError(f"zoo model {entry.name!r} has no valid sha256 in the manifest: "
-                            "nothing is downloaded without a checksum to check")
+        raise SnnbenchError(
+            f"zoo model {entry.name!r} has no valid sha256 in the manifest: "
+            "nothing is downloaded without a checksum to check"
+        )
     if not entry.urls:
         raise SnnbenchError(f"zoo model {entry.name!r} has no url in the manifest")
     folder = cache_dir(home)
@@ -210,7 +265,9 @@ def download(entry: ZooEntry, home: Path, on_progress: Progress | None = None) -
             continue
         os.replace(part, done)
         return done
-    raise SnnbenchError(errors[0] if len(errors) == 1 else "every url failed: " + " | ".join(errors))
+    raise SnnbenchError(
+        errors[0] if len(errors) == 1 else "every url failed: " + " | ".join(errors)
+    )
 
 
 def _fetch(url: str, part: Path, entry: ZooEntry, home: Path, on_progress: Progress | None) -> None:
@@ -223,12 +280,14 @@ def _fetch(url: str, part: Path, entry: ZooEntry, home: Path, on_progress: Progr
                 break
         else:
             have = part.stat().st_size if part.exists() else 0
-            raise SnnbenchError(f"download of {url} broke off {ATTEMPTS} times ({have} of "
-                                f"{entry.size} bytes kept in {part}); rerun to resume")
+            raise SnnbenchError(
+                f"download of {url} broke off {ATTEMPTS} times ({have} of "
+                f"{entry.size} bytes kept in {part}); rerun to resume"
+            )
     else:
-        source = Path(url[len("file://"):] if url.startswith("file://") else url)
+        source = Path(url[len("file://") :] if url.startswith("file://") else url)
         if not source.is_absolute() and entry.base is not None:
-            source = entry.base / source      # pinned files shipped beside the manifest
+            source = entry.base / source  # pinned files shipped beside the manifest
         if not source.is_file():
             raise SnnbenchError(f"zoo file {source} not found")
         shutil.copyfile(source, part)
@@ -236,23 +295,25 @@ def _fetch(url: str, part: Path, entry: ZooEntry, home: Path, on_progress: Progr
     if size != entry.size or sha256_file(part) != entry.sha256:
         got = sha256_file(part)
         part.unlink(missing_ok=True)
-        raise SnnbenchError(f"{url} does not match the manifest (got {size} bytes, sha256 "
-                            f"{got[:12]}...; expected {entry.size} bytes, {entry.sha256[:12]}...): "
-                            "the file is truncated, altered or the manifest is wrong; nothing kept")
+        raise SnnbenchError(
+            f"{url} does not match the manifest (got {size} bytes, sha256 "
+            f"{got[:12]}...; expected {entry.size} bytes, {entry.sha256[:12]}...): "
+            "the file is truncated, altered or the manifest is wrong; nothing kept"
+        )
 
 
 def _transfer(url: str, part: Path, size: int, on_progress: Progress | None) -> bool:
     """One HTTP transfer into ``part``, resuming from its length; False when it broke off."""
     offset = part.stat().st_size if part.exists() else 0
     if size and offset >= size:
-        return True                       # whole (or too long): the checksum decides
+        return True  # whole (or too long): the checksum decides
     request = urllib.request.Request(url, headers={"User-Agent": "snnbench-zoo"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
         response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:    # the server has no such range: start over
+        if exc.code == 416 and offset:  # the server has no such range: start over
             part.unlink(missing_ok=True)
             return False
         raise SnnbenchError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
@@ -261,7 +322,7 @@ def _transfer(url: str, part: Path, size: int, on_progress: Progress | None) -> 
         raise SnnbenchError(f"cannot download {url}: {reason}") from None
     with response:
         if offset and response.status != 206:
-            offset = 0                    # the server ignored the Range: take the whole file
+            offset = 0  # the server ignored the Range: take the whole file
         length = response.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
         received = 0
@@ -273,7 +334,7 @@ def _transfer(url: str, part: Path, size: int, on_progress: Progress | None) -> 
                     if on_progress:
                         on_progress(offset + received, size)
                     if size and offset + received > size:
-                        return True       # longer than the manifest says: the check refuses it
+                        return True  # longer than the manifest says: the check refuses it
             except (OSError, ValueError, http.client.HTTPException):
                 return False
     return expected is None or received >= expected
@@ -284,21 +345,29 @@ def _fetch_hub(url: str, part: Path, home: Path) -> None:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise SnnbenchError(f"{url} is on the Hugging Face Hub, which needs huggingface_hub: "
-                            "pip install 'huggingface_hub>=0.20' (in a clone: pip install '.[hub]')") from None
-    parts = url[len("hf://"):].split("/", 2)
+        raise SnnbenchError(
+            f"{url} is on the Hugging Face Hub, which needs huggingface_hub: "
+            "pip install 'huggingface_hub>=0.20' (in a clone: pip install '.[hub]')"
+        ) from None
+    parts = url[len("hf://") :].split("/", 2)
     if len(parts) < 3 or not all(parts):
         raise SnnbenchError(f"bad Hub url {url!r}: write hf://owner/repo/path/in/repo")
     try:
-        local = hf_hub_download(repo_id=f"{parts[0]}/{parts[1]}", filename=parts[2],
-                                cache_dir=str(Path(home) / "cache" / "hf"))
-    except Exception as exc:   # the hub's own error types vary by version: one line
-        raise SnnbenchError(f"cannot download {url}: {type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        local = hf_hub_download(
+            repo_id=f"{parts[0]}/{parts[1]}",
+            filename=parts[2],
+            cache_dir=str(Path(home) / "cache" / "hf"),
+        )
+    except Exception as exc:  # the hub's own error types vary by version: one line
+        raise SnnbenchError(
+            f"cannot download {url}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     shutil.copyfile(local, part)
 
 
 # --- archives --------------------------------------------------------------------------------
+
 
 def _safe_members(archive: tarfile.TarFile, source: Path) -> dict[str, tarfile.TarInfo]:
     """The archive's two files; links, folders, absolute or ``..`` paths, other names: refused."""
@@ -310,8 +379,9 @@ def _safe_members(archive: tarfile.TarFile, source: Path) -> dict[str, tarfile.T
         if not member.isfile():
             raise SnnbenchError(f"{source} holds {name!r}, which is not a regular file; refused")
         if name not in MEMBERS or name in members:
-            raise SnnbenchError(f"{source} holds {name!r}; a zoo archive holds exactly "
-                                f"{' and '.join(MEMBERS)}")
+            raise SnnbenchError(
+                f"{source} holds {name!r}; a zoo archive holds exactly {' and '.join(MEMBERS)}"
+            )
         members[name] = member
     missing = [m for m in MEMBERS if m not in members]
     if missing:
@@ -334,6 +404,7 @@ def unpack(archive_path: Path, target: Path) -> None:
 
 def pack(folder: Path, target: Path) -> None:
     """``target``: a tar of the checkpoint's card and weights with fixed metadata."""
+
     def write(tmp: Path) -> None:
         with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as archive:
             for name in MEMBERS:
@@ -341,13 +412,20 @@ def pack(folder: Path, target: Path) -> None:
                 info = tarfile.TarInfo(name)
                 info.size, info.mode, info.mtime = len(data), 0o644, 0
                 archive.addfile(info, io.BytesIO(data))
+
     atomic_write(target, write)
 
 
 # --- pull, ensure, add -----------------------------------------------------------------------
 
-def pull(name: str, home: str | Path | None = None, manifest: str | Path | None = None,
-         on_progress: Progress | None = None, as_name: str | None = None) -> tuple[Path, str]:
+
+def pull(
+    name: str,
+    home: str | Path | None = None,
+    manifest: str | Path | None = None,
+    on_progress: Progress | None = None,
+    as_name: str | None = None,
+) -> tuple[Path, str]:
     """Download, verify and install zoo model ``name`` in ``<home>/models/<as_name or name>``
     (under another name, the card's ``name`` says so and ``zoo_name`` keeps the zoo's);
     returns the folder and ``"pulled"`` or ``"up to date"``."""
@@ -365,7 +443,8 @@ def pull(name: str, home: str | Path | None = None, manifest: str | Path | None 
                 f"{str(card.get('weights_sha256'))[:12]}..., e.g. one `snnbench run` trained), not "
                 f"zoo model {name!r} ({entry.weights_sha256[:12]}...); install the zoo's under "
                 f"another name with `snnbench zoo pull {name} --name {name}-zoo`, or pull into "
-                "another --home")
+                "another --home"
+            )
         verify(target)
         return target, "up to date"
     archive = download(entry, home, on_progress)
@@ -375,9 +454,11 @@ def pull(name: str, home: str | Path | None = None, manifest: str | Path | None 
         unpack(archive, staging)
         card = verify(staging)
         if entry.weights_sha256 and card["weights_sha256"] != entry.weights_sha256:
-            raise SnnbenchError(f"the archive of {name!r} holds weights {card['weights_sha256'][:12]}... "
-                                f"but the manifest names {entry.weights_sha256[:12]}...; refused")
-        if as_name is not None and card.get("name") != local:   # results are keyed by it
+            raise SnnbenchError(
+                f"the archive of {name!r} holds weights {card['weights_sha256'][:12]}... "
+                f"but the manifest names {entry.weights_sha256[:12]}...; refused"
+            )
+        if as_name is not None and card.get("name") != local:  # results are keyed by it
             atomic_write_json(staging / CARD, {**card, "name": local, "zoo_name": name})
         if target.exists():
             raise SnnbenchError(f"{target} exists but is not a finished checkpoint; remove it")
@@ -387,7 +468,7 @@ def pull(name: str, home: str | Path | None = None, manifest: str | Path | None 
     return target, "pulled"
 
 
-def ensure(name: str, home: Path | None = None) -> Path:   # snnbench.load("zoo:NAME")
+def ensure(name: str, home: Path | None = None) -> Path:  # snnbench.load("zoo:NAME")
     return pull(name, home)[0]
 
 
@@ -397,11 +478,12 @@ def resolve(ref: str | Path, home: str | Path | None = None) -> str | Path:
     text = str(ref)
     if not text.startswith(PREFIX):
         return ref
-    return ensure(text[len(PREFIX):], Path(home) if home is not None else None)
+    return ensure(text[len(PREFIX) :], Path(home) if home is not None else None)
 
 
-def load_model(ref: str | Path, home: str | Path | None = None,
-               device: str | torch.device = "cpu") -> nn.Module:
+def load_model(
+    ref: str | Path, home: str | Path | None = None, device: str | torch.device = "cpu"
+) -> nn.Module:
     """``snnbench.load``: ``checkpoint.load`` that also takes ``zoo:NAME``."""
     return load(resolve(ref, home), home, device)
 
@@ -411,9 +493,17 @@ def load_model_card(ref: str | Path, home: str | Path | None = None) -> dict[str
     return load_card(resolve(ref, home), home)
 
 
-def add(path: str | Path, url: str, *, manifest: str | Path | None = None,
-        name: str | None = None, out: str | Path = "zoo-dist", licence: str = "unspecified",
-        paper: str = "", home: Path | None = None) -> tuple[ZooEntry, Path]:
+def add(
+    path: str | Path,
+    url: str,
+    *,
+    manifest: str | Path | None = None,
+    name: str | None = None,
+    out: str | Path = "zoo-dist",
+    licence: str = "unspecified",
+    paper: str = "",
+    home: Path | None = None,
+) -> tuple[ZooEntry, Path]:
     """Write the manifest entry for a checkpoint (a folder, a model of the home, or a zoo tar).
 
     A folder is packed into ``<out>/<name>.tar``: upload that file to ``url``. Returns the
@@ -432,17 +522,33 @@ def add(path: str | Path, url: str, *, manifest: str | Path | None = None,
         archive = Path(out) / f"{check_name(name or folder.name, 'zoo entry name (--name)')}.tar"
         pack(folder, archive)
     spec = card["spec"]
-    label = check_name(name or card.get("name") or (source.stem if source.is_file()
-                                                    else model_dir(path, home).name),
-                       "zoo entry name (--name)")
+    label = check_name(
+        name
+        or card.get("name")
+        or (source.stem if source.is_file() else model_dir(path, home).name),
+        "zoo entry name (--name)",
+    )
     clean = (card.get("clean_accuracy") or {}).get("acc")
-    entry = ZooEntry(label, spec["defense"], spec["arch"], spec["dataset"],
-                     int(spec.get("timesteps") or 0), (url,), sha256_file(archive),
-                     archive.stat().st_size, card["weights_sha256"], licence,
-                     paper or _paper_of(spec["defense"]), card.get("recipe") or "",
-                     round(clean, 4) if isinstance(clean, float) else None,
-                     {"track": spec.get("track", ""), "settings": spec.get("settings") or {},
-                      "train": card.get("train") or {}})
+    entry = ZooEntry(
+        label,
+        spec["defense"],
+        spec["arch"],
+        spec["dataset"],
+        int(spec.get("timesteps") or 0),
+        (url,),
+        sha256_file(archive),
+        archive.stat().st_size,
+        card["weights_sha256"],
+        licence,
+        paper or _paper_of(spec["defense"]),
+        card.get("recipe") or "",
+        round(clean, 4) if isinstance(clean, float) else None,
+        {
+            "track": spec.get("track", ""),
+            "settings": spec.get("settings") or {},
+            "train": card.get("train") or {},
+        },
+    )
     write_entry(entry, manifest)
     return entry, archive
 
@@ -450,6 +556,7 @@ def add(path: str | Path, url: str, *, manifest: str | Path | None = None,
 def _paper_of(defense: str) -> str:
     from snnbench.defenses import DEFENSES
     from snnbench.defenses.compose import parse_defense
+
     try:
         papers = [DEFENSES.entry(part).paper for part in parse_defense(defense)]
     except (SnnbenchError, AttributeError, KeyError):
@@ -462,6 +569,10 @@ def write_entry(entry: ZooEntry, manifest: str | Path | None = None) -> Path:
     path = write_target(manifest)
     entries = _read_one(path)
     entries[entry.name] = entry
-    text = BANNER + "\n" + tomli_w.dumps({"models": {n: entries[n].to_dict() for n in sorted(entries)}})
+    text = (
+        BANNER
+        + "\n"
+        + tomli_w.dumps({"models": {n: entries[n].to_dict() for n in sorted(entries)}})
+    )
     atomic_write_text(path, text)
     return path

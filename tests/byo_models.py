@@ -1,5 +1,6 @@
 """Plain PyTorch models, not built by snnbench, for tests/test_byo_evaluate.py and
 `snnbench attack --model tests/byo_models.py:CALLABLE`."""
+
 from __future__ import annotations
 
 import torch
@@ -45,14 +46,18 @@ class StatefulNet(PlainNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(x)
-        self.v = out.detach().mean() + 0.5 * self.v if isinstance(self.v, float) else \
+        self.v = (
             out.detach().mean() + 0.5 * self.v
+            if isinstance(self.v, float)
+            else out.detach().mean() + 0.5 * self.v
+        )
         return out + self.v
 
 
 def _trained(model: PlainNet, steps: int = 150) -> PlainNet:
     """A few full-batch Adam steps on the digits training split (about a second)."""
     from snnbench.data import load_dataset
+
     x, y = load_dataset("digits", "train")
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(steps):

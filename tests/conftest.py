@@ -1,4 +1,5 @@
 """Shared fixtures: one small vanilla digits model trained once per test session."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,12 @@ torch.set_num_threads(int(os.environ["SNNBENCH_THREADS"]))
 def trained_home(tmp_path_factory) -> Path:
     """A home holding ``vanilla-tiny-digits`` (few epochs: tests need a model, not a good one)."""
     home = tmp_path_factory.mktemp("home")
-    train_model(ModelConfig("vanilla", "tiny", "digits", 4), TrainConfig(epochs=TEST_EPOCHS),
-                home=home, device="cpu")
+    train_model(
+        ModelConfig("vanilla", "tiny", "digits", 4),
+        TrainConfig(epochs=TEST_EPOCHS),
+        home=home,
+        device="cpu",
+    )
     return home
 
 
@@ -33,8 +38,9 @@ def stochastic_home(tmp_path_factory) -> Path:
     """A home holding ``randhet-tiny-digits`` (random decays per step), briefly trained: an
     untrained tiny SNN on digits never fires its last layer, so every draw looks alike."""
     home = tmp_path_factory.mktemp("randhet")
-    train_model(ModelConfig("randhet", "tiny", "digits", 4), TrainConfig(epochs=3), home=home,
-                device="cpu")
+    train_model(
+        ModelConfig("randhet", "tiny", "digits", 4), TrainConfig(epochs=3), home=home, device="cpu"
+    )
     return home
 
 

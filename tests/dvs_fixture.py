@@ -4,6 +4,7 @@ Each recording is a few hundred DVS128 events in a blob whose place depends on t
 model can tell the classes apart. Files follow jAER's AEDAT 2.0: ``#`` header lines ending in
 ``\\r\\n`` (tonic's header parser needs them), then big-endian uint32 (address, timestamp) pairs.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,10 +13,12 @@ import numpy as np
 
 from snnbench.data import CIFAR10_CLASSES
 
-HEADER = (b"#!AER-DAT2.0\r\n"
-          b"# This is a raw AE data file - do not edit\r\n"
-          b"# Data format is int32 address, int32 timestamp (8 bytes total), repeated for each event\r\n"
-          b"# Timestamps tick is 1 us\r\n")
+HEADER = (
+    b"#!AER-DAT2.0\r\n"
+    b"# This is a raw AE data file - do not edit\r\n"
+    b"# Data format is int32 address, int32 timestamp (8 bytes total), repeated for each event\r\n"
+    b"# Timestamps tick is 1 us\r\n"
+)
 
 
 def address(x: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -42,6 +45,7 @@ def make_dvs_root(root: Path, per_class: int = 10, events: int = 300, seed: int 
             y = np.clip(cy + rng.integers(-8, 9, events), 0, 127)
             p = (rng.random(events) < (0.8 if label % 2 else 0.2)).astype(np.int64)
             t = np.sort(rng.integers(0, 100_000, events)).astype(np.uint32)
-            write_aedat2(root / "CIFAR10DVS" / name / f"{name}_{index:04d}.aedat",
-                         address(x, y, p), t)
+            write_aedat2(
+                root / "CIFAR10DVS" / name / f"{name}_{index:04d}.aedat", address(x, y, p), t
+            )
     return root

@@ -1,5 +1,6 @@
 """Architectures (defenses.md section 3): every registered arch builds, runs forward and backward
 through ``SpikingModel``; the big ones match the spec's parameter and spiking-layer counts."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,8 +30,9 @@ SPIKING_LAYERS = {"tiny": 2, "vgg11": 10, "wrn16": 13, "sew-resnet19": 19}
 
 def build(name: str, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     neuron = neuron_factory(TRACKS["tgo"], timesteps=TIMESTEPS)
-    return ARCHS.get(name)(neuron, in_channels=in_channels, num_classes=num_classes,
-                           image_size=image_size)
+    return ARCHS.get(name)(
+        neuron, in_channels=in_channels, num_classes=num_classes, image_size=image_size
+    )
 
 
 def wrap(body: nn.Module, channels: int) -> SpikingModel:
@@ -53,9 +55,10 @@ def test_forward_backward(name: str) -> None:
 
 
 @pytest.mark.parametrize("name, in_channels, image_size, num_classes, expected", PARAMETER_COUNTS)
-def test_parameter_count(name: str, in_channels: int, image_size: int, num_classes: int,
-                         expected: int) -> None:
-    with torch.device("meta"):   # shapes only: no memory, no initialisation cost
+def test_parameter_count(
+    name: str, in_channels: int, image_size: int, num_classes: int, expected: int
+) -> None:
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         body = build(name, in_channels, image_size, num_classes)
     assert sum(p.numel() for p in body.parameters()) == expected
 
@@ -73,6 +76,7 @@ def test_neuron_shapes_match_activations(name: str) -> None:
     torch.manual_seed(0)
     body = build(name, 3, 32, 10)
     seen: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
     def record(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         seen.append((module.shape, tuple(output.shape[1:])))
 
@@ -84,8 +88,10 @@ def test_neuron_shapes_match_activations(name: str) -> None:
     assert all(declared == actual for declared, actual in seen)
 
 
-@pytest.mark.parametrize("alias, name", [("wrn16_4", "wrn16"), ("sew_resnet19", "sew-resnet19"),
-                                         ("resnet19", "sew-resnet19")])
+@pytest.mark.parametrize(
+    "alias, name",
+    [("wrn16_4", "wrn16"), ("sew_resnet19", "sew-resnet19"), ("resnet19", "sew-resnet19")],
+)
 def test_aliases(alias: str, name: str) -> None:
     assert ARCHS.canonical(alias) == name
     assert ARCHS.get(alias) is ARCHS.get(name)
@@ -107,5 +113,8 @@ def test_wrn_mixing_weights() -> None:
     assert len(mixes) == 6
     assert all(p.shape == (2,) and p.requires_grad for p in mixes)
     body = build("wrn16", 1, 8, 10)
-    assert all(torch.equal(p, torch.full((2,), 0.5))
-               for n, p in body.named_parameters() if n.endswith(".mix"))
+    assert all(
+        torch.equal(p, torch.full((2,), 0.5))
+        for n, p in body.named_parameters()
+        if n.endswith(".mix")
+    )

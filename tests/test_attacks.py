@@ -1,5 +1,6 @@
 """Every registered attack: the eps-ball, [0, 1], a real accuracy drop, eps = 0, EoT, and the
 native loops against the libraries they copy (docs/protocol.md, 4, 8)."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,15 @@ NAME = "vanilla-tiny-digits"
 EPS = 32 / 255
 # Their cost is set by iterations and survivors, not batch size: they run on 16 samples that
 # PGD-10 already breaks, so cascades and per-target loops stop early (defaults and eps unchanged).
-EXPENSIVE = {"autoattack-standard", "autoattack-rand", "square", "fab-t", "apgd-t",
-             "pgd50-eot10", "apgd50-eot10"}
+EXPENSIVE = {
+    "autoattack-standard",
+    "autoattack-rand",
+    "square",
+    "fab-t",
+    "apgd-t",
+    "pgd50-eot10",
+    "apgd50-eot10",
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -114,8 +122,13 @@ def test_l2_runs_where_the_library_has_it_and_is_refused_elsewhere(model, digits
             assert attack_id.startswith(("rfgsm", "mifgsm", "mtpgd", "noise-sign"))
             continue
         assert attack.norm == "L2"
-    for attack_id, eot in (("fgsm", 1), ("pgd10", 1), ("pgd10", 2), ("apgd10", 1),
-                           ("noise-uniform", 1)):
+    for attack_id, eot in (
+        ("fgsm", 1),
+        ("pgd10", 1),
+        ("pgd10", 2),
+        ("apgd10", 1),
+        ("noise-uniform", 1),
+    ):
         torch.manual_seed(0)
         x_adv = create_attack(attack_id, eps, norm="L2", eot=eot)(model, x, y)
         assert float((x_adv - x).flatten(1).norm(dim=1).max()) <= eps + 1e-6
@@ -137,17 +150,28 @@ def test_native_eot_loops_equal_the_library_at_k1(model, stochastic_model, digit
     x, y = digits[0][:32], digits[1][:32]
     eps = EPS
     cases = [
-        (lambda: torchattacks.RFGSM(net, eps=eps, alpha=eps / 2, steps=1)(x, y),
-         lambda: rfgsm_loop(net, x, y, eps, eps / 2, 1, 1)),
-        (lambda: torchattacks.RFGSM(net, eps=eps, alpha=eps, steps=1)(x, y),
-         lambda: rfgsm_loop(net, x, y, eps, eps, 1, 1)),
-        (lambda: torchattacks.MIFGSM(net, eps=eps, alpha=eps / 4, steps=5, decay=0.1)(x, y),
-         lambda: mifgsm_loop(net, x, y, eps, eps / 4, 5, 0.1, 1)),
-        (lambda: torchattacks.MIFGSM(net, eps=eps, alpha=eps / 4, steps=5, decay=1.0)(x, y),
-         lambda: mifgsm_loop(net, x, y, eps, eps / 4, 5, 1.0, 1)),
-        (lambda: torchattacks.PGDL2(net, eps=1.0, alpha=0.3, steps=3, random_start=True,
-                                    eps_for_division=1e-10)(x, y),
-         lambda: pgdl2_loop(net, x, y, 1.0, 0.3, 3, True, 1)),
+        (
+            lambda: torchattacks.RFGSM(net, eps=eps, alpha=eps / 2, steps=1)(x, y),
+            lambda: rfgsm_loop(net, x, y, eps, eps / 2, 1, 1),
+        ),
+        (
+            lambda: torchattacks.RFGSM(net, eps=eps, alpha=eps, steps=1)(x, y),
+            lambda: rfgsm_loop(net, x, y, eps, eps, 1, 1),
+        ),
+        (
+            lambda: torchattacks.MIFGSM(net, eps=eps, alpha=eps / 4, steps=5, decay=0.1)(x, y),
+            lambda: mifgsm_loop(net, x, y, eps, eps / 4, 5, 0.1, 1),
+        ),
+        (
+            lambda: torchattacks.MIFGSM(net, eps=eps, alpha=eps / 4, steps=5, decay=1.0)(x, y),
+            lambda: mifgsm_loop(net, x, y, eps, eps / 4, 5, 1.0, 1),
+        ),
+        (
+            lambda: torchattacks.PGDL2(
+                net, eps=1.0, alpha=0.3, steps=3, random_start=True, eps_for_division=1e-10
+            )(x, y),
+            lambda: pgdl2_loop(net, x, y, 1.0, 0.3, 3, True, 1),
+        ),
     ]
     for library, native in cases:
         torch.manual_seed(1)
@@ -161,7 +185,7 @@ def test_mifgsm_keeps_moving_after_a_zero_gradient(digits):
     """torchattacks' MIFGSM: 0/0 momentum is NaN and sign(NaN) = 0, so one zero-gradient draw
     freezes the sample for good; the native loop (what ``mifgsm`` runs) does not."""
     model, x, y = Flicker(), digits[0][:4], digits[1][:4]
-    torch.manual_seed(0)              # first draw: output off, gradient zero
+    torch.manual_seed(0)  # first draw: output off, gradient zero
     frozen = torchattacks.MIFGSM(model, eps=EPS, alpha=EPS / 4, steps=5, decay=0.1)(x, y)
     torch.manual_seed(0)
     moved = create_attack("mifgsm", EPS)(model, x, y)
@@ -179,8 +203,10 @@ def test_eot_gradient_variance_falls_with_k(stochastic_model, digits):
         variance[k] = float(grads.var(0).mean())
     assert 0 < variance[8] < variance[1], variance
     with torch.no_grad():
-        draws = {k: torch.stack([LogitMeanEoT(stochastic_model, k)(x) for _ in range(10)])
-                 for k in (1, 8)}
+        draws = {
+            k: torch.stack([LogitMeanEoT(stochastic_model, k)(x) for _ in range(10)])
+            for k in (1, 8)
+        }
     assert draws[8].var(0).mean() < draws[1].var(0).mean()
 
 
@@ -191,9 +217,20 @@ def test_eot_gradient_of_a_deterministic_model_is_the_plain_gradient(model, digi
     assert torch.allclose(one, three, atol=1e-7) and one.abs().sum() > 0
 
 
-@pytest.mark.parametrize("attack_id,steps", [
-    ("fgsm", None), ("rfgsm", None), ("mifgsm", None), ("pgd10", None), ("apgd10", None),
-    ("mtpgd7", 3), ("apgd-t", 3), ("fab-t", 3), ("square", 30)])
+@pytest.mark.parametrize(
+    "attack_id,steps",
+    [
+        ("fgsm", None),
+        ("rfgsm", None),
+        ("mifgsm", None),
+        ("pgd10", None),
+        ("apgd10", None),
+        ("mtpgd7", 3),
+        ("apgd-t", 3),
+        ("fab-t", 3),
+        ("square", 30),
+    ],
+)
 def test_attacks_run_with_eot_on_a_stochastic_model(stochastic_model, digits, attack_id, steps):
     x, y = digits[0][:8], digits[1][:8]
     attack = create_attack(attack_id, EPS, steps=steps, eot=2)
@@ -218,6 +255,7 @@ def test_autoattack_standard_hands_k_to_its_parts(stochastic_model, digits):
 def test_eot_settings_enter_the_key_and_the_cost():
     def make(attack_id, eot=1, steps=None):
         return create_attack(attack_id, EPS, steps=steps, eot=eot)
+
     assert make("pgd10", 4).grad_evals() == 40 and "eot=4" in make("pgd10", 4).key()
     assert make("pgd10").key() != make("pgd10", 4).key()
     assert make("pgd50-eot10", 3).eot == 10 and make("pgd50-eot10").grad_evals() == 500
@@ -242,6 +280,7 @@ def test_eot_settings_enter_the_key_and_the_cost():
 
 def test_attacker_surrogate_changes_the_gradient_not_the_forward(trained_home):
     from snnbench.neurons import spiking_neurons
+
     model = snnbench.load("vanilla-tiny-digits", trained_home)
     x, y = snnbench.load_dataset("digits", "test")
     x, y = x[:32], y[:32]
@@ -250,36 +289,41 @@ def test_attacker_surrogate_changes_the_gradient_not_the_forward(trained_home):
     assert other.key() != own.key() and "grad=sg:atan:2" in other.key()
     a, b = own(model, x, y), other(model, x, y)
     assert not torch.equal(a, b)
-    assert all(n.attack_surrogate is None for n in spiking_neurons(model))   # restored
+    assert all(n.attack_surrogate is None for n in spiking_neurons(model))  # restored
     rate = create_attack("fgsm", 32 / 255, surrogate="bptr")
     assert "grad=bptr" in rate.key() and not torch.equal(rate(model, x, y), a)
-    assert not any(n.rate_backward for n in spiking_neurons(model))          # restored
+    assert not any(n.rate_backward for n in spiking_neurons(model))  # restored
     with pytest.raises(SnnbenchError):
         create_attack("fgsm", 32 / 255, surrogate="bptx")
 
 
 # --- check C01: every output is checked, and the check itself bites ---------------------------
 
+
 def _broken_outputs(x: torch.Tensor, eps: float) -> dict[str, torch.Tensor]:
-    return {"outside the ball": (x + 2 * eps).clamp(0, 1) if eps else x + 0.5,
-            "outside [0, 1]": x - 2.0,
-            "NaN": torch.full_like(x, float("nan"))}
+    return {
+        "outside the ball": (x + 2 * eps).clamp(0, 1) if eps else x + 0.5,
+        "outside [0, 1]": x - 2.0,
+        "NaN": torch.full_like(x, float("nan")),
+    }
 
 
 @pytest.mark.parametrize("kind", ["outside the ball", "outside [0, 1]", "NaN"])
 @pytest.mark.parametrize("attack_id", ATTACKS.names())
 def test_every_attack_path_refuses_an_invalid_output(monkeypatch, digits, attack_id, kind):
     x, y = digits[0][:4], digits[1][:4]
-    x = x.clamp(0.2, 0.8)                      # room to leave the ball without clamping back
+    x = x.clamp(0.2, 0.8)  # room to leave the ball without clamping back
     attack = create_attack(attack_id, EPS)
-    monkeypatch.setattr(type(attack), "perturb",
-                        lambda self, model, x, y: _broken_outputs(x, self.eps)[kind])
+    monkeypatch.setattr(
+        type(attack), "perturb", lambda self, model, x, y: _broken_outputs(x, self.eps)[kind]
+    )
     with pytest.raises(SnnbenchError, match=f"attack {attack_id} returned"):
         attack(nn.Linear(64, 10), x, y)
 
 
 def test_the_evaluation_pipeline_refuses_an_invalid_output(monkeypatch, model):
     from snnbench.attacks.torchattacks import FGSM
+
     monkeypatch.setattr(FGSM, "perturb", lambda self, m, x, y: (x + 2 * self.eps).clamp(0, 1))
     with pytest.raises(SnnbenchError, match="attack fgsm returned a perturbation"):
         snnbench.evaluate(model, dataset="digits", attacks=["fgsm"], n=20, checks=False)
@@ -288,12 +332,13 @@ def test_the_evaluation_pipeline_refuses_an_invalid_output(monkeypatch, model):
 @pytest.mark.parametrize("norm", ["Linf", "L2"])
 def test_check_valid_bites_just_outside_the_ball_and_not_just_inside(norm):
     from snnbench.attacks import check_valid
+
     eps = 0.25
     x = torch.full((2, 1, 8, 8), 0.5, dtype=torch.float64)
     direction = torch.zeros_like(x)
-    direction[:, 0, 0, 0] = 1.0                # one pixel: its size is the same in L2 and Linf
+    direction[:, 0, 0, 0] = 1.0  # one pixel: its size is the same in L2 and Linf
     if norm == "L2":
-        direction = torch.ones_like(x) / 8.0   # unit L2 norm over 64 pixels
+        direction = torch.ones_like(x) / 8.0  # unit L2 norm over 64 pixels
     for size, valid in ((eps + 1e-5, False), (eps + 1e-7, True), (eps - 1e-7, True)):
         x_adv = x + size * direction
         if valid:
@@ -316,6 +361,7 @@ def test_c01_in_a_card_is_measured_not_a_constant():
     import numpy as np
     from snnbench.evaluate import perturbation_extent, validity_check
     from snnbench.store import Chunk
+
     x = torch.rand(4, 1, 8, 8) * 0.5 + 0.25
     inside = perturbation_extent(x + 0.1, x, "Linf")
     outside = perturbation_extent(x + 0.2, x, "Linf")

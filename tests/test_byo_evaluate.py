@@ -1,5 +1,6 @@
 """Bring your own SNN: ``snnbench.evaluate`` and ``attack --model`` on plain PyTorch modules
 (tests/byo_models.py), not built by snnbench: rows, randomness detection, [T, B, K], state."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,19 +29,29 @@ runner = CliRunner()
 
 def quick(model: nn.Module, **options):
     """A cheap evaluation: FGSM only, 20 samples, no checks, unless the test says otherwise."""
-    return snnbench.evaluate(model, **{"dataset": "digits", "attacks": ["fgsm"], "n": 20,
-                                       "checks": False, "device": "cpu", **options})
+    return snnbench.evaluate(
+        model,
+        **{
+            "dataset": "digits",
+            "attacks": ["fgsm"],
+            "n": 20,
+            "checks": False,
+            "device": "cpu",
+            **options,
+        },
+    )
 
 
 def test_a_plain_module_is_a_leaderboard_row_that_report_and_gate_read(tmp_path):
     net = byo_models.plain_net()
     tensors = {k: v.contiguous() for k, v in net.state_dict().items()}
     state = hashlib.sha256(save(tensors)).hexdigest()
-    result = snnbench.evaluate(net, dataset="digits", suite="quick", n=40, home=tmp_path,
-                               name="my-net", device="cpu")
+    result = snnbench.evaluate(
+        net, dataset="digits", suite="quick", n=40, home=tmp_path, name="my-net", device="cpu"
+    )
     quick_ids = {a.id for a in SUITES.get("quick").attacks(32 / 255)}
     assert {c["attack"]["id"] for c in result.cards} == quick_ids
-    top = result.headline           # the per-sample worst case: at most every column
+    top = result.headline  # the per-sample worst case: at most every column
     assert top["ci95"][0] <= top["acc"] <= top["ci95"][1] and top["n"] == 40
     assert top["acc"] <= min(c["result"]["robust_acc"] for c in result.cards)
     assert result.checks and result.flags == [] and not result.stochastic and result.k_eval == 1
@@ -50,7 +61,7 @@ def test_a_plain_module_is_a_leaderboard_row_that_report_and_gate_read(tmp_path)
     board, _ = api.report(tmp_path, tmp_path / "out", ("json",))
     (row,) = board.rows
     assert row["model"] == "my-net" and row["headline"]["acc"] == top["acc"]
-    assert row["checks"] and not row["unreliable"]       # the checks are stored with the row
+    assert row["checks"] and not row["unreliable"]  # the checks are stored with the row
     gated = api.gate(tmp_path / "out" / f"{board.name}.json", tmp_path)
     assert gated.ok and gated.passed == len(row["attacks"]) + 1 and not gated.missing
 
@@ -71,9 +82,13 @@ def test_a_deterministic_module_stays_deterministic():
     assert result.cards[0]["attack"]["eot_note"].startswith("model is deterministic")
 
 
-@pytest.mark.parametrize("factory, declared, behaviour", [
-    (byo_models.noisy_net, False, "differ by up to"),
-    (byo_models.plain_net, True, "give the same logits")])
+@pytest.mark.parametrize(
+    "factory, declared, behaviour",
+    [
+        (byo_models.noisy_net, False, "differ by up to"),
+        (byo_models.plain_net, True, "give the same logits"),
+    ],
+)
 def test_a_declaration_the_behaviour_contradicts_is_an_error(factory, declared, behaviour):
     with pytest.raises(SnnbenchError, match=f"stochastic={declared}.*{behaviour}"):
         quick(factory(), stochastic=declared)
@@ -85,8 +100,10 @@ def test_the_modules_own_stochastic_attribute_is_a_declaration_too():
     with pytest.raises(SnnbenchError, match="`stochastic` attribute says False.*differ"):
         quick(net)
     net.stochastic = True
-    assert quick(net).model["declared"] == {"stochastic": True,
-                                            "by": "the module's `stochastic` attribute"}
+    assert quick(net).model["declared"] == {
+        "stochastic": True,
+        "by": "the module's `stochastic` attribute",
+    }
 
 
 def test_time_first_outputs_are_averaged_over_time_and_the_card_says_so():
@@ -147,18 +164,48 @@ def test_a_name_that_a_trained_model_holds_is_refused(home):
 
 def test_attack_model_from_a_file_writes_a_row_that_report_and_check_read(tmp_path, monkeypatch):
     ref = f"{MODELS}:plain_net"
-    result = runner.invoke(app, ["attack", "--model", ref, "--attacks", "fgsm,pgd10", "--n", "20",
-                                 "--home", str(tmp_path), "--device", "cpu", "--quiet",
-                                 "--no-checks"])
+    result = runner.invoke(
+        app,
+        [
+            "attack",
+            "--model",
+            ref,
+            "--attacks",
+            "fgsm,pgd10",
+            "--n",
+            "20",
+            "--home",
+            str(tmp_path),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--no-checks",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "plain_net: [B, K] logits" in result.stdout and "headline (worst case)" in result.stdout
     board = api.leaderboard(tmp_path)
     assert [r["model"] for r in board.rows] == ["plain_net"]
     assert set(board.rows[0]["attacks"]) == {"fgsm", "pgd10"}
-    monkeypatch.chdir(MODELS.parent)     # MODULE:CALLABLE, importable from the current directory
-    checked = runner.invoke(app, ["check", "--model", "byo_models:plain_net", "--name", "plain_net",
-                                  "--checks", "C03,C20", "--n", "20", "--home", str(tmp_path),
-                                  "--device", "cpu"])
+    monkeypatch.chdir(MODELS.parent)  # MODULE:CALLABLE, importable from the current directory
+    checked = runner.invoke(
+        app,
+        [
+            "check",
+            "--model",
+            "byo_models:plain_net",
+            "--name",
+            "plain_net",
+            "--checks",
+            "C03,C20",
+            "--n",
+            "20",
+            "--home",
+            str(tmp_path),
+            "--device",
+            "cpu",
+        ],
+    )
     assert checked.exit_code == 0, checked.output
     with api.open_store(tmp_path) as store:
         stored = store.checks()[board.rows[0]["sha256"]]
@@ -170,12 +217,15 @@ def test_attack_help_says_it_runs_the_users_code():
     assert "RUNS THAT PYTHON CODE" in text
 
 
-@pytest.mark.parametrize("ref, message", [
-    ("no-colon", "is not MODULE:CALLABLE"),
-    ("tests/none.py:fn", "no file"),
-    ("snnbench_no_such_module:fn", "cannot import"),
-    (f"{MODELS}:no_such_fn", "has no callable"),
-])
+@pytest.mark.parametrize(
+    "ref, message",
+    [
+        ("no-colon", "is not MODULE:CALLABLE"),
+        ("tests/none.py:fn", "no file"),
+        ("snnbench_no_such_module:fn", "cannot import"),
+        (f"{MODELS}:no_such_fn", "has no callable"),
+    ],
+)
 def test_a_bad_model_reference_is_one_error_line(ref, message, tmp_path):
     result = runner.invoke(app, ["attack", "--model", ref, "--home", str(tmp_path)])
     assert result.exit_code == 2 and message in result.stderr

@@ -1,6 +1,7 @@
 """Bring your own SNN, end to end: a SpikingJelly net through ``snnbench.evaluate`` into a home
 whose row ``snnbench report`` and ``gate`` read; and a plan whose gradient mode cannot reach a
 model's neurons is refused before any attack runs (``api.check_plan_reaches``)."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,9 +29,14 @@ def spikingjelly_net(steps: int = 60) -> nn.Module:
 
         def __init__(self) -> None:
             super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8),
-                                      neuron.LIFNode(surrogate_function=surrogate.ATan()),
-                                      nn.AvgPool2d(2), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+            self.body = nn.Sequential(
+                nn.Conv2d(1, 8, 3, padding=1),
+                nn.BatchNorm2d(8),
+                neuron.LIFNode(surrogate_function=surrogate.ATan()),
+                nn.AvgPool2d(2),
+                nn.Flatten(),
+                nn.Linear(8 * 4 * 4, 10),
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             functional.reset_net(self)
@@ -50,13 +56,15 @@ def spikingjelly_net(steps: int = 60) -> nn.Module:
 
 def test_a_spikingjelly_net_is_evaluated_into_a_row_that_report_and_gate_read(tmp_path):
     net = spikingjelly_net()
-    result = snnbench.evaluate(net, dataset="digits", suite="quick", eot=4, home=tmp_path,
-                               name="sj-net", device="cpu")
+    result = snnbench.evaluate(
+        net, dataset="digits", suite="quick", eot=4, home=tmp_path, name="sj-net", device="cpu"
+    )
     assert not result.stochastic and result.headline["n"] == 360
     assert result.headline["acc"] <= min(c["result"]["robust_acc"] for c in result.cards)
     out = tmp_path / "out"
-    reported = runner.invoke(app, ["report", "--format", "json", "--out", str(out), "--home",
-                                   str(tmp_path)])
+    reported = runner.invoke(
+        app, ["report", "--format", "json", "--out", str(out), "--home", str(tmp_path)]
+    )
     assert reported.exit_code == 0, reported.output
     (row,) = api.leaderboard(tmp_path).rows
     assert row["model"] == "sj-net" and row["headline"]["acc"] == result.headline["acc"]
@@ -76,9 +84,20 @@ class UnknownSpikingNeuron(nn.Module):
 
 def test_a_mode_that_cannot_reach_the_neurons_refuses_before_any_attack_runs(tmp_path):
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), UnknownSpikingNeuron(), nn.Linear(32, 10))
-    with pytest.raises(SnnbenchError, match="transfer-ann-twin-fgsm: the ann-twin cannot reach "
-                                            "neuron type .*UnknownSpikingNeuron"):
-        snnbench.evaluate(net, dataset="digits", attacks=["fgsm", "transfer-ann-twin-fgsm"],
-                          n=20, checks=False, home=tmp_path, name="unknown", device="cpu")
+    with pytest.raises(
+        SnnbenchError,
+        match="transfer-ann-twin-fgsm: the ann-twin cannot reach "
+        "neuron type .*UnknownSpikingNeuron",
+    ):
+        snnbench.evaluate(
+            net,
+            dataset="digits",
+            attacks=["fgsm", "transfer-ann-twin-fgsm"],
+            n=20,
+            checks=False,
+            home=tmp_path,
+            name="unknown",
+            device="cpu",
+        )
     with api.open_store(tmp_path) as store:
-        assert store.cards() == []           # fgsm, first in the plan, never ran
+        assert store.cards() == []  # fgsm, first in the plan, never ran

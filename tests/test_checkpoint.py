@@ -1,4 +1,5 @@
 """Checkpoints: safetensors + card, verified on load (docs/guide.md)."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Every command through Typer's CliRunner (bad input: test_bad_input.py)."""
+
 from __future__ import annotations
 
 import json
@@ -22,20 +23,23 @@ def one_line_error(result, code: int = 2) -> str:
     its traceback, so "no traceback" is asserted on the exception itself: only the mapped exit
     (SystemExit) may end the command."""
     assert result.exit_code == code, result.output
-    assert isinstance(result.exception, SystemExit), \
+    assert isinstance(result.exception, SystemExit), (
         f"the command raised {result.exception!r}: a terminal would show its traceback"
+    )
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert result.stderr == lines[0] + "\n" and "Traceback" not in result.output
     return lines[0]
 
 
-@pytest.mark.parametrize("what", ["archs", "defenses", "attacks", "suites", "datasets", "neurons",
-                                  "surrogates"])
+@pytest.mark.parametrize(
+    "what", ["archs", "defenses", "attacks", "suites", "datasets", "neurons", "surrogates"]
+)
 def test_list_registries(what):
     result = invoke("list", what)
     assert result.exit_code == 0
     from snnbench.archs import ARCHS
+
     if what == "archs":
         for name in ARCHS.names():
             assert name in result.stdout
@@ -51,28 +55,54 @@ def fragment_in(result, fragment: str) -> bool:
 
 
 def test_quick_suite_and_eot_on_a_deterministic_model(home):
-    result = invoke("attack", "--suite", "quick", "--eot", "4", "--n", "40", "--home", home, "--quiet")
+    result = invoke(
+        "attack", "--suite", "quick", "--eot", "4", "--n", "40", "--home", home, "--quiet"
+    )
     assert result.exit_code == 0, result.output
     from snnbench import api
+
     with api.open_store(home) as store:
         cards = store.cards()
-    assert {c["attack"]["id"] for c in cards} == {"fgsm", "pgd10", "apgd-ce", "square", "noise-uniform"}
-    assert all(c["attack"]["eot"] == 1 and "deterministic" in c["attack"]["eot_note"] for c in cards)
-    assert {c["attack"]["params"].get("steps") for c in cards if c["attack"]["id"] == "apgd-ce"} == {25}
+    assert {c["attack"]["id"] for c in cards} == {
+        "fgsm",
+        "pgd10",
+        "apgd-ce",
+        "square",
+        "noise-uniform",
+    }
+    assert all(
+        c["attack"]["eot"] == 1 and "deterministic" in c["attack"]["eot_note"] for c in cards
+    )
+    assert {
+        c["attack"]["params"].get("steps") for c in cards if c["attack"]["id"] == "apgd-ce"
+    } == {25}
     # throughput: printed at the end and kept in each card (samples attacked per second)
     assert "images/s" in result.output
     assert all(c["timing"]["images_per_s"] > 0 for c in cards if c["eval"]["attacked"])
     assert fragment_in(invoke("attack", "--suite", "quik", "--home", home), "did you mean 'quick'")
-    assert fragment_in(invoke("attack", "--eot", "0", "--attacks", "fgsm", "--home", home),
-                       "--eot must be at least 1")
+    assert fragment_in(
+        invoke("attack", "--eot", "0", "--attacks", "fgsm", "--home", home),
+        "--eot must be at least 1",
+    )
 
 
 def test_surrogate_option_stores_a_separate_result(home):
     for mode in ("own", "atan:2", "bptr"):
-        result = invoke("attack", "--attacks", "fgsm", "--surrogate", mode, "--n", "40",
-                        "--home", home, "--quiet")
+        result = invoke(
+            "attack",
+            "--attacks",
+            "fgsm",
+            "--surrogate",
+            mode,
+            "--n",
+            "40",
+            "--home",
+            home,
+            "--quiet",
+        )
         assert result.exit_code == 0, result.output
     from snnbench import api
+
     with api.open_store(home) as store:
         grads = sorted(c["attack"]["grad"] for c in store.cards())
     assert grads == ["bptr", "bptt", "sg:atan:2"]
@@ -130,14 +160,26 @@ def test_round_trip_train_attack_report_gate(tmp_path):
     assert set(row["attacks"]) == {"fgsm", "pgd10"}
     # the CSV's first line is its header: any reader gets one column per field
     import pandas as pd
+
     frame = pd.read_csv(out / "digits.csv")
     header = (out / "digits.csv").read_text().splitlines()[0].split(",")
     assert list(frame.columns) == header and header[:2] == ["model", "headline"]
     assert {"clean", "fgsm", "pgd10", "mra"} <= set(header) and len(frame) == 1
     assert frame.loc[0, "model"] == "vanilla-tiny-digits"
     assert frame.loc[0, "fgsm"] == pytest.approx(row["attacks"]["fgsm"]["robust_acc"])
-    result = invoke("report", "--layout", "tgo-table2", "--format", "csv", "--out", out,
-                    "--name", "digits", "--home", home)
+    result = invoke(
+        "report",
+        "--layout",
+        "tgo-table2",
+        "--format",
+        "csv",
+        "--out",
+        out,
+        "--name",
+        "digits",
+        "--home",
+        home,
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "digits-tgo-table2.csv")
     assert list(table.columns[:4]) == ["group", "row", "model", "Clean"]
@@ -149,6 +191,7 @@ def test_round_trip_train_attack_report_gate(tmp_path):
     assert result.exit_code == 0 and "gate passed" in result.stdout
     # a baseline in which 20 samples survived PGD-10 that do not now: a paired drop
     from snnbench.metrics import decode_counts, encode_counts
+
     (pgd,) = [c for c in board["cards"] if c["attack"]["id"] == "pgd10"]
     counts = decode_counts(pgd["per_sample"]["adv"])
     counts[np.flatnonzero(counts == 0)[:20]] = 1
@@ -162,8 +205,9 @@ def test_round_trip_train_attack_report_gate(tmp_path):
 
 
 def test_report_without_results(tmp_path):
-    assert fragment_in(invoke("report", "--home", tmp_path, "--out", tmp_path / "o"),
-                       "no finished attack results")
+    assert fragment_in(
+        invoke("report", "--home", tmp_path, "--out", tmp_path / "o"), "no finished attack results"
+    )
 
 
 SMALL_RECIPE = """
@@ -186,7 +230,7 @@ def test_run_a_recipe(tmp_path, monkeypatch):
     (tmp_path / "small.toml").write_text(SMALL_RECIPE)
     result = invoke("run", "small.toml", "--quiet")
     assert result.exit_code == 0, result.output
-    boards = tmp_path / "snnbench-runs" / "leaderboards"    # under the home, not ./leaderboards
+    boards = tmp_path / "snnbench-runs" / "leaderboards"  # under the home, not ./leaderboards
     for ext in ("md", "csv", "json"):
         assert (boards / f"small.{ext}").is_file()
     assert not (tmp_path / "leaderboards").exists()
@@ -200,6 +244,7 @@ def test_run_a_recipe(tmp_path, monkeypatch):
 
 def test_the_default_recipe_is_the_packaged_digits_one():
     from snnbench.recipe import load_recipe
+
     recipe = load_recipe(None)
     assert recipe.name == "digits" and recipe.dataset == "digits"
 
@@ -210,11 +255,14 @@ def test_unknown_recipe(tmp_path):
 
 def test_threads_option_sets_torch_threads_and_refuses_zero(monkeypatch):
     import torch
+
     before = torch.get_num_threads()
     try:
         assert invoke("--threads", "2", "list", "archs").exit_code == 0
         assert torch.get_num_threads() == 2
-        assert "--threads must be at least 1" in one_line_error(invoke("--threads", "0", "list", "archs"))
+        assert "--threads must be at least 1" in one_line_error(
+            invoke("--threads", "0", "list", "archs")
+        )
     finally:
         torch.set_num_threads(before)
 
@@ -223,6 +271,7 @@ def test_cpu_threads_leaves_busy_cores_alone(monkeypatch):
     import os
 
     from snnbench import runtime
+
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     for busy, threads in ((1.2, 1), (0.1, 2), (7.0, 1)):
         monkeypatch.setattr(runtime, "busy_cores", lambda busy=busy: busy)
@@ -234,9 +283,11 @@ def test_busy_cores_sees_a_spinning_process():
     import sys
 
     from snnbench import runtime
+
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         import time
+
         time.sleep(0.5)
         assert runtime.busy_cores(0.5) >= 0.7
     finally:

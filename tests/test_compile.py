@@ -1,5 +1,6 @@
 """``--compile``: torch.compile gives the eager model's logits and input gradients, checkpoints
 keep plain state_dict keys, and a compiler failure is one line that says how to go without."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,7 +21,7 @@ CONFIG = ModelConfig("vanilla", "tiny", "digits", 2)
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
     yield
-    torch._dynamo.reset()          # no compiled frames or failures carried into other tests
+    torch._dynamo.reset()  # no compiled frames or failures carried into other tests
 
 
 def with_backend(monkeypatch, backend) -> None:
@@ -32,7 +33,7 @@ def with_backend(monkeypatch, backend) -> None:
 def test_compiled_model_matches_eager_logits_and_input_gradients():
     torch.manual_seed(0)
     model = snnbench.create_model("vanilla", arch="tiny", dataset="digits", timesteps=2).eval()
-    compiled = compile_model(model)                       # default mode: inductor
+    compiled = compile_model(model)  # default mode: inductor
     assert is_compiled(compiled) and not is_compiled(model)
     assert list(compiled.state_dict())[0].startswith("_orig_mod.")  # why we save ``model``
     x = torch.rand(6, 1, 8, 8)
@@ -40,8 +41,9 @@ def test_compiled_model_matches_eager_logits_and_input_gradients():
     for net in (model, compiled):
         inputs = x.clone().requires_grad_(True)
         logits = net(inputs)
-        grad, = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, torch.arange(6)),
-                                    inputs)
+        (grad,) = torch.autograd.grad(
+            torch.nn.functional.cross_entropy(logits, torch.arange(6)), inputs
+        )
         results.append((logits.detach(), grad))
     (eager_logits, eager_grad), (logits, grad) = results
     torch.testing.assert_close(logits, eager_logits, atol=1e-5, rtol=1e-5)
@@ -49,8 +51,8 @@ def test_compiled_model_matches_eager_logits_and_input_gradients():
 
 
 def test_trained_with_compile_saves_plain_weights_and_runtime_flag(tmp_path, monkeypatch):
-    with_backend(monkeypatch, "eager")            # the wrapping, not inductor, is tested here
-    train = TrainConfig(epochs=1, batch_size=479)   # 1,437 digits: three equal batches
+    with_backend(monkeypatch, "eager")  # the wrapping, not inductor, is tested here
+    train = TrainConfig(epochs=1, batch_size=479)  # 1,437 digits: three equal batches
     compiled = train_model(CONFIG, train, home=tmp_path, device="cpu", compile=True)
     model = snnbench.load(compiled.name, tmp_path)  # strict load into the plain module
     assert not any(k.startswith("_orig_mod.") for k in model.state_dict())
@@ -64,8 +66,10 @@ def test_attack_with_compile_matches_eager_and_says_so(home, monkeypatch):
     kwargs = dict(attacks=["fgsm"], n=60, device="cpu", compile=True, chunk_size=60)
     compiled = api.attack(home=home, **kwargs)
     assert compiled[0]["env"]["compiled"] is True and "compiled" not in eager[0]["env"]
-    assert (decode_counts(compiled[0]["per_sample"]["adv"]).tolist()
-            == decode_counts(eager[0]["per_sample"]["adv"]).tolist())
+    assert (
+        decode_counts(compiled[0]["per_sample"]["adv"]).tolist()
+        == decode_counts(eager[0]["per_sample"]["adv"]).tolist()
+    )
 
 
 def broken(graph, example_inputs):

@@ -1,4 +1,5 @@
 """Parsers and settings (config.py, registry.py, model.py)."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,10 @@ from snnbench.model import apply_overrides, create_model, default_settings, reso
 from snnbench.config import ModelConfig
 
 
-@pytest.mark.parametrize("text, value", [("8/255", 8 / 255), ("0.031", 0.031), (0, 0.0),
-                                         ("1", 1.0), (" 32/255 ", 32 / 255)])
+@pytest.mark.parametrize(
+    "text, value",
+    [("8/255", 8 / 255), ("0.031", 0.031), (0, 0.0), ("1", 1.0), (" 32/255 ", 32 / 255)],
+)
 def test_parse_eps_accepts(text, value):
     assert parse_eps(text) == pytest.approx(value)
 

@@ -3,6 +3,7 @@
 Real subprocesses, real ``SIGKILL``: ``attack`` and ``train`` are killed at seeded-random
 moments and rerun; the finished results equal an uninterrupted run's, bit for bit.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,23 +33,51 @@ POLL_S = 0.01
 
 
 def snnbench_cli(*args, home: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "snnbench.cli", *map(str, args), "--home",
-                             str(home), "--device", "cpu", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "snnbench.cli",
+            *map(str, args),
+            "--home",
+            str(home),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 # The CLI with every chunk slowed by 0.3 s (patched in the child only): two processes started
 # together then both find unclaimed chunks, however the machine schedules their start-up.
-SLOW_CLI = ("import importlib, time; e = importlib.import_module('snnbench.evaluate'); "
-            "run = e.run_chunk; "
-            "e.run_chunk = lambda *a, **k: (time.sleep(0.3), run(*a, **k))[1]; "
-            "from snnbench.cli import main; main()")
+SLOW_CLI = (
+    "import importlib, time; e = importlib.import_module('snnbench.evaluate'); "
+    "run = e.run_chunk; "
+    "e.run_chunk = lambda *a, **k: (time.sleep(0.3), run(*a, **k))[1]; "
+    "from snnbench.cli import main; main()"
+)
 
 
 def slow_cli(*args, home: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", SLOW_CLI, *map(str, args), "--home",
-                             str(home), "--device", "cpu", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SLOW_CLI,
+            *map(str, args),
+            "--home",
+            str(home),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen) -> str:
@@ -64,7 +93,7 @@ def _query(home: Path, sql: str):
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
         return db.execute(sql).fetchone()[0]
-    except sqlite3.Error:          # the schema is not written yet
+    except sqlite3.Error:  # the schema is not written yet
         return None
     finally:
         db.close()
@@ -131,8 +160,11 @@ def test_attack_killed_at_random_moments_resumes_to_the_same_results(home, refer
     for _ in range(KILLS):
         target = stored_chunks(home) + rng.randint(1, 3)
         proc = snnbench_cli(*ATTACK_ARGS, home=home)
-        kills += kill_when(proc, lambda t=target: stored_chunks(home) >= t,
-                           lambda: rng.uniform(0, 1) * last_chunk_seconds(home))
+        kills += kill_when(
+            proc,
+            lambda t=target: stored_chunks(home) >= t,
+            lambda: rng.uniform(0, 1) * last_chunk_seconds(home),
+        )
         assert_home_whole(home)
     assert kills == KILLS and stored_chunks(home) < CHUNKS, "a run finished before its kill"
     finish(snnbench_cli(*ATTACK_ARGS, home=home))
@@ -150,16 +182,21 @@ def test_train_killed_mid_run_resumes_to_identical_weights(tmp_path):
     folder = home / "models" / "crash"
     target = rng.randint(1, 2)
 
-    def into_next_epoch() -> float:   # a random fraction of the last epoch's measured time
+    def into_next_epoch() -> float:  # a random fraction of the last epoch's measured time
         history = json.loads((folder / STATE_JSON).read_text())["history"]
         return rng.uniform(0, 0.9) * history[-1]["seconds"]
 
-    assert kill_when(snnbench_cli(*args, home=home), lambda: _epochs_done(folder) >= target,
-                     into_next_epoch), "training finished before its kill"
+    assert kill_when(
+        snnbench_cli(*args, home=home), lambda: _epochs_done(folder) >= target, into_next_epoch
+    ), "training finished before its kill"
     assert_home_whole(home)
     assert "resumed: crash" in finish(snnbench_cli(*args, home=home))
-    whole = train_model(ModelConfig("vanilla", "tiny", "digits", 2, name="crash"),
-                        TrainConfig(epochs=4), home=tmp_path / "whole", device="cpu")
+    whole = train_model(
+        ModelConfig("vanilla", "tiny", "digits", 2, name="crash"),
+        TrainConfig(epochs=4),
+        home=tmp_path / "whole",
+        device="cpu",
+    )
     resumed = snnbench.load_card("crash", home)
     assert resumed["weights_sha256"] == whole.card["weights_sha256"]
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole.card["history"]]
@@ -175,7 +212,7 @@ def _epochs_done(folder: Path) -> int:
 def test_two_attack_processes_share_a_home(home, reference):
     with ResultStore(home / api.STORE):
         pass
-    db = sqlite3.connect(home / api.STORE)      # count every chunk write, replacements included
+    db = sqlite3.connect(home / api.STORE)  # count every chunk write, replacements included
     db.executescript("""
         CREATE TABLE writes (model_sha TEXT, attack_key TEXT, chunk INTEGER, owner TEXT);
         CREATE TRIGGER count_writes BEFORE INSERT ON chunks BEGIN
@@ -187,13 +224,16 @@ def test_two_attack_processes_share_a_home(home, reference):
     for proc in procs:
         finish(proc)
     db = sqlite3.connect(home / api.STORE)
-    writes = db.execute("SELECT model_sha, attack_key, chunk, count(*) FROM writes "
-                        "GROUP BY model_sha, attack_key, chunk").fetchall()
-    rows = db.execute("SELECT count(*), count(DISTINCT model_sha || attack_key || chunk) "
-                      "FROM chunks").fetchone()
+    writes = db.execute(
+        "SELECT model_sha, attack_key, chunk, count(*) FROM writes "
+        "GROUP BY model_sha, attack_key, chunk"
+    ).fetchall()
+    rows = db.execute(
+        "SELECT count(*), count(DISTINCT model_sha || attack_key || chunk) FROM chunks"
+    ).fetchone()
     owners = {r[0] for r in db.execute("SELECT owner FROM writes")}
     db.close()
-    assert rows == (CHUNKS, CHUNKS)                       # every chunk once
-    assert len(writes) == CHUNKS and all(w[3] == 1 for w in writes)   # none computed twice
-    assert len(owners) == 2, owners                      # both processes computed chunks
+    assert rows == (CHUNKS, CHUNKS)  # every chunk once
+    assert len(writes) == CHUNKS and all(w[3] == 1 for w in writes)  # none computed twice
+    assert len(owners) == 2, owners  # both processes computed chunks
     assert store_cards(home) == reference

@@ -1,5 +1,6 @@
 """snnbench.data: digits split, balanced subsets, augmentation, and the CIFAR loaders on small
 generated stand-ins written in the real layouts (plus the shared JPEG archive when present)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,14 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from snnbench import data
-from snnbench.data import (CIFAR10_CLASSES, DATASETS, augment_batch, balanced_subset,
-                           dataset_info, load_dataset)
+from snnbench.data import (
+    CIFAR10_CLASSES,
+    DATASETS,
+    augment_batch,
+    balanced_subset,
+    dataset_info,
+    load_dataset,
+)
 from snnbench.errors import SnnbenchError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared/data"
@@ -31,6 +38,7 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # ---- registry and digits --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", DATASETS.names())
 def test_registry_entries_are_consistent(name: str) -> None:
@@ -71,6 +79,7 @@ def test_digits_split() -> None:
 
 # ---- balanced_subset ------------------------------------------------------------------------
 
+
 def test_balanced_subset_counts_and_order() -> None:
     labels = torch.tensor([2, 0, 1, 0, 2, 1, 0, 1, 2, 0, 1, 2])
     index = balanced_subset(labels, 6, 3)
@@ -98,6 +107,7 @@ def test_balanced_subset_larger_than_split_and_bad_input() -> None:
 
 # ---- augment_batch --------------------------------------------------------------------------
 
+
 def test_augment_batch_shape_and_determinism() -> None:
     x = torch.rand(16, 3, 32, 32)
     first = augment_batch(x, torch.Generator().manual_seed(0))
@@ -124,12 +134,16 @@ def test_augment_batch_crop_is_a_shift_with_zero_fill() -> None:
         inside = crop[crop > 0]
         assert inside.numel() >= 36  # at most 2 rows and 2 columns of padding
         rows, cols = torch.nonzero(crop > 0, as_tuple=True)
-        shifted = crop[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-        assert any(torch.equal(shifted, image[i:i + shifted.shape[0], j:j + shifted.shape[1]])
-                   for i in range(3) for j in range(3))
+        shifted = crop[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert any(
+            torch.equal(shifted, image[i : i + shifted.shape[0], j : j + shifted.shape[1]])
+            for i in range(3)
+            for j in range(3)
+        )
 
 
 # ---- cifar10: JPEG folder and archive -------------------------------------------------------
+
 
 def _write_jpeg_archive(root: Path, per_class: dict[str, int]) -> Path:
     rng = np.random.default_rng(0)
@@ -212,15 +226,20 @@ def test_cifar10_unpacked_folder_and_corrupt_image(tmp_path: Path) -> None:
 
 # ---- cifar10 / cifar100: python batches -----------------------------------------------------
 
-def _batch(rng: np.random.Generator, count: int, label_key: bytes,
-           num_classes: int) -> dict[bytes, object]:
-    return {b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
-            label_key: [int(v) for v in rng.integers(0, num_classes, count)],
-            b"batch_label": b"stand-in"}
+
+def _batch(
+    rng: np.random.Generator, count: int, label_key: bytes, num_classes: int
+) -> dict[bytes, object]:
+    return {
+        b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+        label_key: [int(v) for v in rng.integers(0, num_classes, count)],
+        b"batch_label": b"stand-in",
+    }
 
 
-def _write_batches(folder: Path, names: list[str], label_key: bytes,
-                   num_classes: int) -> dict[str, dict[bytes, object]]:
+def _write_batches(
+    folder: Path, names: list[str], label_key: bytes, num_classes: int
+) -> dict[str, dict[bytes, object]]:
     folder.mkdir(parents=True)
     rng, written = np.random.default_rng(1), {}
     for index, name in enumerate(names):
@@ -238,8 +257,9 @@ def test_cifar10_python_batches(tmp_path: Path) -> None:
     x, y = load_dataset("cifar10", "train", tmp_path)
     data_ = np.concatenate([written[f"data_batch_{i}"][b"data"] for i in range(1, 6)])
     assert x.shape == (30, 3, 32, 32) and y.dtype == torch.int64
-    assert torch.equal((x * 255).round().to(torch.uint8),
-                       torch.from_numpy(data_).reshape(-1, 3, 32, 32))
+    assert torch.equal(
+        (x * 255).round().to(torch.uint8), torch.from_numpy(data_).reshape(-1, 3, 32, 32)
+    )
     assert y.tolist() == sum((written[f"data_batch_{i}"][b"labels"] for i in range(1, 6)), [])
     x_test, y_test = load_dataset("cifar10", "test", tmp_path)
     assert x_test.shape == (9, 3, 32, 32) and y_test.tolist() == written["test_batch"][b"labels"]
@@ -285,8 +305,10 @@ class _Exploit:
         return os.system, (f"touch {self.marker}",)
 
 
-@pytest.mark.parametrize("name, folder, file", [("cifar10", "cifar-10-batches-py", "test_batch"),
-                                                ("cifar100", "cifar-100-python", "test")])
+@pytest.mark.parametrize(
+    "name, folder, file",
+    [("cifar10", "cifar-10-batches-py", "test_batch"), ("cifar100", "cifar-100-python", "test")],
+)
 def test_malicious_batch_is_refused(tmp_path: Path, name: str, folder: str, file: str) -> None:
     marker = tmp_path / "pwned"
     (tmp_path / folder).mkdir()
@@ -320,6 +342,7 @@ def test_cifar100_python_batches(tmp_path: Path) -> None:
 
 # ---- missing data ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_missing_data_set_is_one_clear_line(tmp_path: Path, name: str) -> None:
     root = tmp_path / "nowhere"
@@ -330,8 +353,9 @@ def test_missing_data_set_is_one_clear_line(tmp_path: Path, name: str) -> None:
     assert f"{name} not found" in message
 
 
-def test_missing_data_root_from_environment(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_data_root_from_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SNNBENCH_DATA_ROOT", str(tmp_path / "env-root"))
     with pytest.raises(SnnbenchError, match="env-root/cifar-10-batches-py"):
         load_dataset("cifar10", "train")
@@ -339,8 +363,11 @@ def test_missing_data_root_from_environment(tmp_path: Path,
 
 # ---- the real archive (shared/data) ---------------------------------------------------------
 
-@pytest.mark.skipif(not (SHARED_DATA / "cifar10-jpeg.tar.gz").is_file(),
-                    reason="the shared CIFAR-10 JPEG archive is not here")
+
+@pytest.mark.skipif(
+    not (SHARED_DATA / "cifar10-jpeg.tar.gz").is_file(),
+    reason="the shared CIFAR-10 JPEG archive is not here",
+)
 def test_real_cifar10_jpeg_archive(tmp_path: Path) -> None:
     x, y = load_dataset("cifar10", "test", SHARED_DATA)
     assert x.shape == (10_000, 3, 32, 32)

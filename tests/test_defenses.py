@@ -1,5 +1,6 @@
 """Defences (defenses.md sections 4 and 5): each property the spec lists, and every registered
 defence and paper combination through train -> save -> load -> attack on the CLI."""
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,18 @@ from snnbench.defenses.tgo import lambda_schedule, membrane_constraint
 from snnbench.errors import SnnbenchError
 from snnbench.model import default_settings
 
-PAPER_COMBINATIONS = ["tgo+at", "tgo+rat", "randhet+at", "randhet+rat", "randhet+sr",
-                      "randhet*+rat", "het+rat", "dlif+at", "stog+at", "sr+at"]
+PAPER_COMBINATIONS = [
+    "tgo+at",
+    "tgo+rat",
+    "randhet+at",
+    "randhet+rat",
+    "randhet+sr",
+    "randhet*+rat",
+    "het+rat",
+    "dlif+at",
+    "stog+at",
+    "sr+at",
+]
 
 
 def small_model(defense: str = "vanilla", **overrides):
@@ -31,15 +42,28 @@ def small_model(defense: str = "vanilla", **overrides):
 
 
 # ---- composition
-@pytest.mark.parametrize("expr, members", [("rat+tgo", ["tgo", "rat"]), ("SR+randhet", ["randhet", "sr"]),
-                                           ("randhet-star+rat", ["randhet*", "rat"])])
+@pytest.mark.parametrize(
+    "expr, members",
+    [
+        ("rat+tgo", ["tgo", "rat"]),
+        ("SR+randhet", ["randhet", "sr"]),
+        ("randhet-star+rat", ["randhet*", "rat"]),
+    ],
+)
 def test_canonical_order(expr, members):
     assert parse_defense(expr) == members
 
 
-@pytest.mark.parametrize("expr, fragment", [
-    ("tgo+randhet", "both replace the neuron model"), ("at+rat", "rat already trains on FGSM"),
-    ("vanilla+at", "combines with nothing"), ("tgo+tgo", "twice"), ("tgp", "did you mean 'tgo'")])
+@pytest.mark.parametrize(
+    "expr, fragment",
+    [
+        ("tgo+randhet", "both replace the neuron model"),
+        ("at+rat", "rat already trains on FGSM"),
+        ("vanilla+at", "combines with nothing"),
+        ("tgo+tgo", "twice"),
+        ("tgp", "did you mean 'tgo'"),
+    ],
+)
 def test_refused_combinations(expr, fragment):
     with pytest.raises(SnnbenchError, match=fragment):
         parse_defense(expr)
@@ -49,15 +73,19 @@ def test_settings_of_a_combination_and_weight_decay():
     settings = default_settings("tgo+rat", "tgo")
     assert settings["nlif.noise_var"] == 0.4 and settings["rat.beta"] == 0.004
     assert create_defense("tgo+rat", settings).weight_decay(5e-4) == 0.0
-    assert create_defense("randhet+at", default_settings("randhet+at", "randhet"),
-                          "randhet").weight_decay(1e-4) == 1e-4
+    assert (
+        create_defense(
+            "randhet+at", default_settings("randhet+at", "randhet"), "randhet"
+        ).weight_decay(1e-4)
+        == 1e-4
+    )
     assert default_settings("at", "randhet")["at.eps"] == pytest.approx(4 / 255)
 
 
 @pytest.mark.parametrize("name", DEFENSES.names())
 def test_stochastic_iff_declared(name):
-    model = small_model(name, theta=0.2).eval()     # a low threshold: spikes reach the readout
-    for gate in stog_gates(model):                  # gates open fully at init (rho = 1)
+    model = small_model(name, theta=0.2).eval()  # a low threshold: spikes reach the readout
+    for gate in stog_gates(model):  # gates open fully at init (rho = 1)
         gate.rho.data.fill_(0.5)
     x = torch.rand(8, 1, 8, 8)
     with torch.no_grad():
@@ -99,22 +127,25 @@ def test_examples_use_bn_running_stats_and_keep_training_noise():
     torch.manual_seed(2)
     b = adversarial_examples(model, x, y, s)
     assert all(torch.equal(m.running_mean, r) for m, r in zip(norms, stats))
-    assert all(m.training for m in norms) and not torch.equal(a, b)   # noise was on
+    assert all(m.training for m in norms) and not torch.equal(a, b)  # noise was on
 
 
 def test_retraction_fixed_point_and_singular_values():
     q, _ = torch.linalg.qr(torch.randn(6, 4, dtype=torch.float64))
-    rows = q.t()                                      # orthonormal rows
+    rows = q.t()  # orthonormal rows
     assert torch.allclose(retract(rows, 0.004), rows, atol=1e-12)
     w = torch.randn(5, 9, dtype=torch.float64)
     s = torch.linalg.svdvals(w)
     beta = 0.004
-    assert torch.allclose(torch.linalg.svdvals(retract(w, beta)), (1 + beta) * s - beta * s ** 3)
+    assert torch.allclose(torch.linalg.svdvals(retract(w, beta)), (1 + beta) * s - beta * s**3)
 
 
 def test_retraction_lowers_the_orthogonality_error():
     w = torch.randn(8, 8, dtype=torch.float64) / 3
-    error = lambda m: torch.linalg.norm(m @ m.t() - torch.eye(8, dtype=m.dtype))
+
+    def error(m):
+        return torch.linalg.norm(m @ m.t() - torch.eye(8, dtype=m.dtype))
+
     assert error(retract(w, 0.05)) < error(w)
 
 
@@ -164,9 +195,9 @@ def test_membrane_constraint_values_and_gradient():
     assert float(membrane_constraint(far, theta, delta)) == 0.0
     layers = [[torch.ones(2, 3) for _ in range(4)], [torch.ones(2, 5) for _ in range(4)]]
     # u = theta everywhere: C_l = delta^p, the mean over layers delta^p, the sum L delta^p
-    assert float(membrane_constraint(layers, theta, delta)) == pytest.approx(delta ** 2)
+    assert float(membrane_constraint(layers, theta, delta)) == pytest.approx(delta**2)
     assert float(membrane_constraint(layers, theta, delta, 1, "sum")) == pytest.approx(2 * delta)
-    u = torch.tensor([[0.8, 1.2]], requires_grad=True)        # T = 1, B = 1, N = 2
+    u = torch.tensor([[0.8, 1.2]], requires_grad=True)  # T = 1, B = 1, N = 2
     membrane_constraint([[u]], theta, delta, power=1).backward()
     # -grad points away from theta (0.8 down, 1.2 up) with size 1/(T N B) = 1/2
     assert u.grad.flatten().tolist() == pytest.approx([0.5, -0.5])
@@ -185,7 +216,7 @@ def test_dlif_penalty():
     clean = [torch.full((2, 3), c) for _ in range(4)]
     zero = [torch.zeros(2, 3) for _ in range(4)]
     k = 0.9
-    expected = sum((c * (1 - k ** t) / (1 - k)) ** 2 for t in range(1, 5)) / 4
+    expected = sum((c * (1 - k**t) / (1 - k)) ** 2 for t in range(1, 5)) / 4
     assert float(leaky_penalty(clean, zero, k)) == pytest.approx(expected)
     assert float(leaky_penalty(clean, clean, k)) == 0.0
 
@@ -195,8 +226,22 @@ def test_dlif_penalty():
 def test_trains_saves_loads_and_attacks_through_the_cli(tmp_path, defense):
     runner = CliRunner()
     home = str(tmp_path)
-    result = runner.invoke(app, ["train", defense, "--epochs", "1", "--timesteps", "2",
-                                 "--home", home, "--quiet", "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            defense,
+            "--epochs",
+            "1",
+            "--timesteps",
+            "2",
+            "--home",
+            home,
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     canonical = "+".join(parse_defense(defense))
     name = f"{canonical.replace('*', '-star')}-tiny-digits"
@@ -204,11 +249,29 @@ def test_trains_saves_loads_and_attacks_through_the_cli(tmp_path, defense):
     assert card["spec"]["defense"] == canonical
     assert set(default_settings(card["spec"]["defense"], "tgo")) <= set(card["spec"]["settings"])
     snnbench.load(name, tmp_path)
-    result = runner.invoke(app, ["attack", name, "--attacks", "fgsm", "--n", "40", "--home", home,
-                                 "--quiet", "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "attack",
+            name,
+            "--attacks",
+            "fgsm",
+            "--n",
+            "40",
+            "--home",
+            home,
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
 
 
 def test_set_rejects_keys_of_another_defence(tmp_path):
     result = CliRunner().invoke(app, ["train", "tgo", "--set", "beta=0.1", "--home", str(tmp_path)])
-    assert result.exit_code == 2 and "valid keys" in result.stderr and "tgo.lambda_max" in result.stderr
+    assert (
+        result.exit_code == 2
+        and "valid keys" in result.stderr
+        and "tgo.lambda_max" in result.stderr
+    )

@@ -24,6 +24,7 @@ Unmarked cheap commands run for real, in a temporary folder with its own home: `
 ``--help``, ``list``, ``zoo list`` and ``zoo pull`` (the pinned models, offline). Everything
 else (training, attacks, reports) is parse-checked only, to keep this test to seconds.
 """
+
 from __future__ import annotations
 
 import re
@@ -57,7 +58,7 @@ RUN_FOR_REAL = {("--version",), ("--help",), ("list",), ("zoo", "list"), ("zoo",
 class Command:
     doc: str
     line: int
-    text: str            # the command without its comment
+    text: str  # the command without its comment
     needs: frozenset
 
     def __str__(self) -> str:
@@ -70,10 +71,12 @@ def _blocks(text: str) -> list[tuple[int, list[str]]]:
     while i < len(lines):
         fence = re.match(r"^\s*```(\w*)", lines[i])
         if fence:
-            end = next((j for j in range(i + 1, len(lines)) if lines[j].strip().startswith("```")),
-                       len(lines))
+            end = next(
+                (j for j in range(i + 1, len(lines)) if lines[j].strip().startswith("```")),
+                len(lines),
+            )
             if fence.group(1) in SHELL_FENCES:
-                blocks.append((i + 2, lines[i + 1:end]))
+                blocks.append((i + 2, lines[i + 1 : end]))
             i = end + 1
             continue
         if lines[i].startswith("    ") and (i == 0 or not lines[i - 1].strip()):
@@ -99,7 +102,9 @@ def _commands(path: Path) -> list[Command]:
         for number, line in joined:
             code, _, comment = line.partition(" #")
             needs = re.search(r"needs:\s*([\w ,]+)", comment)
-            wanted = frozenset(w.strip() for w in needs.group(1).split(",")) if needs else frozenset()
+            wanted = (
+                frozenset(w.strip() for w in needs.group(1).split(",")) if needs else frozenset()
+            )
             for part in code.split("&&"):
                 part = part.strip()
                 if part.split(" ", 1)[0] in COMMANDS:
@@ -122,8 +127,15 @@ CLICK = typer.main.get_command(app)
 
 
 def _synopsis(tokens: list[str]) -> bool:
-    return any(t.startswith("[") or t.endswith("]") or "{" in t or "|" in t or "..." in t
-               or PLACEHOLDER.match(t) for t in tokens)
+    return any(
+        t.startswith("[")
+        or t.endswith("]")
+        or "{" in t
+        or "|" in t
+        or "..." in t
+        or PLACEHOLDER.match(t)
+        for t in tokens
+    )
 
 
 def _split_snnbench(tokens: list[str]) -> tuple[tuple[str, ...], Any, list[str]]:
@@ -133,7 +145,7 @@ def _split_snnbench(tokens: list[str]) -> tuple[tuple[str, ...], Any, list[str]]
     rest = tokens[1:]
     while rest:
         token = rest[0].strip("[]")
-        if token in ("--threads",):             # the global option and its value
+        if token in ("--threads",):  # the global option and its value
             rest = rest[2:]
             continue
         if token in ("--version", "--help"):
@@ -172,10 +184,14 @@ def _check_names(path: tuple[str, ...], rest: list[str]) -> None:
     from snnbench.layouts import get_layout
     from snnbench.recipe import recipe_path
     from snnbench.zoo import get_entry
-    positional = [t for i, t in enumerate(rest) if not t.startswith("-")
-                  and (i == 0 or not rest[i - 1].startswith("--"))]
+
+    positional = [
+        t
+        for i, t in enumerate(rest)
+        if not t.startswith("-") and (i == 0 or not rest[i - 1].startswith("--"))
+    ]
     if path == ("run",) and positional and not positional[0].endswith(".toml"):
-        recipe_path(positional[0])          # a packaged recipe (a .toml path is the user's file)
+        recipe_path(positional[0])  # a packaged recipe (a .toml path is the user's file)
     if path == ("train",) and positional:
         parse_defense(positional[0])
     if path == ("zoo", "pull") and positional:
@@ -200,7 +216,7 @@ SNNBENCH = [c for c in ALL if c.text.startswith("snnbench")]
 def test_snnbench_command_parses(command):
     tokens = shlex.split(command.text)
     path, click_command, rest = _split_snnbench(tokens)
-    if rest[:1] == ["COMMAND"]:                 # the README's `snnbench [--threads N] COMMAND`
+    if rest[:1] == ["COMMAND"]:  # the README's `snnbench [--threads N] COMMAND`
         return
     assert path, f"{command}: no such snnbench command"
     known = _options(click_command)
@@ -210,9 +226,13 @@ def test_snnbench_command_parses(command):
         _check_names(path, rest)
 
 
-CHEAP = [c for c in SNNBENCH if not c.needs
-         and _split_snnbench(shlex.split(c.text))[0] in RUN_FOR_REAL
-         and not _synopsis(_split_snnbench(shlex.split(c.text))[2])]
+CHEAP = [
+    c
+    for c in SNNBENCH
+    if not c.needs
+    and _split_snnbench(shlex.split(c.text))[0] in RUN_FOR_REAL
+    and not _synopsis(_split_snnbench(shlex.split(c.text))[2])
+]
 
 
 @pytest.mark.parametrize("command", CHEAP, ids=str)
@@ -230,39 +250,46 @@ def test_some_commands_run_for_real():
 
 # --- pip and python -----------------------------------------------------------------------------
 
-EXTRAS = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+EXTRAS = set(
+    tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+)
 
 
 @pytest.mark.parametrize("command", [c for c in ALL if c.text.startswith("pip install")], ids=str)
 def test_pip_installs_snnbench_from_the_clone(command):
     for token in shlex.split(command.text)[2:]:
-        assert not token.lower().startswith("snnbench"), \
+        assert not token.lower().startswith("snnbench"), (
             f"{command}: no package index serves snnbench; install from the clone (pip install .)"
+        )
         extra = re.fullmatch(r"\.\[([\w,-]+)\]", token)
         if extra:
             assert set(extra.group(1).split(",")) <= EXTRAS, f"{command}: unknown extra"
 
 
-@pytest.mark.parametrize("command", [c for c in ALL if c.text.startswith("python benchmarks/")],
-                         ids=str)
+@pytest.mark.parametrize(
+    "command", [c for c in ALL if c.text.startswith("python benchmarks/")], ids=str
+)
 def test_benchmark_scripts_exist_with_their_options(command):
     tokens = shlex.split(command.text)
     script = ROOT / tokens[1]
     assert script.is_file(), f"{command}: no {tokens[1]}"
     source = script.read_text(encoding="utf-8")
     for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", command.text):
-        assert f'"{option}"' in source or f"'{option}'" in source, \
+        assert f'"{option}"' in source or f"'{option}'" in source, (
             f"{command}: {tokens[1]} has no option {option}"
+        )
 
 
 def test_the_checks_catch_broken_commands(tmp_path, monkeypatch):
     """Each check fails on a command it must refuse (so a passing run means something)."""
     from snnbench.errors import SnnbenchError
+
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     (tmp_path / "bad.md").write_text(
         "Text.\n\n    snnbench attack --atacks fgsm\n    snnbench attack --attacks apgd-ce:2x\n"
         "    snnbench run digit\n    pip install 'snnbench[dvs]'\n    snnbench frobnicate\n\n"
-        "```bash\npython benchmarks/none.py --fast   # needs: gpu\n```\n")
+        "```bash\npython benchmarks/none.py --fast   # needs: gpu\n```\n"
+    )
     bad = _commands(tmp_path / "bad.md")
     assert [c.line for c in bad] == [3, 4, 5, 6, 7, 10] and bad[-1].needs == {"gpu"}
     for command in (bad[0], bad[4]):

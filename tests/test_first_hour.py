@@ -1,6 +1,7 @@
 """A new user's first hour (issue 20): --version, suggestions for misspelt names, the setting a
 name collision is about, zoo pull/add/list, `--attacks ID:STEPS`, outputs under the home, and
 which copy of the data a model was trained on."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,6 +32,7 @@ def home(tmp_path, monkeypatch):
 
 def test_version():
     from snnbench import __version__
+
     result = invoke("--version")
     assert result.exit_code == 0 and result.stdout.strip() == f"snnbench {__version__}"
 
@@ -55,8 +57,16 @@ def test_a_name_collision_names_the_setting(home):
 def test_zoo_pull_over_another_model_offers_name(home):
     clash = invoke("zoo", "pull", "vanilla-tiny-digits", "--home", home, "--quiet")
     assert clash.exit_code == 2 and "--name vanilla-tiny-digits-zoo" in clash.stderr
-    pulled = invoke("zoo", "pull", "vanilla-tiny-digits", "--name", "vanilla-tiny-digits-zoo",
-                    "--home", home, "--quiet")
+    pulled = invoke(
+        "zoo",
+        "pull",
+        "vanilla-tiny-digits",
+        "--name",
+        "vanilla-tiny-digits-zoo",
+        "--home",
+        home,
+        "--quiet",
+    )
     assert pulled.exit_code == 0, pulled.output
     card = json.loads((home / "models" / "vanilla-tiny-digits-zoo" / "card.json").read_text())
     assert card["name"] == "vanilla-tiny-digits-zoo" and card["zoo_name"] == "vanilla-tiny-digits"
@@ -65,12 +75,21 @@ def test_zoo_pull_over_another_model_offers_name(home):
 
 
 def test_zoo_add_writes_what_zoo_list_reads(home, tmp_path):
-    added = invoke("zoo", "add", "vanilla-tiny-digits", "--url", "https://example.org/m.tar",
-                   "--name", "mine-digits", "--home", home)
+    added = invoke(
+        "zoo",
+        "add",
+        "vanilla-tiny-digits",
+        "--url",
+        "https://example.org/m.tar",
+        "--name",
+        "mine-digits",
+        "--home",
+        home,
+    )
     assert added.exit_code == 0, added.output
     assert (tmp_path / "zoo" / "models.toml").is_file()
     listed = invoke("zoo", "list")
-    assert "mine-digits" in listed.stdout and "tgo-tiny-digits" in listed.stdout   # + packaged
+    assert "mine-digits" in listed.stdout and "tgo-tiny-digits" in listed.stdout  # + packaged
 
 
 def test_attacks_take_the_member_grammar_and_outputs_stay_in_the_home(home, tmp_path):
@@ -109,11 +128,15 @@ def test_the_terminal_labels_cascade_members_as_the_markdown_does(monkeypatch):
     from rich.console import Console
 
     from snnbench import cli
+
     screen = io.StringIO()
     monkeypatch.setattr(cli, "out", Console(file=screen, width=300))
-    card = {"model": {"name": "m"}, "attack": {"id": "apgd-ce", "eps": 32 / 255, "eot": 4},
-            "eval": {"n": 10, "cascade": {"position": 14, "of": 14, "member": "apgd-ce:200"}},
-            "result": {"clean_acc": 1.0, "robust_acc": 0.5, "ci95": [0.2, 0.8]},
-            "timing": {"seconds": 1.0}}
+    card = {
+        "model": {"name": "m"},
+        "attack": {"id": "apgd-ce", "eps": 32 / 255, "eot": 4},
+        "eval": {"n": 10, "cascade": {"position": 14, "of": 14, "member": "apgd-ce:200"}},
+        "result": {"clean_acc": 1.0, "robust_acc": 0.5, "ci95": [0.2, 0.8]},
+        "timing": {"seconds": 1.0},
+    }
     cli._print_cards([card])
     assert "→apgd-ce:200 (14/14)" in screen.getvalue() and "+eot4" not in screen.getvalue()

@@ -1,5 +1,6 @@
 """SpikingJelly and snntorch neurons: same dynamics as ours, reached by every gradient mode and
 twin, refused when unknown (snnbench.neurons.foreign, docs/guide.md "Foreign neurons")."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,8 +31,15 @@ def snntorch():
 def sj_lif(step_mode: str = "m", decay_input: bool = False) -> nn.Module:
     neuron = spikingjelly()
     from spikingjelly.activation_based import surrogate
-    return neuron.LIFNode(tau=2.0, decay_input=decay_input, v_reset=0.0, v_threshold=1.0,
-                          surrogate_function=surrogate.ATan(), step_mode=step_mode)
+
+    return neuron.LIFNode(
+        tau=2.0,
+        decay_input=decay_input,
+        v_reset=0.0,
+        v_threshold=1.0,
+        surrogate_function=surrogate.ATan(),
+        step_mode=step_mode,
+    )
 
 
 def leaky() -> nn.Module:
@@ -65,7 +73,7 @@ class Steps(nn.Module):
         self.neuron = neuron
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not hasattr(self.neuron, "step_mode"):      # snntorch: run_steps starts at rest
+        if not hasattr(self.neuron, "step_mode"):  # snntorch: run_steps starts at rest
             return run_steps(self.neuron, x)
         self.neuron.reset()
         return self.neuron(x) if self.neuron.step_mode == "m" else run_steps(self.neuron, x)
@@ -77,6 +85,7 @@ def currents(seed: int = 0, shape: tuple[int, ...] = (T, 64, 512)) -> torch.Tens
 
 
 # -- dynamics: the forward is the same neuron --------------------------------------------------
+
 
 @pytest.mark.parametrize("step_mode", ["m", "s"])
 def test_spikingjelly_lif_is_our_tet_and_convex_form(step_mode):
@@ -99,6 +108,7 @@ def test_snntorch_leaky_is_our_tet_form_firing_above_threshold():
 
 # -- gradients: each mode's backward is ours, bit for bit up to float rounding ----------------
 
+
 def grad_of(model, x: torch.Tensor, mode: str, run) -> torch.Tensor:
     x = x.clone().requires_grad_()
     weights = torch.linspace(-1, 1, x.shape[-1])
@@ -110,7 +120,7 @@ def grad_of(model, x: torch.Tensor, mode: str, run) -> torch.Tensor:
     return x.grad
 
 
-FOREIGN_TWINS = {   # (foreign neuron, our equivalent config) with the same forward and backward
+FOREIGN_TWINS = {  # (foreign neuron, our equivalent config) with the same forward and backward
     "sj-m": (lambda: Steps(sj_lif("m")), dict(form="tet", detach_reset=False)),
     "sj-s": (lambda: Steps(sj_lif("s")), dict(form="tet", detach_reset=False)),
     "snntorch": (lambda: Steps(leaky()), dict(form="tet", spike_ge=False, detach_reset=True)),
@@ -142,12 +152,13 @@ def test_every_recognised_spikingjelly_node_takes_the_surrogate(name):
             grad_mode(model, "rect:0.5")
             swapped = model(x)
             grad_mode(model, "own")
-        assert torch.equal(swapped, plain) and plain.sum() > 0    # forward untouched
+        assert torch.equal(swapped, plain) and plain.sum() > 0  # forward untouched
         grad = grad_of(model, x, "rect:0.5", lambda m, v: m(v))
         assert not torch.equal(grad, grad_of(model, x, "own", lambda m, v: m(v))), step_mode
 
 
 # -- attacks on small digits models -------------------------------------------------------------
+
 
 class SJNet(nn.Module):
     """conv -> LIF -> linear -> LIF -> linear readout averaged over T (SpikingJelly)."""
@@ -155,6 +166,7 @@ class SJNet(nn.Module):
     def __init__(self, step_mode: str = "m") -> None:
         super().__init__()
         from spikingjelly.activation_based import functional
+
         self.reset_net = functional.reset_net
         self.step_mode = step_mode
         self.conv, self.fc = nn.Conv2d(1, 8, 3, padding=1), nn.Linear(512, 32)
@@ -162,13 +174,14 @@ class SJNet(nn.Module):
         self.lif1, self.lif2 = sj_lif(step_mode), sj_lif(step_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.reset_net(self)                   # every forward starts at rest
+        self.reset_net(self)  # every forward starts at rest
         if self.step_mode == "m":
             steps = x.expand(T, *x.shape).flatten(0, 1)
             s1 = self.lif1(self.conv(4 * steps).unflatten(0, (T, len(x))))
             return self.head(self.lif2(self.fc(s1.flatten(2)))).mean(0)
-        out = [self.head(self.lif2(self.fc(self.lif1(self.conv(4 * x)).flatten(1))))
-               for _ in range(T)]
+        out = [
+            self.head(self.lif2(self.fc(self.lif1(self.conv(4 * x)).flatten(1)))) for _ in range(T)
+        ]
         return torch.stack(out).mean(0)
 
 
@@ -210,13 +223,19 @@ def digits(n: int = 16):
 
 
 def spike_functions(model: nn.Module) -> list:
-    return [m.__dict__.get("spike_grad", m._modules.get("surrogate_function"))
-            for m in model.modules() if type(m).__name__ in ("LIFNode", "Leaky")]
+    return [
+        m.__dict__.get("spike_grad", m._modules.get("surrogate_function"))
+        for m in model.modules()
+        if type(m).__name__ in ("LIFNode", "Leaky")
+    ]
 
 
 def leftovers(model: nn.Module) -> list:
-    hooks = [h for m in model.modules() for h in (*m._forward_hooks.values(),
-                                                  *m._forward_pre_hooks.values())]
+    hooks = [
+        h
+        for m in model.modules()
+        for h in (*m._forward_hooks.values(), *m._forward_pre_hooks.values())
+    ]
     marks = [k for m in model.modules() for k in m.__dict__ if k.startswith("_snnbench")]
     return hooks + marks
 
@@ -263,22 +282,29 @@ class Mixed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if callable(getattr(self.neuron, "reset", None)):
-            self.neuron.reset()                # SpikingJelly keeps its state until reset
+            self.neuron.reset()  # SpikingJelly keeps its state until reset
         return self.head(self.neuron(4 * self.fc(x.flatten(1))))
 
 
 def subclass_of_lifnode() -> nn.Module:
     class TweakedLIF(type(sj_lif("s"))):
         pass
+
     return TweakedLIF(tau=2.0, decay_input=False, v_reset=0.0)
 
 
-@pytest.mark.parametrize("make, named", [(MyLIF, "MyLIF"), (subclass_of_lifnode, "TweakedLIF"),
-                                         (nn.Identity, "found no spiking neuron")])
+@pytest.mark.parametrize(
+    "make, named",
+    [
+        (MyLIF, "MyLIF"),
+        (subclass_of_lifnode, "TweakedLIF"),
+        (nn.Identity, "found no spiking neuron"),
+    ],
+)
 def test_an_unknown_neuron_is_refused_by_every_mode_and_twin(make, named):
     model = Mixed(make()).eval()
     x, y = digits(8)
-    plain = create_attack("fgsm", EPS)(model, x, y)      # the plain attack still runs
+    plain = create_attack("fgsm", EPS)(model, x, y)  # the plain attack still runs
     for mode in MODES:
         with pytest.raises(SnnbenchError, match=named):
             create_attack("fgsm", EPS, surrogate=mode)(model, x, y)
@@ -291,8 +317,9 @@ def test_an_unknown_neuron_is_refused_by_every_mode_and_twin(make, named):
 
 def test_an_unknown_neuron_beside_a_known_one_is_named():
     spikingjelly()
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), sj_lif("s"), nn.Linear(32, 32),
-                          MyLIF(), nn.Linear(32, 10))
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 32), sj_lif("s"), nn.Linear(32, 32), MyLIF(), nn.Linear(32, 10)
+    )
     with pytest.raises(SnnbenchError, match=r"MyLIF \(4\).*supported"):
         grad_mode(model, "atan:2")
     assert leftovers(model) == []
@@ -303,6 +330,7 @@ def test_an_unknown_neuron_beside_a_known_one_is_named():
 def test_a_surrogate_that_does_not_spike_is_refused():
     neuron = spikingjelly()
     from spikingjelly.activation_based import surrogate
+
     model = Mixed(neuron.LIFNode(surrogate_function=surrogate.ATan(spiking=False)))
     with pytest.raises(SnnbenchError, match="not the Heaviside step"):
         grad_mode(model, "bptr")
@@ -311,13 +339,14 @@ def test_a_surrogate_that_does_not_spike_is_refused():
 def test_a_plan_is_checked_before_anything_runs():
     from snnbench.attacks.suites import SUITES
     from snnbench.attacks.transfer import check_reaches
+
     plan = SUITES.get("full").attacks(EPS, "Linf", False, 1, None, False)
     with pytest.raises(SnnbenchError, match="MyLIF"):
         check_reaches(Mixed(MyLIF()), plan)
     plain = [a for a in plan if a.grad == "bptt" and not a.id.startswith("transfer-")]
-    check_reaches(Mixed(MyLIF()), plain)          # plain attacks never refuse
+    check_reaches(Mixed(MyLIF()), plain)  # plain attacks never refuse
     spikingjelly()
-    check_reaches(SJNet("s"), plan)               # every member reaches SpikingJelly's LIF
+    check_reaches(SJNet("s"), plan)  # every member reaches SpikingJelly's LIF
 
 
 class HiddenLeakyNet(nn.Module):
@@ -330,6 +359,7 @@ class HiddenLeakyNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from snntorch import utils
+
         utils.reset(self)
         steps = [self.head(self.lif(4 * self.fc(x.flatten(1)))) for _ in range(T)]
         return torch.stack(steps).mean(0)
@@ -337,6 +367,7 @@ class HiddenLeakyNet(nn.Module):
 
 def test_a_twin_resets_the_snntorch_state_its_copies_keep():
     import copy
+
     torch.manual_seed(0)
     model = HiddenLeakyNet().eval()
     x, _ = digits(8)
@@ -344,7 +375,7 @@ def test_a_twin_resets_the_snntorch_state_its_copies_keep():
         expected = model(x)
         plain_copy, twin = copy.deepcopy(model), mean_twin(model)
         for net in (plain_copy, twin):
-            net(1 - x)                                    # leaves a membrane behind
+            net(1 - x)  # leaves a membrane behind
         # snntorch's reset never reaches a deep copy; the twin resets its own.
         assert not torch.equal(plain_copy(x), expected)
         assert torch.equal(twin(x), expected)

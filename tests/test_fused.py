@@ -1,4 +1,5 @@
 """Parity of the fused and naive neuron loops, for every registered neuron (lif.py docstring)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,9 +23,18 @@ VARIANTS: dict[str, list[dict]] = {
     "dlif": [{}, {"decay": 0.9}],
 }
 CASES = [(name, options) for name in NEURONS.names() for options in VARIANTS.get(name, [{}])]
-CONFIGS = {"tet": TRACKS["tgo"], "convex": TRACKS["randhet"],
-           "convex-attached": NeuronConfig(form="convex", decay=0.7, theta=0.5, spike_ge=False,
-                                           surrogate="sigmoid", surrogate_width=1.0)}
+CONFIGS = {
+    "tet": TRACKS["tgo"],
+    "convex": TRACKS["randhet"],
+    "convex-attached": NeuronConfig(
+        form="convex",
+        decay=0.7,
+        theta=0.5,
+        spike_ge=False,
+        surrogate="sigmoid",
+        surrogate_width=1.0,
+    ),
+}
 
 
 def build(name: str, options: dict, config: NeuronConfig, timesteps: int) -> LIF:
@@ -32,7 +42,7 @@ def build(name: str, options: dict, config: NeuronConfig, timesteps: int) -> LIF
     config = dataclasses.replace(config, kind=name)
     neuron = neuron_factory(config, timesteps, **options)(SHAPE).double()
     assert type(neuron) is NEURONS.get(name)
-    with torch.no_grad():        # parameters away from their init, so their gradients matter
+    with torch.no_grad():  # parameters away from their init, so their gradients matter
         for param in neuron.parameters():
             param.add_(0.5 * torch.randn_like(param))
     return neuron
@@ -86,7 +96,7 @@ def test_fused_float32_forward_is_exact_and_draws_alike(name, options):
             torch.manual_seed(11)
             with use_neuron_impl(impl), torch.no_grad():
                 outs.append(neuron(x))
-            outs.append(torch.rand(3))             # the RNG stream continues alike
+            outs.append(torch.rand(3))  # the RNG stream continues alike
         assert torch.equal(outs[0], outs[2]) and torch.equal(outs[1], outs[3])
 
 

@@ -1,5 +1,6 @@
 """The paired regression gate (docs/protocol.md 'Gate'): each branch on hand-made leaderboards,
 its false-alarm rate and power by simulation, and the command through Typer's CliRunner."""
+
 from __future__ import annotations
 
 import itertools
@@ -21,23 +22,53 @@ N = 360
 EPS = 32 / 255
 
 
-def card(model: str, attack: str, adv, *, k_eval: int = 1, eps: float = EPS, seed: int = 0,
-         samples: str | None = None, split: str = "test") -> dict:
+def card(
+    model: str,
+    attack: str,
+    adv,
+    *,
+    k_eval: int = 1,
+    eps: float = EPS,
+    seed: int = 0,
+    samples: str | None = None,
+    split: str = "test",
+) -> dict:
     """A result card as evaluate writes it, with the per-sample counts ``adv``."""
     adv = np.asarray(adv, dtype=np.uint8)
     key = f"{attack}|linf|eps={eps:.4f}|k_eval={k_eval}|n={len(adv)}|seed={seed}|{split}"
     acc = float(adv.mean() / k_eval)
-    return {"model": {"name": model, "sha256": f"sha-{model}", "defense": "vanilla",
-                      "arch": "tiny", "dataset": "digits", "timesteps": 4,
-                      "stochastic": k_eval > 1},
-            "attack": {"id": attack, "key": key, "eps": eps, "norm": "Linf", "eot": 1,
-                       "grad": "bptt"},
-            "eval": {"n": len(adv), "split": split, "subset": "balanced", "k_eval": k_eval,
-                     **({"samples": samples} if samples else {})},
-            "seed": seed, "env": {"device": "cpu"}, "created": "2026-12-04T00:00:00+00:00",
-            "result": {"robust_acc": acc, "ci95": [acc, acc], "clean_acc": 1.0,
-                       "clean_ci95": [1.0, 1.0]},
-            "per_sample": {"adv": encode_counts(adv), "clean": encode_counts(np.full(len(adv), k_eval))}}
+    return {
+        "model": {
+            "name": model,
+            "sha256": f"sha-{model}",
+            "defense": "vanilla",
+            "arch": "tiny",
+            "dataset": "digits",
+            "timesteps": 4,
+            "stochastic": k_eval > 1,
+        },
+        "attack": {"id": attack, "key": key, "eps": eps, "norm": "Linf", "eot": 1, "grad": "bptt"},
+        "eval": {
+            "n": len(adv),
+            "split": split,
+            "subset": "balanced",
+            "k_eval": k_eval,
+            **({"samples": samples} if samples else {}),
+        },
+        "seed": seed,
+        "env": {"device": "cpu"},
+        "created": "2026-12-04T00:00:00+00:00",
+        "result": {
+            "robust_acc": acc,
+            "ci95": [acc, acc],
+            "clean_acc": 1.0,
+            "clean_ci95": [1.0, 1.0],
+        },
+        "per_sample": {
+            "adv": encode_counts(adv),
+            "clean": encode_counts(np.full(len(adv), k_eval)),
+        },
+    }
 
 
 def robust(count: int, k_eval: int = 1) -> np.ndarray:
@@ -47,9 +78,15 @@ def robust(count: int, k_eval: int = 1) -> np.ndarray:
 
 def headline(counts, members=("fgsm", "pgd10"), k_eval: int = 1, samples: str = "abc") -> dict:
     counts = np.asarray(counts, dtype=np.uint8)
-    return {"acc": float(counts.mean() / k_eval), "ci95": [0.0, 1.0],
-            "per_sample": encode_counts(counts), "members": list(members), "n": len(counts),
-            "k_eval": k_eval, "samples": samples}
+    return {
+        "acc": float(counts.mean() / k_eval),
+        "ci95": [0.0, 1.0],
+        "per_sample": encode_counts(counts),
+        "members": list(members),
+        "n": len(counts),
+        "k_eval": k_eval,
+        "samples": samples,
+    }
 
 
 def baseline_json(cards: list[dict], headlines: dict | None = None) -> dict:
@@ -73,11 +110,12 @@ def two_cells(pgd=robust(180), fgsm=robust(250), **kw) -> list[dict]:
 
 def flip(counts: np.ndarray, start: int, count: int, to: int) -> np.ndarray:
     out = counts.copy()
-    out[start:start + count] = to
+    out[start : start + count] = to
     return out
 
 
 # ---- each branch on constructed leaderboards
+
 
 def test_identical_results_pass():
     result = compare(baseline_json(two_cells()), current(two_cells()))
@@ -85,17 +123,17 @@ def test_identical_results_pass():
 
 
 def test_ten_samples_broken_fail_as_a_drop():
-    broken = flip(robust(180), 170, 10, 0)          # 10 robust samples now broken
+    broken = flip(robust(180), 170, 10, 0)  # 10 robust samples now broken
     result = compare(baseline_json(two_cells()), current(two_cells(pgd=broken)))
     (cell,) = result.failed
     assert not result.ok and (cell.model, cell.column) == ("m", "pgd10")
     assert cell.worse == 10 and cell.better == 0
-    assert cell.diff == pytest.approx(-10 / N) and cell.p_value == pytest.approx(2 / 2 ** 10)
+    assert cell.diff == pytest.approx(-10 / N) and cell.p_value == pytest.approx(2 / 2**10)
     assert cell.before == pytest.approx(0.5) and cell.now == pytest.approx(170 / N)
 
 
 def test_a_rise_fails_unless_allowed():
-    weaker = flip(robust(180), 180, 12, 1)          # a weakened attack: 12 samples survive
+    weaker = flip(robust(180), 180, 12, 1)  # a weakened attack: 12 samples survive
     base, now = baseline_json(two_cells()), current(two_cells(pgd=weaker))
     result = compare(base, now)
     (cell,) = result.rises
@@ -114,7 +152,7 @@ def test_a_drop_inside_the_noise_passes():
 
 
 def test_a_significant_change_within_the_tolerance_passes():
-    broken = flip(robust(180), 172, 8, 0)           # 2.2 points, p = 0.008
+    broken = flip(robust(180), 172, 8, 0)  # 2.2 points, p = 0.008
     base, now = baseline_json(two_cells()), current(two_cells(pgd=broken))
     assert compare(base, now, tolerance=2.5).ok
     assert not compare(base, now, tolerance=2.0).ok
@@ -126,12 +164,15 @@ def test_a_missing_cell_fails():
     assert not result.ok and cell.column == "fgsm" and cell.before == pytest.approx(250 / N)
 
 
-@pytest.mark.parametrize("change, named", [
-    ({"seed": 1}, "seed=0"),
-    ({"eps": 16 / 255}, "eps=32/255"),
-    ({"k_eval": 3}, "k_eval=1"),
-    ({"split": "train"}, "split=test"),
-])
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"seed": 1}, "seed=0"),
+        ({"eps": 16 / 255}, "eps=32/255"),
+        ({"k_eval": 3}, "k_eval=1"),
+        ({"split": "train"}, "split=test"),
+    ],
+)
 def test_cells_measured_otherwise_are_refused(change, named):
     with pytest.raises(SnnbenchError, match=f"cannot gate m .*{named}.* but the current"):
         compare(baseline_json(two_cells()), current(two_cells(**change)))
@@ -170,8 +211,11 @@ def test_the_headline_is_gated():
     assert cell.column == HEADLINE and cell.worse == 15
     # compared only when both sides have one
     assert compare(base, current(two_cells())).passed == 2
-    with pytest.raises(SnnbenchError, match="headline.*attacks=fgsm\\+pgd10 but the current "
-                                            "result with attacks=apgd-ce\\+fgsm\\+pgd10"):
+    with pytest.raises(
+        SnnbenchError,
+        match="headline.*attacks=fgsm\\+pgd10 but the current "
+        "result with attacks=apgd-ce\\+fgsm\\+pgd10",
+    ):
         compare(base, current(two_cells(), {"m": headline(worst, ("fgsm", "pgd10", "apgd-ce"))}))
     with pytest.raises(SnnbenchError, match="samples=abc but the current result with samples=xyz"):
         compare(base, current(two_cells(), {"m": headline(worst, samples="xyz")}))
@@ -179,11 +223,11 @@ def test_the_headline_is_gated():
 
 def test_stochastic_counts_weigh_each_change_by_its_draws():
     base_counts = np.where(np.arange(N) < 200, 3, 0).astype(np.uint8)
-    partial = flip(base_counts, 150, 40, 2)         # 40 samples lose one of three draws
+    partial = flip(base_counts, 150, 40, 2)  # 40 samples lose one of three draws
     base = baseline_json([card("r", "pgd10", base_counts, k_eval=3)])
     (cell,) = compare(base, current([card("r", "pgd10", partial, k_eval=3)])).failed
     assert cell.worse == 40 and cell.diff == pytest.approx(-40 / (3 * N))
-    assert cell.p_value == pytest.approx(2 / 2 ** 40)
+    assert cell.p_value == pytest.approx(2 / 2**40)
     # 12 samples lost all three draws, 8 lost one and 8 gained one: by signs alone (20 worse,
     # 8 better, p = 0.036) noise, but the lost draws outweigh the one-draw wobble
     wobble = flip(flip(flip(base_counts, 140, 12, 0), 100, 8, 2), 300, 8, 1)
@@ -195,7 +239,7 @@ def test_stochastic_counts_weigh_each_change_by_its_draws():
 def mcnemar(worse: int, better: int) -> float:
     """McNemar's exact two-sided test from its textbook formula."""
     m = worse + better
-    return min(1.0, 2 * sum(math.comb(m, i) for i in range(min(worse, better) + 1)) / 2 ** m)
+    return min(1.0, 2 * sum(math.comb(m, i) for i in range(min(worse, better) + 1)) / 2**m)
 
 
 def test_paired_p_value_is_exact():
@@ -206,21 +250,24 @@ def test_paired_p_value_is_exact():
     # counts out of k_eval: every one of the 2^m sign patterns, enumerated
     diff = np.array([-3, -3, -2, -1, -1, 1, 2, -3, 1, -2, 3, -1, 0, 0])
     changed = np.abs(diff[diff != 0])
-    sums = [abs(sum(s * c for s, c in zip(signs, changed)))
-            for signs in itertools.product((-1, 1), repeat=len(changed))]
+    sums = [
+        abs(sum(s * c for s, c in zip(signs, changed)))
+        for signs in itertools.product((-1, 1), repeat=len(changed))
+    ]
     expected = np.mean(np.array(sums) >= abs(diff.sum()))
     assert paired_p_value(diff) == pytest.approx(expected, rel=1e-9)
-    assert 0 <= paired_p_value(np.array([-1] * 3000 + [1] * 2000)) < 1e-40   # large n is safe
+    assert 0 <= paired_p_value(np.array([-1] * 3000 + [1] * 2000)) < 1e-40  # large n is safe
 
 
 def test_tarone_level():
     assert tarone_level([], 0.01) == (0.01, 0)
-    assert tarone_level([2 ** -9], 0.01) == (0.01, 1)
+    assert tarone_level([2**-9], 0.01) == (0.01, 1)
     level, k = tarone_level([1e-9] * 50 + [0.5] * 50, 0.01)
     assert k == 50 and level == pytest.approx(0.01 / 50)
 
 
 # ---- false alarms and power by simulation (numbers in docs/protocol.md 'Gate')
+
 
 def latent_board(rng, models: int = 17, stochastic: int = 8, columns: int = 7):
     """Per model (k_eval, per-sample probability of a correct draw per column [columns, N]).
@@ -285,11 +332,12 @@ def test_simulated_reruns_rarely_alarm_and_ten_broken_samples_fail():
     rng = np.random.default_rng(0)
     board = latent_board(rng)
     assert len(board_pairs(board, draw(rng, board), draw(rng, board))) == 17 * 8
-    assert false_alarm_rate(400, seed=1) <= 0.01           # measured 0.63% over 10,000 reruns
-    assert power(100, seed=2) == 1.0                       # same seeds: every one caught
+    assert false_alarm_rate(400, seed=1) <= 0.01  # measured 0.63% over 10,000 reruns
+    assert power(100, seed=2) == 1.0  # same seeds: every one caught
 
 
 # ---- the command
+
 
 def test_gate_command(tmp_path):
     home = tmp_path / "home"
@@ -305,8 +353,12 @@ def test_gate_command(tmp_path):
 
     failed = gate(baseline_json(two_cells()))
     assert failed.exit_code == 1, failed.output
-    assert "FAIL drop: m pgd10: 50.00 -> 47.22, paired -2.78 points (10 samples worse, 0 better), " \
-           "p = 0.002" in failed.stdout and "gate FAILED" in failed.stdout
+    assert (
+        "FAIL drop: m pgd10: 50.00 -> 47.22, paired -2.78 points (10 samples worse, 0 better), "
+        "p = 0.002"
+        in failed.stdout
+        and "gate FAILED" in failed.stdout
+    )
     rose = gate(baseline_json(two_cells(pgd=flip(robust(180), 160, 20, 0))))
     assert rose.exit_code == 1 and "FAIL rise: an attack got weaker" in rose.stdout
     allowed = gate(baseline_json(two_cells(pgd=flip(robust(180), 160, 20, 0))), "--allow-rise")

@@ -1,4 +1,5 @@
 """``snnbench import``: foreign .pt files become verified checkpoints; no file can run code."""
+
 from __future__ import annotations
 
 import os
@@ -40,7 +41,7 @@ def test_round_trip_gives_the_same_model_and_results(home, tmp_path, exported):
     assert card["imported_from"]["file"] == "foreign.pth"
     assert card["imported_from"]["sha256"] == sha256_file(exported)
     assert card["history"] == [] and card["train"] is None
-    assert card["weights_sha256"] == original["weights_sha256"]       # the same tensors, bit for bit
+    assert card["weights_sha256"] == original["weights_sha256"]  # the same tensors, bit for bit
     assert card["clean_accuracy"] == original["clean_accuracy"]
     for where, model in ((home, NAME), (other, "imported")):
         assert invoke(*ATTACK, model, "--home", where).exit_code == 0
@@ -54,8 +55,21 @@ def test_round_trip_gives_the_same_model_and_results(home, tmp_path, exported):
 
 def test_wrong_arch_is_refused_naming_the_keys(home, tmp_path, exported):
     before = tree(home)
-    line = refused(invoke("import", exported, "--arch", "vgg11", "--defense", "vanilla",
-                          "--home", home, "--name", "wrong"), "does not fit vanilla vgg11")
+    line = refused(
+        invoke(
+            "import",
+            exported,
+            "--arch",
+            "vgg11",
+            "--defense",
+            "vanilla",
+            "--home",
+            home,
+            "--name",
+            "wrong",
+        ),
+        "does not fit vanilla vgg11",
+    )
     assert "missing keys body." in line and "shape mismatches body.0.weight" in line
     assert tree(home) == before
 
@@ -70,8 +84,11 @@ class Planted:
         return os.system, (f"touch {self.marker}",)
 
 
-@pytest.mark.parametrize("wrap", [lambda p: p, lambda p: {"state_dict": {"body.0.weight": p}}],
-                         ids=["bare", "inside-a-state-dict"])
+@pytest.mark.parametrize(
+    "wrap",
+    [lambda p: p, lambda p: {"state_dict": {"body.0.weight": p}}],
+    ids=["bare", "inside-a-state-dict"],
+)
 def test_a_planted_pickle_is_refused_and_never_runs(home, tmp_path, wrap):
     marker = tmp_path / "MARKER"
     path = tmp_path / "planted.pt"
@@ -79,17 +96,19 @@ def test_a_planted_pickle_is_refused_and_never_runs(home, tmp_path, wrap):
     before = tree(home)
     refused(_import(path, home), "nothing in it was run")
     assert not marker.exists() and tree(home) == before
-    torch.load(path, weights_only=False)       # the file is armed: an unsafe load runs it
+    torch.load(path, weights_only=False)  # the file is armed: an unsafe load runs it
     assert marker.exists()
 
 
-
-
-@pytest.mark.parametrize("content, fragment", [
-    (b"hello, this is not a checkpoint\n", "is not a PyTorch checkpoint"),
-    (b"", "is not a PyTorch checkpoint"),
-    (None, "no file"),
-], ids=["text", "empty", "missing"])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (b"hello, this is not a checkpoint\n", "is not a PyTorch checkpoint"),
+        (b"", "is not a PyTorch checkpoint"),
+        (None, "no file"),
+    ],
+    ids=["text", "empty", "missing"],
+)
 def test_a_non_checkpoint_is_refused(home, tmp_path, content, fragment):
     path = tmp_path / "weights.pt"
     if content is not None:

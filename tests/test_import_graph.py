@@ -4,13 +4,14 @@ A cycle hidden in a function-level import still ties two modules together (each 
 to work); the fix is to move what both need into the lower module, not to defer the import.
 Imports under ``if TYPE_CHECKING:`` never run and do not count.
 """
+
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "snnbench"
-ALLOWED: dict[tuple[str, ...], str] = {}   # sorted cycle members -> why it must stay (none now)
+ALLOWED: dict[tuple[str, ...], str] = {}  # sorted cycle members -> why it must stay (none now)
 
 
 def module_files() -> dict[str, Path]:
@@ -47,7 +48,9 @@ def imports_of(module: str, path: Path, modules: set[str]) -> set[str]:
             if node.level:
                 parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parts + ([base] if base else []))
-            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            names = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names
+            ]
         else:
             continue
         for name in names:
@@ -110,8 +113,10 @@ def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import(tmp_path
     assert cycles(graph) == [("a", "b", "c")]
     source = tmp_path / "snnbench" / "low.py"
     source.parent.mkdir()
-    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import snnbench.mid\n"
-                      "def f():\n    from snnbench import high\n    from .high import g\n")
+    source.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import snnbench.mid\n"
+        "def f():\n    from snnbench import high\n    from .high import g\n"
+    )
     modules = {"snnbench", "snnbench.low", "snnbench.mid", "snnbench.high"}
     assert imports_of("snnbench.low", source, modules) == {"snnbench.high"}
 

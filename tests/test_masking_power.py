@@ -5,6 +5,7 @@ the real attacks (``run_attacks``) and checks; on every rerun (seed: weights, sa
 attack seeds) each is flagged by the check that should catch it, and the unwrapped MLP under
 the same attacks is flagged by none. The measured rate over more reruns is in docs/protocol.md.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,7 +24,7 @@ from snnbench.store import ResultStore
 
 EPS = 32 / 255
 SEEDS = range(8)
-N = 100           # samples per rerun (C13: all 1,797 digits; PGD's EoT gap is 6-11 pp)
+N = 100  # samples per rerun (C13: all 1,797 digits; PGD's EoT gap is 6-11 pp)
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,15 +100,33 @@ def attack(name: str, steps: int | None = None, eot: int = 1):
 # case: (the planted model, its attacks, samples, the check that must fail)
 CASES = {
     "zero gradients": (lambda m: Planted(m, _ZeroBackward), None, N, "C07"),
-    "shattered gradients": (lambda m: Planted(m, _Shattered),
-                            [attack("pgd10"), attack("apgd-ce", 20), attack("square", 300)], N, "C14"),
-    "saturated cross-entropy": (lambda m: Planted(m, scale=1e4),
-                                [attack("apgd-ce", 20), attack("apgd-dlr", 20)], N, "C19"),
-    "randomness EoT defeats": (lambda m: Planted(m, _RandomScale, stochastic=True),
-                               [attack("pgd10", 20, 2), attack("pgd10", 20, 4)], 1797, "C13"),
+    "shattered gradients": (
+        lambda m: Planted(m, _Shattered),
+        [attack("pgd10"), attack("apgd-ce", 20), attack("square", 300)],
+        N,
+        "C14",
+    ),
+    "saturated cross-entropy": (
+        lambda m: Planted(m, scale=1e4),
+        [attack("apgd-ce", 20), attack("apgd-dlr", 20)],
+        N,
+        "C19",
+    ),
+    "randomness EoT defeats": (
+        lambda m: Planted(m, _RandomScale, stochastic=True),
+        [attack("pgd10", 20, 2), attack("pgd10", 20, 4)],
+        1797,
+        "C13",
+    ),
 }
-VANILLA_ATTACKS = [attack("pgd10"), attack("pgd10", eot=2), attack("pgd10", eot=4),
-                   attack("apgd-ce", 20), attack("apgd-dlr", 20), attack("square", 300)]
+VANILLA_ATTACKS = [
+    attack("pgd10"),
+    attack("pgd10", eot=2),
+    attack("pgd10", eot=4),
+    attack("apgd-ce", 20),
+    attack("apgd-dlr", 20),
+    attack("square", 300),
+]
 
 
 def samples(seed: int, n: int):
@@ -130,8 +149,16 @@ def outcomes(model: nn.Module, attacks, seed: int, n: int) -> dict:
     if attacks:
         info = ModelInfo.from_module(model, "planted")
         with tempfile.TemporaryDirectory() as tmp, ResultStore(Path(tmp) / "r.sqlite") as store:
-            cards = run_attacks(model, info, attacks, x, y, store,
-                                EvalConfig(n=n, k_eval=3, seed=seed), torch.device("cpu"))
+            cards = run_attacks(
+                model,
+                info,
+                attacks,
+                x,
+                y,
+                store,
+                EvalConfig(n=n, k_eval=3, seed=seed),
+                torch.device("cpu"),
+            )
         found.update({o.id: o for o in run_result_checks(Results(cards))})
     return found
 
@@ -149,4 +176,5 @@ def test_the_unwrapped_model_is_flagged_by_no_check(seed):
     found = outcomes(train_mlp(seed), VANILLA_ATTACKS, seed, N)
     assert [o for o in found.values() if o.status == "fail"] == []
     assert {"C07", "C08", "C13", "C14", "C17", "C19", "C21"} <= {
-        i for i, o in found.items() if o.status == "pass"}
+        i for i, o in found.items() if o.status == "pass"
+    }

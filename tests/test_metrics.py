@@ -1,11 +1,21 @@
 """Intervals and aggregates (docs/protocol.md)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from snnbench.metrics import (Candidates, accuracy_interval, decode_counts, encode_counts,
-                              format_interval, mra, mra_interval, wilson, worst_candidates)
+from snnbench.metrics import (
+    Candidates,
+    accuracy_interval,
+    decode_counts,
+    encode_counts,
+    format_interval,
+    mra,
+    mra_interval,
+    wilson,
+    worst_candidates,
+)
 
 
 def test_wilson_known_values():
@@ -35,7 +45,7 @@ def _deterministic(correct: list[int]) -> Candidates:
 
 def test_mra_is_the_minimum_and_worst_case_is_per_sample():
     assert mra([0.5, 0.3, None, 0.4]) == 0.3
-    assert mra([0.3, 0.5]) == 0.3 and mra([0.5, 0.3]) == 0.3     # not the first, not the max
+    assert mra([0.3, 0.5]) == 0.3 and mra([0.5, 0.3]) == 0.3  # not the first, not the max
     a, b = _deterministic([1, 0, 1, 1]), _deterministic([1, 1, 0, 1])
     # two attacks that break different samples: the worst case is below both columns
     assert worst_candidates([a, b]).report.tolist() == [1, 0, 0, 1]
@@ -69,7 +79,7 @@ def test_mra_interval_bootstraps_the_minimum():
 
 def test_intervals_print_brackets_when_asymmetric():
     assert format_interval(0.5, [0.45, 0.55]) == "50.00 ± 5.00"
-    assert format_interval(0.5, [0.454, 0.55]) == "50.00 ± 5.00"        # the larger half
+    assert format_interval(0.5, [0.454, 0.55]) == "50.00 ± 5.00"  # the larger half
     assert format_interval(0.5, [0.40, 0.55]) == "50.00 [40.00, 55.00]"
     assert format_interval(0.02, [0.004, 0.105]) == "2.00 [0.40, 10.50]"
     assert format_interval(0.5, None) == "50.00"
@@ -82,19 +92,37 @@ def test_counts_encoding_round_trip():
 
 def _card(attack: str, clean: list[int], adv: list[int], created: str) -> dict:
     """A deterministic result card on four samples."""
-    return {"model": {"name": "m", "sha256": "s", "defense": "vanilla", "arch": "tiny",
-                      "dataset": "digits", "timesteps": 4, "stochastic": False},
-            "attack": {"id": attack, "key": attack, "eps": 0.1, "norm": "Linf", "eot": 1},
-            "eval": {"split": "test", "n": 4, "k_eval": 1, "samples": "abc"}, "seed": 0,
-            "env": {"device": "cpu"}, "created": created,
-            "result": {"robust_acc": float(np.mean(adv)), "ci95": [0.0, 1.0],
-                       "clean_acc": float(np.mean(clean)), "clean_ci95": [0.0, 1.0]},
-            "per_sample": {"clean": encode_counts(np.array(clean)),
-                           "adv": encode_counts(np.array(adv))}}
+    return {
+        "model": {
+            "name": "m",
+            "sha256": "s",
+            "defense": "vanilla",
+            "arch": "tiny",
+            "dataset": "digits",
+            "timesteps": 4,
+            "stochastic": False,
+        },
+        "attack": {"id": attack, "key": attack, "eps": 0.1, "norm": "Linf", "eot": 1},
+        "eval": {"split": "test", "n": 4, "k_eval": 1, "samples": "abc"},
+        "seed": 0,
+        "env": {"device": "cpu"},
+        "created": created,
+        "result": {
+            "robust_acc": float(np.mean(adv)),
+            "ci95": [0.0, 1.0],
+            "clean_acc": float(np.mean(clean)),
+            "clean_ci95": [0.0, 1.0],
+        },
+        "per_sample": {
+            "clean": encode_counts(np.array(clean)),
+            "adv": encode_counts(np.array(adv)),
+        },
+    }
 
 
 def test_the_leaderboard_headline_is_per_sample_not_the_lowest_column():
     from snnbench.report import build_leaderboard
+
     a = _card("fgsm", [1, 1, 1, 1], [0, 1, 1, 1], "1")
     b = _card("pgd10", [1, 1, 1, 1], [1, 0, 1, 1], "2")
     (row,) = build_leaderboard([a, b]).rows
@@ -104,13 +132,14 @@ def test_the_leaderboard_headline_is_per_sample_not_the_lowest_column():
 
 def test_a_run_with_another_setting_is_another_row():
     from snnbench.report import build_leaderboard
+
     main = [_card("fgsm", [1] * 4, [0, 1, 1, 1], "1"), _card("pgd10", [1] * 4, [0, 0, 1, 1], "2")]
     explore = _card("pgd10", [1] * 4, [1, 1, 1, 1], "3")
     explore["seed"] = 3
     board = build_leaderboard([*main, explore])
     assert len(board.rows) == 2 and len(board.tables()) == 2
     first, second = board.rows
-    assert first["attacks"]["pgd10"]["robust_acc"] == 0.5          # not replaced by the newer run
+    assert first["attacks"]["pgd10"]["robust_acc"] == 0.5  # not replaced by the newer run
     assert set(first["attacks"]) == {"fgsm", "pgd10"} and set(second["attacks"]) == {"pgd10"}
     assert second["setting"]["seed"] == 3
 
@@ -119,6 +148,7 @@ def test_the_csv_starts_with_its_header():
     import io
     import pandas as pd
     from snnbench.report import build_leaderboard, render_csv
+
     board = build_leaderboard([_card("fgsm", [1] * 4, [0, 1, 1, 1], "1")])
     table = pd.read_csv(io.StringIO(render_csv(board)))
     assert list(table.columns[:3]) == ["model", "headline", "headline_low"]

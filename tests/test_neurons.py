@@ -1,4 +1,5 @@
 """Neurons and surrogates (defenses.md sections 1 and 2.1)."""
+
 from __future__ import annotations
 
 import math
@@ -11,7 +12,9 @@ from snnbench.neurons import LIF, SURROGATES, Surrogate, grad_mode, spike
 from snnbench.errors import SnnbenchError
 
 
-def run_lif(config: NeuronConfig, current: torch.Tensor, record: bool = True) -> tuple[torch.Tensor, LIF]:
+def run_lif(
+    config: NeuronConfig, current: torch.Tensor, record: bool = True
+) -> tuple[torch.Tensor, LIF]:
     timesteps = current.shape[0]
     neuron = LIF(config, timesteps)
     neuron.record_potentials = record
@@ -109,6 +112,6 @@ def test_bptr_passes_gradient_where_the_neuron_fired():
     fired = own.detach().view(3, 4, 6).amax(0) > 0
     expected = weights * fired.float().expand(3, 4, 6).reshape(12, 6)
     assert torch.equal(grad, expected)
-    assert 0 < fired.float().mean() < 1          # both cases occur in the test
+    assert 0 < fired.float().mean() < 1  # both cases occur in the test
     grad_mode(neuron, "own")
     assert not neuron.rate_backward

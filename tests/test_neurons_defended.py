@@ -1,4 +1,5 @@
 """Defence neurons and the StoG gate (defenses.md sections 2.2 to 2.6)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,9 +13,20 @@ from torch import nn
 from snnbench.archs import ARCHS
 from snnbench.config import TRACKS, NeuronConfig
 from snnbench.errors import SnnbenchError
-from snnbench.neurons import (DLIF, LIF, NEURONS, HetLIF, NoisyLIF, RandHetLIF, StoGGate,
-                              Surrogate, gated_factory, neuron_factory, spiking_neurons,
-                              stochastic_modules)
+from snnbench.neurons import (
+    DLIF,
+    LIF,
+    NEURONS,
+    HetLIF,
+    NoisyLIF,
+    RandHetLIF,
+    StoGGate,
+    Surrogate,
+    gated_factory,
+    neuron_factory,
+    spiking_neurons,
+    stochastic_modules,
+)
 
 TRACK_NAMES = ("tgo", "randhet")
 DRAWS = 100_000
@@ -43,9 +55,14 @@ def assert_same_as_lif(neuron: nn.Module, config: NeuronConfig, current: torch.T
     assert all(torch.equal(a, b) for a, b in zip(neuron.potentials, potentials, strict=True))
 
 
-def charge_residuals(config: NeuronConfig, current: torch.Tensor, spikes: torch.Tensor,
-                     potentials: list, decays: list | None = None,
-                     gains: torch.Tensor | None = None) -> torch.Tensor:
+def charge_residuals(
+    config: NeuronConfig,
+    current: torch.Tensor,
+    spikes: torch.Tensor,
+    potentials: list,
+    decays: list | None = None,
+    gains: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``u_t - (k_t v_{t-1} + drive_t)`` in the track's form, v from the neuron's own u and s."""
     v, residuals = torch.zeros_like(current[0]), []
     for t, u in enumerate(potentials):
@@ -66,6 +83,7 @@ def normal_cdf(x: float) -> float:
 
 
 # ------------------------------------------------------------------------------- Noisy-LIF (2.2)
+
 
 @pytest.mark.parametrize("track", TRACK_NAMES)
 @pytest.mark.parametrize("mode", ["escape", "diffusive"])
@@ -92,14 +110,14 @@ def test_noisy_seeds() -> None:
     neuron, current = NoisyLIF(TRACKS["tgo"], 6, (7,)), currents()
     outputs = [seeded(seed, lambda: run(neuron, current)) for seed in (0, 0, 1)]
     assert torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[0], outputs[2])
-    neuron.eval()   # noise_at_eval = True: still random
+    neuron.eval()  # noise_at_eval = True: still random
     assert not torch.equal(run(neuron, current), run(neuron, current))
 
 
 def test_noisy_noise_at_eval_false() -> None:
     config, current = TRACKS["tgo"], currents()
     neuron = NoisyLIF(config, 6, (7,), noise_at_eval=False)
-    assert not torch.equal(run(neuron, current), run(neuron, current))   # training: noisy
+    assert not torch.equal(run(neuron, current), run(neuron, current))  # training: noisy
     neuron.eval()
     assert_same_as_lif(neuron, config, current)
     assert torch.equal(run(neuron, current), run(neuron, current))
@@ -128,24 +146,32 @@ def test_noisy_escape_records_clean_potentials(track: str) -> None:
         residual = charge_residuals(config, current, spikes, neuron.potentials)
         if mode == "escape":
             assert residual.abs().max() < 1e-12
-        else:   # the noise is part of the recorded potential
+        else:  # the noise is part of the recorded potential
             assert abs(residual.var().item() - 0.4) < 0.15
 
 
 # ------------------------------------------------------------------------------------- Het (2.3)
+
 
 @pytest.mark.parametrize("track", TRACK_NAMES)
 @pytest.mark.parametrize("granularity", ["neuron", "channel", "layer"])
 def test_het_at_init_is_lif(track: str, granularity: str) -> None:
     neuron = HetLIF(TRACKS[track], 6, (7,), granularity=granularity).double()
     assert_same_as_lif(neuron, TRACKS[track], currents())
-    assert_same_as_lif(HetLIF(TRACKS[track], 6, (7,)), TRACKS[track], currents())   # float32 w
+    assert_same_as_lif(HetLIF(TRACKS[track], 6, (7,)), TRACKS[track], currents())  # float32 w
 
 
-@pytest.mark.parametrize("shape, granularity, expected", [
-    ((3, 4, 4), "neuron", (3, 4, 4)), ((3, 4, 4), "channel", (3, 1, 1)), ((3, 4, 4), "layer", ()),
-    ((5,), "neuron", (5,)), ((5,), "channel", (5,)), ((5,), "layer", ()),
-])
+@pytest.mark.parametrize(
+    "shape, granularity, expected",
+    [
+        ((3, 4, 4), "neuron", (3, 4, 4)),
+        ((3, 4, 4), "channel", (3, 1, 1)),
+        ((3, 4, 4), "layer", ()),
+        ((5,), "neuron", (5,)),
+        ((5,), "channel", (5,)),
+        ((5,), "layer", ()),
+    ],
+)
 def test_het_granularity_shapes(shape: tuple, granularity: str, expected: tuple) -> None:
     neuron = HetLIF(TRACKS["tgo"], 2, shape, granularity=granularity)
     assert isinstance(neuron.decay_logit, nn.Parameter) and neuron.decay_logit.shape == expected
@@ -170,6 +196,7 @@ def test_het_learned_decay_enters_charge_and_gets_gradient(track: str) -> None:
 
 # --------------------------------------------------------------------------------- RandHet (2.4)
 
+
 @pytest.mark.parametrize("track", TRACK_NAMES)
 @pytest.mark.parametrize("per_step", [True, False])
 def test_randhet_sigma_zero_is_lif_half(track: str, per_step: bool) -> None:
@@ -191,7 +218,7 @@ def test_randhet_star_holds_decays_over_time_not_across_calls() -> None:
     assert first.shape == (6, 5, 7)
     assert all(torch.equal(first[t], first[0]) for t in range(6))
     assert not torch.equal(first[0], second[0])
-    assert first[0].unique().numel() == first[0].numel()   # per sample and neuron
+    assert first[0].unique().numel() == first[0].numel()  # per sample and neuron
 
 
 def test_randhet_draws_per_step() -> None:
@@ -224,12 +251,15 @@ def test_randhet_seeds_in_train_and_eval(per_step: bool) -> None:
     neuron, current = RandHetLIF(TRACKS["randhet"], 6, (7,), per_step=per_step), currents()
     for training in (True, False):
         neuron.train(training)
-        outputs = [seeded(seed, lambda: run(neuron, current) + torch.stack(neuron.potentials))
-                   for seed in (0, 0, 1)]
+        outputs = [
+            seeded(seed, lambda: run(neuron, current) + torch.stack(neuron.potentials))
+            for seed in (0, 0, 1)
+        ]
         assert torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[0], outputs[2])
 
 
 # ------------------------------------------------------------------------------------ StoG (2.5)
+
 
 def gate_with(rho: torch.Tensor, timesteps: int = 1, **options) -> StoGGate:
     gate = StoGGate(tuple(rho.shape), timesteps, **options).double()
@@ -261,7 +291,9 @@ def test_stog_keep_rate_is_p(rho: float, p: float) -> None:
     assert abs(kept - p) < 3 * math.sqrt(p * (1 - p) / DRAWS)
 
 
-def relaxed_grad(gate: StoGGate, s: torch.Tensor, upstream: torch.Tensor, seed: int) -> torch.Tensor:
+def relaxed_grad(
+    gate: StoGGate, s: torch.Tensor, upstream: torch.Tensor, seed: int
+) -> torch.Tensor:
     """The spec's derivative, recomputed from the same logistic draw."""
     torch.manual_seed(seed)
     u = torch.rand(s.shape, dtype=torch.float64)
@@ -273,10 +305,12 @@ def relaxed_grad(gate: StoGGate, s: torch.Tensor, upstream: torch.Tensor, seed: 
 
 @pytest.mark.parametrize("reduce", ["mean", "sum"])
 @pytest.mark.parametrize("grad_sign, factor", [("reference", -1.0), ("analytic", 1.0)])
-def test_stog_rho_gradient_is_the_relaxed_derivative_times_the_sign(reduce: str, grad_sign: str,
-                                                                     factor: float) -> None:
-    gate = gate_with(torch.tensor([0.2, 0.5, 0.9]), timesteps=4, grad_reduce=reduce,
-                     grad_sign=grad_sign)
+def test_stog_rho_gradient_is_the_relaxed_derivative_times_the_sign(
+    reduce: str, grad_sign: str, factor: float
+) -> None:
+    gate = gate_with(
+        torch.tensor([0.2, 0.5, 0.9]), timesteps=4, grad_reduce=reduce, grad_sign=grad_sign
+    )
     s = (torch.rand(4 * 50, 3, dtype=torch.float64) < 0.7).double()
     for sign in (1.0, -1.0):
         upstream = sign * torch.rand(4 * 50, 3, dtype=torch.float64)
@@ -303,8 +337,8 @@ def test_stog_no_rho_gradient_at_or_outside_the_clamp() -> None:
     out = gate(torch.ones(2 * 1000, 5, dtype=torch.float64))
     (grad,) = torch.autograd.grad(out.sum(), gate.rho)
     assert torch.isfinite(grad).all()
-    assert not grad[:4].any() and grad[4] < 0     # the reference sign: -dm/dp
-    assert out[:, 2:4].eq(1).all()   # p = 1: every spike passes
+    assert not grad[:4].any() and grad[4] < 0  # the reference sign: -dm/dp
+    assert out[:, 2:4].eq(1).all()  # p = 1: every spike passes
 
 
 def test_stog_random_in_eval_and_per_step() -> None:
@@ -312,7 +346,7 @@ def test_stog_random_in_eval_and_per_step() -> None:
     s = torch.ones(4 * 3, 8, dtype=torch.float64)
     first, second = gate(s), gate(s)
     assert not torch.equal(first, second)
-    assert len({tuple(row.tolist()) for row in first}) > 1   # rows: steps and samples
+    assert len({tuple(row.tolist()) for row in first}) > 1  # rows: steps and samples
     assert gate.stochastic
 
 
@@ -332,6 +366,7 @@ def test_gated_factory_on_tiny_arch() -> None:
 
 # ------------------------------------------------------------------------------------ DLIF (2.6)
 
+
 @pytest.mark.parametrize("track", TRACK_NAMES)
 def test_dlif_unit_gain_is_lif(track: str) -> None:
     assert_same_as_lif(DLIF(TRACKS[track], 6, (7,)).double(), TRACKS[track], currents())
@@ -343,8 +378,9 @@ def test_dlif_decay_option(track: str) -> None:
     slow = dataclasses.replace(TRACKS[track], decay=0.99)
     neuron = DLIF(TRACKS[track], 6, (7,), decay=0.99)
     assert_same_as_lif(neuron, slow, currents())
-    assert not torch.equal(torch.stack(neuron.potentials),
-                           torch.stack(lif_reference(TRACKS[track], currents())[1]))
+    assert not torch.equal(
+        torch.stack(neuron.potentials), torch.stack(lif_reference(TRACKS[track], currents())[1])
+    )
 
 
 @pytest.mark.parametrize("track", TRACK_NAMES)
@@ -355,15 +391,19 @@ def test_dlif_gain_enters_charge_and_gets_gradient(track: str) -> None:
         neuron.input_gain.copy_(torch.tensor([2.0, 0.5, 1.0, 1.5, 0.8, 1.2]))
     neuron.record_currents = True
     spikes = run(neuron, current)
-    assert torch.equal(torch.stack(neuron.currents), current)   # raw I_t, before the gain
+    assert torch.equal(torch.stack(neuron.currents), current)  # raw I_t, before the gain
     gains = neuron.input_gain.detach()
-    assert charge_residuals(config, current, spikes, neuron.potentials, gains=gains).abs().max() < 1e-12
+    assert (
+        charge_residuals(config, current, spikes, neuron.potentials, gains=gains).abs().max()
+        < 1e-12
+    )
     spikes.sum().backward()
     assert neuron.input_gain.grad.shape == (6,)
     assert neuron.input_gain.grad.abs().sum() > 0
 
 
 # ----------------------------------------------------------------------------- every neuron
+
 
 @pytest.mark.parametrize("name", NEURONS.names())
 @pytest.mark.parametrize("shape", [(3, 4, 4), (5,)])
@@ -381,21 +421,35 @@ def test_every_neuron_builds_runs_and_spikes(name: str, shape: tuple) -> None:
 
 def test_stochastic_modules() -> None:
     config = TRACKS["tgo"]
-    expected = {LIF(config, 4): False, HetLIF(config, 4): False, DLIF(config, 4): False,
-                NoisyLIF(config, 4): True, NoisyLIF(config, 4, noise_at_eval=False): False,
-                NoisyLIF(config, 4, noise_var=0.0): False, RandHetLIF(config, 4): True,
-                RandHetLIF(config, 4, sigma=0.0): False, StoGGate((2,), 4): True}
+    expected = {
+        LIF(config, 4): False,
+        HetLIF(config, 4): False,
+        DLIF(config, 4): False,
+        NoisyLIF(config, 4): True,
+        NoisyLIF(config, 4, noise_at_eval=False): False,
+        NoisyLIF(config, 4, noise_var=0.0): False,
+        RandHetLIF(config, 4): True,
+        RandHetLIF(config, 4, sigma=0.0): False,
+        StoGGate((2,), 4): True,
+    }
     for module, stochastic in expected.items():
         assert (stochastic_modules(nn.Sequential(module)) == [module]) is stochastic
 
 
-@pytest.mark.parametrize("build", [
-    lambda c: NoisyLIF(c, 4, noise_var=-0.1), lambda c: NoisyLIF(c, 4, mode="escpae"),
-    lambda c: HetLIF(c, 2, (5,), granularity="synapse"), lambda c: HetLIF(c, 2, (), granularity="channel"),
-    lambda c: RandHetLIF(c, 4, sigma=-1.0), lambda c: DLIF(c, 6, decay=1.5),
-    lambda c: StoGGate((3,), 2, grad_reduce="max"), lambda c: StoGGate((3,), 2, temperature=0.0),
-    lambda c: StoGGate((3,), 2)(torch.ones(4, 5)),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda c: NoisyLIF(c, 4, noise_var=-0.1),
+        lambda c: NoisyLIF(c, 4, mode="escpae"),
+        lambda c: HetLIF(c, 2, (5,), granularity="synapse"),
+        lambda c: HetLIF(c, 2, (), granularity="channel"),
+        lambda c: RandHetLIF(c, 4, sigma=-1.0),
+        lambda c: DLIF(c, 6, decay=1.5),
+        lambda c: StoGGate((3,), 2, grad_reduce="max"),
+        lambda c: StoGGate((3,), 2, temperature=0.0),
+        lambda c: StoGGate((3,), 2)(torch.ones(4, 5)),
+    ],
+)
 def test_bad_options_are_one_line_errors(build) -> None:
     with pytest.raises(SnnbenchError) as error:
         build(TRACKS["tgo"])

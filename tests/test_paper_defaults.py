@@ -3,6 +3,7 @@ source: TGO's membrane term (the paper's text), StoG's gradient sign (the refere
 ``inhibition_module``), DLIF's decay and unclipped noise (the paper and stable-snn), SR's step in
 normalised units (the reference code) and BatchNorm's mode while crafting training examples
 (each track's reference code)."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,8 +35,8 @@ def test_tgo_default_is_the_papers_average_quadratic_penalty():
     settings = default_settings("tgo", "tgo")
     assert settings["tgo.mc_power"] == 2 and settings["tgo.mc_layer_reduce"] == "mean"
     # hinge max(0, 0.5 - |u - 1|): layer 1 (0.3, 0.3 | 0.5, 0), layer 2 (0.1 | 0.4)
-    c1 = (0.3 ** 2 + 0.3 ** 2 + 0.5 ** 2 + 0.0) / (2 * 2)       # 1/(T N_1)
-    c2 = (0.1 ** 2 + 0.4 ** 2) / (2 * 1)                        # 1/(T N_2)
+    c1 = (0.3**2 + 0.3**2 + 0.5**2 + 0.0) / (2 * 2)  # 1/(T N_1)
+    c2 = (0.1**2 + 0.4**2) / (2 * 1)  # 1/(T N_2)
     assert float(membrane_constraint(hand_potentials(), 1.0, 0.5)) == pytest.approx((c1 + c2) / 2)
     # the secondary reading (plain hinge, summed over layers) stays a setting
     plain = (0.3 + 0.3 + 0.5) / 4 + (0.1 + 0.4) / 2
@@ -56,8 +57,10 @@ def model_and_defense(defense: str, track: str = "tgo", **settings):
 
 def test_tgo_model_uses_the_default_term():
     _, defense = model_and_defense("tgo")
-    assert (defense.members[0].settings.mc_power, defense.members[0].settings.mc_layer_reduce) == \
-        (2, "mean")
+    assert (defense.members[0].settings.mc_power, defense.members[0].settings.mc_layer_reduce) == (
+        2,
+        "mean",
+    )
 
 
 # ---- StoG: the sign of rho's gradient is the reference's
@@ -73,7 +76,7 @@ def test_stog_gradient_sign_against_a_finite_difference_of_the_reference_estimat
         alpha, exp_l = q / (1 - q + eps), uniform / (1 - uniform + eps)
         return torch.sigmoid((torch.log(alpha) + torch.log(exp_l)) / tau)
 
-    slope = ((relaxed(p + h) - relaxed(p - h)) / (2 * h)).mean(0)     # > 0: dsigma/dp
+    slope = ((relaxed(p + h) - relaxed(p - h)) / (2 * h)).mean(0)  # > 0: dsigma/dp
     assert (slope > 0).all()
     for sign, expected in (("reference", -slope), ("analytic", slope)):
         q = p.clone().requires_grad_(True)
@@ -137,15 +140,24 @@ def test_sr_step_is_taken_in_normalised_units(space, std_power):
     f = torch.sigmoid(logits.gather(1, y[:, None]) - logits.gather(1, runner_up[:, None]))
     (g,) = torch.autograd.grad(f.sum(), xg)
     # d f / d x_normalised = std * d f / d x_pixel
-    expected = ((std ** std_power * g).flatten(1).abs().sum(1) ** 2).mean()
-    assert float(term.detach()) == pytest.approx(float(expected), rel=1e-2)   # float32 logits
+    expected = ((std**std_power * g).flatten(1).abs().sum(1) ** 2).mean()
+    assert float(term.detach()) == pytest.approx(float(expected), rel=1e-2)  # float32 logits
 
 
 # ---- BatchNorm while crafting training examples: each track's reference code
-@pytest.mark.parametrize("defense, track, mode", [
-    ("at", "tgo", "eval"), ("rat", "pku", "eval"), ("dlif+at", "pku", "eval"),
-    ("at", "randhet", "train"), ("rat", "randhet", "train"), ("randhet+at", "randhet", "train"),
-    ("stog+at", "tgo", "train"), ("stog+rat", "pku", "train")])
+@pytest.mark.parametrize(
+    "defense, track, mode",
+    [
+        ("at", "tgo", "eval"),
+        ("rat", "pku", "eval"),
+        ("dlif+at", "pku", "eval"),
+        ("at", "randhet", "train"),
+        ("rat", "randhet", "train"),
+        ("randhet+at", "randhet", "train"),
+        ("stog+at", "tgo", "train"),
+        ("stog+rat", "pku", "train"),
+    ],
+)
 def test_bn_mode_while_crafting_follows_the_reference(defense, track, mode):
     assert default_settings(defense, track)["attack.train.bn_mode"] == mode
     generator = create_defense(defense, track=track)._of("generator")

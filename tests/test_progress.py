@@ -1,5 +1,6 @@
 """Progress a person can watch: start events before the work, a bounded screen, and a real
 pseudo-terminal run that shows a moving bar and ends with a summary."""
+
 from __future__ import annotations
 
 import fcntl
@@ -50,13 +51,17 @@ class Recorder:
 
 def test_training_announces_its_images_before_the_first_batch(tmp_path):
     with progress.listen(Recorder()) as seen:
-        train_model(ModelConfig("vanilla", "tiny", "digits", 2), TrainConfig(epochs=2),
-                    home=tmp_path, device="cpu")
+        train_model(
+            ModelConfig("vanilla", "tiny", "digits", 2),
+            TrainConfig(epochs=2),
+            home=tmp_path,
+            device="cpu",
+        )
     events = seen.of("train vanilla-tiny-digits")
     assert events[0] == ("start", "train vanilla-tiny-digits", 0, 2 * 1437, "images")
     assert events[-1][0] == "finish" and events[-1][2] == 2 * 1437
     done = [e[2] for e in events if e[0] == "advance"]
-    assert done == sorted(done) and len(set(done)) > 4      # batches, not only epochs
+    assert done == sorted(done) and len(set(done)) > 4  # batches, not only epochs
     assert ("status", "loading digits train") in seen.events
 
 
@@ -67,13 +72,17 @@ def test_an_attack_run_starts_at_zero_and_advances_per_chunk(home):
     assert events[0] == ("start", "fgsm on vanilla-tiny-digits", 0, 200, "samples")
     done = [e[2] for e in events if e[0] == "advance"]
     assert done == sorted(done) and {50, 100, 150, 200} <= set(done)
-    assert any(d % 50 for d in done)      # within a chunk: after its attacked batch
+    assert any(d % 50 for d in done)  # within a chunk: after its attacked batch
     assert events[-1] == ("finish", "fgsm on vanilla-tiny-digits", 200, 200, "samples")
     api.attack(home=home, attacks=["pgd10"], n=200, chunk_size=50, max_chunks=1, device="cpu")
-    with progress.listen(Recorder()) as again:      # a rerun: stored chunks count as done
+    with progress.listen(Recorder()) as again:  # a rerun: stored chunks count as done
         api.attack(home=home, attacks=["fgsm", "pgd10"], n=200, chunk_size=50, device="cpu")
-    assert again.of("fgsm on vanilla-tiny-digits") == []          # all stored: nothing to show
-    assert again.of("pgd10 on vanilla-tiny-digits")[0][:3] == ("start", "pgd10 on vanilla-tiny-digits", 50)
+    assert again.of("fgsm on vanilla-tiny-digits") == []  # all stored: nothing to show
+    assert again.of("pgd10 on vanilla-tiny-digits")[0][:3] == (
+        "start",
+        "pgd10 on vanilla-tiny-digits",
+        50,
+    )
 
 
 def test_checks_count_each_probe_check(home):
@@ -88,7 +97,7 @@ def test_the_live_screen_stays_bounded_after_many_tasks():
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=100, height=40)
     display = progress.LiveDisplay(console, keep=8)
-    with progress.listen(display):                  # events only, no live thread
+    with progress.listen(display):  # events only, no live thread
         for i in range(100):
             progress.begin(f"attack {i} on model", 360, "samples").end()
         running = progress.begin("train model", 1000, "images")
@@ -118,13 +127,13 @@ def test_plain_log_prints_finished_tasks_and_slow_steps_only():
     buffer = io.StringIO()
     log = progress.PlainLog(Console(file=buffer, width=200), slow_s=0.2)
     with progress.listen(log):
-        progress.status("loading digits train")          # quick: no line
+        progress.status("loading digits train")  # quick: no line
         for _ in range(3):
-            progress.status("loading digits test")       # slow, and named once
+            progress.status("loading digits test")  # slow, and named once
             time.sleep(0.5)
         with progress.task("fgsm on m", 2, "samples") as bar:
             bar.advance(2)
-        progress.status("loading cifar10 train")         # ends in an error: no line
+        progress.status("loading cifar10 train")  # ends in an error: no line
         log.close()
     lines = buffer.getvalue().splitlines()
     assert lines[0] == "… loading digits test" and len(lines) == 2, lines
@@ -135,12 +144,23 @@ def run_in_pty(args: list[str], rows: int = 40, cols: int = 110, timeout: float 
     """The raw output of ``python -m snnbench.cli ARGS`` on a pseudo-terminal of ROWS x COLS."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(REPO),
-           "COLUMNS": str(cols), "LINES": str(rows)}
+    env = {
+        **os.environ,
+        "TERM": "xterm-256color",
+        "PYTHONPATH": str(REPO),
+        "COLUMNS": str(cols),
+        "LINES": str(rows),
+    }
     for key in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         env.pop(key, None)
-    process = subprocess.Popen([sys.executable, "-m", "snnbench.cli", *args], stdin=follower,
-                               stdout=follower, stderr=follower, env=env, close_fds=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "snnbench.cli", *args],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        close_fds=True,
+    )
     os.close(follower)
     chunks, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -148,7 +168,7 @@ def run_in_pty(args: list[str], rows: int = 40, cols: int = 110, timeout: float 
         if ready:
             try:
                 data = os.read(leader, 65536)
-            except OSError:          # the child closed the terminal
+            except OSError:  # the child closed the terminal
                 break
             if not data:
                 break
@@ -162,13 +182,26 @@ def run_in_pty(args: list[str], rows: int = 40, cols: int = 110, timeout: float 
 
 
 def test_attack_on_a_40_row_terminal_shows_a_moving_bar_and_ends_with_a_summary(home):
-    raw = run_in_pty(["attack", "--attacks", "fgsm,apgd-ce", "--n", "120", "--chunk-size", "30",
-                      "--home", str(home), "--device", "cpu"])
+    raw = run_in_pty(
+        [
+            "attack",
+            "--attacks",
+            "fgsm,apgd-ce",
+            "--n",
+            "120",
+            "--chunk-size",
+            "30",
+            "--home",
+            str(home),
+            "--device",
+            "cpu",
+        ]
+    )
     screen = ANSI.sub("", raw)
     counts = [(int(a), int(b)) for a, b in re.findall(r"(\d+)/(\d+) samples", screen)]
     assert any(done < total for done, total in counts), screen[-3000:]
     assert any(done == total == 120 for done, total in counts), screen[-3000:]
-    assert re.search(r" \d+(\.\d+)?/s +eta \d+:\d\d", screen), screen[-3000:]   # rate, ETA
+    assert re.search(r" \d+(\.\d+)?/s +eta \d+:\d\d", screen), screen[-3000:]  # rate, ETA
     assert re.search(r"done in [\d.]+ s: 2 attack result\(s\) on 1 model\(s\)", screen)
     assert "next: snnbench report" in screen
 
@@ -176,6 +209,7 @@ def test_attack_on_a_40_row_terminal_shows_a_moving_bar_and_ends_with_a_summary(
 def test_unpacking_and_decoding_cifar10_say_what_they_do(tmp_path, monkeypatch):
     from PIL import Image
     from snnbench.data import CIFAR10_CLASSES, load_dataset
+
     monkeypatch.setenv("SNNBENCH_CACHE", str(tmp_path / "cache"))
     build = tmp_path / "build" / "cifar10-jpeg" / "test"
     for name in CIFAR10_CLASSES:
@@ -197,11 +231,12 @@ def test_unpacking_and_decoding_cifar10_say_what_they_do(tmp_path, monkeypatch):
 def test_check_prints_a_summary_and_writes_every_detail_to_a_file(home):
     from typer.testing import CliRunner
     from snnbench.cli import app
+
     args = ["check", "--home", str(home), "--n", "20", "--checks", "C02,C03,C07,C09"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "vanilla-tiny-digits" in result.stdout and "next: snnbench report" in result.stdout
-    assert "||grad_x L||_1" not in result.stdout          # C07 detail: in the file only
+    assert "||grad_x L||_1" not in result.stdout  # C07 detail: in the file only
     details = (home / "checks.txt").read_text()
     assert all(check in details for check in ("C02", "C03", "C07", "C09"))
     assert "||grad_x L||_1 = 0" in details

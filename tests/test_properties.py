@@ -1,5 +1,6 @@
 """Property tests (hypothesis): parsers of user input raise SnnbenchError or nothing, and the
 results store holds exactly its committed chunks whatever happens mid-transaction."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -33,6 +34,7 @@ def only_snnbench_errors(fn, *args):
 
 # ------------------------------------------------------------------------------------- eps
 
+
 @SMALL
 @given(st.integers(0, GREY_LEVELS))
 def test_eps_grey_levels_round_trip(levels):
@@ -49,8 +51,12 @@ def test_eps_numbers_round_trip(eps):
 
 
 @SMALL
-@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True).filter(lambda v: not 0 <= v <= 1),
-                 st.integers().filter(lambda v: v not in (0, 1))))
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True).filter(lambda v: not 0 <= v <= 1),
+        st.integers().filter(lambda v: v not in (0, 1)),
+    )
+)
 def test_eps_out_of_range_is_refused(value):
     for given_value in (value, str(value)):
         with pytest.raises(SnnbenchError):
@@ -65,6 +71,7 @@ def test_eps_garbage_is_refused_or_in_range(text):
 
 
 # ------------------------------------------------------------------------------------- defences
+
 
 def _by_slot(slot: str) -> list[str]:
     return [n for n in DEFENSES.names() if DEFENSES.get(n).slot == slot]
@@ -90,9 +97,14 @@ def test_valid_defense_combinations_parse_to_a_canonical_order(members, case):
 
 
 @SMALL
-@given(st.one_of(st.text(max_size=20),
-                 st.lists(st.sampled_from([*DEFENSES.names(), "", " ", "tgp", "+"]), max_size=4)
-                 .map("+".join)))
+@given(
+    st.one_of(
+        st.text(max_size=20),
+        st.lists(st.sampled_from([*DEFENSES.names(), "", " ", "tgp", "+"]), max_size=4).map(
+            "+".join
+        ),
+    )
+)
 def test_defense_garbage_is_refused_with_snnbench_errors_only(text):
     parsed = only_snnbench_errors(parse_defense, text)
     assert parsed is None or all(name in DEFENSES for name in parsed)
@@ -100,20 +112,56 @@ def test_defense_garbage_is_refused_with_snnbench_errors_only(text):
 
 # ------------------------------------------------------------------------------------- recipes
 
-toml_scalars = st.one_of(st.booleans(), st.integers(-3, 300), st.floats(allow_nan=False),
-                         st.text(max_size=8), st.sampled_from(["8/255", "digits", "vanilla", "tgo"]))
-toml_values = st.recursive(toml_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-    max_leaves=8)
-recipe_keys = st.sampled_from(["name", "dataset", "eps", "norm", "attacks", "n", "k_eval", "seed",
-                               "train", "models", "layouts", "arch", "timesteps", "track", "eot",
-                               "epochs", "defense", "settings", "lr", "batch_size"])
+toml_scalars = st.one_of(
+    st.booleans(),
+    st.integers(-3, 300),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+    st.sampled_from(["8/255", "digits", "vanilla", "tgo"]),
+)
+toml_values = st.recursive(
+    toml_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+recipe_keys = st.sampled_from(
+    [
+        "name",
+        "dataset",
+        "eps",
+        "norm",
+        "attacks",
+        "n",
+        "k_eval",
+        "seed",
+        "train",
+        "models",
+        "layouts",
+        "arch",
+        "timesteps",
+        "track",
+        "eot",
+        "epochs",
+        "defense",
+        "settings",
+        "lr",
+        "batch_size",
+    ]
+)
 model_tables = st.dictionaries(recipe_keys, toml_values, max_size=4)
 recipes = st.fixed_dictionaries(
     {"dataset": st.sampled_from(["digits", "cifar10", 3])},
-    optional={"models": st.lists(st.one_of(model_tables, toml_values), max_size=3),
-              "train": st.one_of(st.dictionaries(recipe_keys, toml_values, max_size=3), toml_values),
-              "eps": toml_values, "seed": toml_values, "attacks": toml_values, "k_eval": toml_values})
+    optional={
+        "models": st.lists(st.one_of(model_tables, toml_values), max_size=3),
+        "train": st.one_of(st.dictionaries(recipe_keys, toml_values, max_size=3), toml_values),
+        "eps": toml_values,
+        "seed": toml_values,
+        "attacks": toml_values,
+        "k_eval": toml_values,
+    },
+)
 
 
 @SMALL
@@ -126,14 +174,20 @@ VALID = 'dataset = "digits"\nseed = 0\n[train]\nepochs = 2\n[[models]]\ndefense 
 
 
 @SMALL
-@given(st.one_of(st.text(max_size=80),
-                 st.tuples(st.integers(0, len(VALID)), st.text(max_size=10))
-                 .map(lambda cut: VALID[:cut[0]] + cut[1] + VALID[cut[0]:])))
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.tuples(st.integers(0, len(VALID)), st.text(max_size=10)).map(
+            lambda cut: VALID[: cut[0]] + cut[1] + VALID[cut[0] :]
+        ),
+    )
+)
 def test_recipe_text_parses_or_raises_snnbench_errors(text):
     only_snnbench_errors(parse_recipe_text, text, "fuzz.toml")
 
 
 # ------------------------------------------------------------------------------------- --set
+
 
 @SMALL
 @given(st.text(max_size=20))
@@ -153,17 +207,24 @@ def test_coerce_gives_the_default_type_or_a_snnbench_error(default, value):
 
 # ------------------------------------------------------------------------------------- store
 
+
 class Boom(Exception):
     """A failure inside a transaction."""
 
 
-ops = st.lists(st.tuples(st.sampled_from(["put", "claim", "release", "card", "fail", "abandon",
-                                          "reopen"]), st.integers(0, 4)), max_size=25)
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "claim", "release", "card", "fail", "abandon", "reopen"]),
+        st.integers(0, 4),
+    ),
+    max_size=25,
+)
 
 
 def _chunk(index: int, env: dict | None = None) -> Chunk:
-    return Chunk(index, np.array([1, 0, 1], np.uint8), np.array([1, 0, 0], np.uint8), 1,
-                 seed=index, env=env)
+    return Chunk(
+        index, np.array([1, 0, 1], np.uint8), np.array([1, 0, 0], np.uint8), 1, seed=index, env=env
+    )
 
 
 @SMALL
@@ -184,15 +245,18 @@ def test_store_holds_exactly_the_committed_chunks(sequence):
             elif op == "card":
                 store.put_card("m", f"k{i}", {"index": i})
                 cards.add(f"k{i}")
-            elif op == "fail":      # an error inside put_chunk's transaction: rolled back
+            elif op == "fail":  # an error inside put_chunk's transaction: rolled back
                 with pytest.raises(TypeError):
                     store.put_chunk("m", "k", _chunk(i, env={"bad": object()}))
-            elif op == "abandon":   # a process killed between its write and its commit
+            elif op == "abandon":  # a process killed between its write and its commit
                 raw = sqlite3.connect(path, isolation_level=None)
                 raw.execute("BEGIN IMMEDIATE")
-                raw.execute("INSERT OR REPLACE INTO chunks SELECT model_sha, attack_key, ?, n, "
-                            "k_eval, clean, adv, seconds, grad_evals, batch_size, seed, env, "
-                            "created, adv_select, origin FROM chunks LIMIT 1", (i + 100,))
+                raw.execute(
+                    "INSERT OR REPLACE INTO chunks SELECT model_sha, attack_key, ?, n, "
+                    "k_eval, clean, adv, seconds, grad_evals, batch_size, seed, env, "
+                    "created, adv_select, origin FROM chunks LIMIT 1",
+                    (i + 100,),
+                )
                 raw.close()
             else:
                 store.close()

@@ -3,6 +3,7 @@
 One local Ray (2 CPUs, no dashboard) serves the whole module. Workers import this checkout's
 ``snnbench`` (Ray puts the driver's working directory on their path).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -14,13 +15,12 @@ from typer.testing import CliRunner
 
 ray = pytest.importorskip("ray")
 
-import snnbench  # noqa: E402
 from snnbench import api, executors  # noqa: E402
 from snnbench.cli import app  # noqa: E402
 from snnbench.errors import SnnbenchError  # noqa: E402
 
 ATTACKS = ["fgsm", "pgd10"]
-ARGS = dict(attacks=ATTACKS, n=60, chunk_size=25, device="cpu")   # 3 chunks: 25, 25, 10
+ARGS = dict(attacks=ATTACKS, n=60, chunk_size=25, device="cpu")  # 3 chunks: 25, 25, 10
 MODELS = ("vanilla-tiny-digits", "randhet-tiny-digits")
 CHUNKS = len(MODELS) * len(ATTACKS) * 3
 
@@ -33,9 +33,14 @@ def armed(tmp_path_factory):
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray(armed):
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
-             runtime_env=executors.runtime_env({executors.FAULT_ENV: str(armed),
-                                                "SNNBENCH_THREADS": "1"}))
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="ERROR",
+        runtime_env=executors.runtime_env(
+            {executors.FAULT_ENV: str(armed), "SNNBENCH_THREADS": "1"}
+        ),
+    )
     yield
     ray.shutdown()
 
@@ -49,8 +54,10 @@ def both(home, stochastic_home):
 
 def comparable(cards):
     """Everything of the cards but where and when they were computed."""
-    return sorted(({k: v for k, v in card.items() if k not in ("timing", "created")}
-                   for card in cards), key=lambda c: (c["model"]["name"], c["attack"]["key"]))
+    return sorted(
+        ({k: v for k, v in card.items() if k not in ("timing", "created")} for card in cards),
+        key=lambda c: (c["model"]["name"], c["attack"]["key"]),
+    )
 
 
 def stored(home):
@@ -61,12 +68,13 @@ def stored(home):
 def test_workers_import_the_drivers_snnbench():
     """Workers run the driver's package, not another copy on their path (such as a source
     checkout in the working directory of a driver that imports an installed snnbench)."""
+
     def digest() -> str:
         import hashlib
         import importlib
         from pathlib import Path
 
-        module = importlib.import_module("snnbench.evaluate")   # not the evaluate() function
+        module = importlib.import_module("snnbench.evaluate")  # not the evaluate() function
         return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()
 
     assert ray.get(ray.remote(digest).remote()) == digest()
@@ -90,7 +98,7 @@ def test_ray_matches_local_for_the_same_seed(both, tmp_path, threads):
     assert len(remote) == len(MODELS) * len(args["attacks"])
     assert comparable(remote) == comparable(local)
     assert len(stored(both)) == CHUNKS // len(ATTACKS) * len(args["attacks"])
-    assert api.attack(home=both, executor="ray", **args) == remote     # all stored: nothing runs
+    assert api.attack(home=both, executor="ray", **args) == remote  # all stored: nothing runs
 
 
 @pytest.mark.parametrize("per_attack_full", [False, True], ids=["chained", "derived"])
@@ -100,6 +108,7 @@ def test_cascade_chains_chunks_on_ray_like_local(home, tmp_path, per_attack_full
     from snnbench.data import load_dataset
     from snnbench.evaluate import EvalConfig, ModelInfo, run_attacks
     import torch
+
     local_home = tmp_path / "local"
     shutil.copytree(home, local_home)
     card = load_card(MODELS[0], home)
@@ -107,12 +116,23 @@ def test_cascade_chains_chunks_on_ray_like_local(home, tmp_path, per_attack_full
     attacks = [create_attack(a, 32 / 255) for a in ATTACKS]
     x, y = load_dataset("digits", "test")
     with api.open_store(local_home) as store:
-        local = run_attacks(load(MODELS[0], home), info, attacks, x, y, store, config,
-                            torch.device("cpu"), cascade=True, per_attack_full=per_attack_full)
+        local = run_attacks(
+            load(MODELS[0], home),
+            info,
+            attacks,
+            x,
+            y,
+            store,
+            config,
+            torch.device("cpu"),
+            cascade=True,
+            per_attack_full=per_attack_full,
+        )
     job = executors.Job(str(home / "models" / MODELS[0]), info, config, "cpu", None, str(home))
     with api.open_store(home) as store:
-        remote, failed = executors.run_ray(ray, job, attacks, store, cascade=True,
-                                           per_attack_full=per_attack_full)
+        remote, failed = executors.run_ray(
+            ray, job, attacks, store, cascade=True, per_attack_full=per_attack_full
+        )
     cascade = [c["eval"]["cascade"]["position"] for c in remote if "cascade" in c["eval"]]
     assert failed == [] and cascade == [1, 2] and len(remote) == 2 + 2 * per_attack_full
     assert comparable(remote) == comparable(local)
@@ -124,16 +144,32 @@ def test_a_killed_worker_is_retried_and_each_chunk_stored_once(home, tmp_path, a
     args = {**ARGS, "attacks": ["pgd10"]}
     armed.write_text("1")
     cards = api.attack(home=home, executor="ray", **args)
-    assert not armed.exists()                      # a worker took chunk 1 and died
+    assert not armed.exists()  # a worker took chunk 1 and died
     rows = stored(home)
     assert sorted(r[2] for r in rows) == [0, 1, 2] and len(set(rows)) == len(rows)
     assert comparable(cards) == comparable(api.attack(home=fresh, **args))
 
 
 def test_attack_cli_with_the_ray_executor(home):
-    result = CliRunner().invoke(app, ["attack", "--attacks", "fgsm", "--n", "50", "--chunk-size",
-                                      "25", "--executor", "ray", "--home", str(home),
-                                      "--device", "cpu", "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "attack",
+            "--attacks",
+            "fgsm",
+            "--n",
+            "50",
+            "--chunk-size",
+            "25",
+            "--executor",
+            "ray",
+            "--home",
+            str(home),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "fgsm" in result.output and len(stored(home)) == 2
 
@@ -161,18 +197,25 @@ defense = "randhet"
 
 def test_run_trains_and_attacks_on_ray_like_local(tmp_path):
     (tmp_path / "tiny-ray.toml").write_text(RECIPE)
-    runs = {kind: api.run(str(tmp_path / "tiny-ray.toml"), home=tmp_path / kind,
-                          out=tmp_path / f"{kind}-boards", device="cpu", executor=kind)
-            for kind in ("local", "ray")}
-    assert [t.card["weights_sha256"] for t in runs["ray"].trained] == \
-        [t.card["weights_sha256"] for t in runs["local"].trained]
+    runs = {
+        kind: api.run(
+            str(tmp_path / "tiny-ray.toml"),
+            home=tmp_path / kind,
+            out=tmp_path / f"{kind}-boards",
+            device="cpu",
+            executor=kind,
+        )
+        for kind in ("local", "ray")
+    }
+    assert [t.card["weights_sha256"] for t in runs["ray"].trained] == [
+        t.card["weights_sha256"] for t in runs["local"].trained
+    ]
     assert comparable(runs["ray"].cards) == comparable(runs["local"].cards)
     assert (tmp_path / "ray-boards" / "tiny-ray.md").is_file()
 
 
-def test_a_chunk_that_keeps_failing_is_reported_and_the_rerun_finishes_it(home, armed,
-                                                                          monkeypatch):
-    monkeypatch.setattr(executors, "MAX_RETRIES", 0)     # the first death is final
+def test_a_chunk_that_keeps_failing_is_reported_and_the_rerun_finishes_it(home, armed, monkeypatch):
+    monkeypatch.setattr(executors, "MAX_RETRIES", 0)  # the first death is final
     args = {**ARGS, "attacks": ["fgsm"]}
     armed.write_text("2")
     with pytest.raises(SnnbenchError, match=r"1 chunk\(s\) failed .* fgsm chunk 2 .* rerun"):

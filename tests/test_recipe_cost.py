@@ -1,4 +1,5 @@
 """benchmarks/recipe_cost.py: step costs, the recipes' hours paragraph; train_step's refactor."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,8 +23,9 @@ CPU = torch.device("cpu")
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("recipe_cost", ROOT / "benchmarks" /
-                                                  "recipe_cost.py")
+    spec = importlib.util.spec_from_file_location(
+        "recipe_cost", ROOT / "benchmarks" / "recipe_cost.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("recipe_cost", module)
     spec.loader.exec_module(module)
@@ -56,7 +58,7 @@ def test_step_cost_is_positive_and_at_counts_its_pgd_steps():
     vanilla = tool.step_cost(ModelConfig("vanilla", "tiny", "digits", 2), train, CPU, 1, 1)
     at = tool.step_cost(ModelConfig("at", "tiny", "digits", 2), train, CPU, 1, 1)
     assert vanilla.seconds > 0 and vanilla.flops > 0 and at.seconds > 0
-    assert at.flops > 1.5 * vanilla.flops       # AT's 2 PGD steps: a forward + backward each
+    assert at.flops > 1.5 * vanilla.flops  # AT's 2 PGD steps: a forward + backward each
     # counted at batches 4 and 8, extrapolated to 16: exact, also for RAT's batch-independent
     # retraction (a per-step cost that proportional scaling would multiply)
     for expr in ("vanilla", "rat"):
@@ -74,9 +76,9 @@ def test_write_rewrites_only_the_hours_lines(tmp_path, capsys):
     assert tool.main([str(path), "--steps", "1", "--write"]) == 0
     text = path.read_text()
     old, new = TINY.splitlines(), text.splitlines()
-    rest = old[3:]                        # everything after the old paragraph
-    assert new[0] == old[0] and new[-len(rest):] == rest
-    paragraph = new[1:-len(rest)]
+    rest = old[3:]  # everything after the old paragraph
+    assert new[0] == old[0] and new[-len(rest) :] == rest
+    paragraph = new[1 : -len(rest)]
     assert paragraph[0].startswith("# Expected GPU hours: no GPU was measured")
     assert all(line.startswith("#  ") for line in paragraph[1:])
     assert "ASSUMED" in text and "`python benchmarks/recipe_cost.py --write`" in text
@@ -84,7 +86,7 @@ def test_write_rewrites_only_the_hours_lines(tmp_path, capsys):
     tomllib.loads(text)
     recipe = load_recipe(path)
     assert recipe.name == "tiny-cost" and len(recipe.models) == 2
-    assert tool.main([str(path), "--steps", "1", "--write"]) == 0   # a rewrite replaces it
+    assert tool.main([str(path), "--steps", "1", "--write"]) == 0  # a rewrite replaces it
     assert path.read_text().count("# Expected GPU hours") == 1
     assert "tiny-cost: 2 models" in capsys.readouterr().out
 
@@ -129,7 +131,7 @@ def test_train_step_leaves_the_epoch_bit_identical():
     x, y = load_dataset("digits", "train")
     x, y = x[:96], y[:96]
     train = TrainConfig(epochs=2, batch_size=32)
-    for expr in ("vanilla", "tgo+rat", "stog+at"):      # generator, extra loss, own optimiser
+    for expr in ("vanilla", "tgo+rat", "stog+at"):  # generator, extra loss, own optimiser
         runs = []
         for new in (True, False):
             spec = resolve(ModelConfig(expr, "tiny", "digits", 2))

@@ -1,5 +1,6 @@
 """Recipes: every zoo recipe parses and validates; the paper recipes' models build at real size
 and take a first training step on CPU (random CIFAR-shaped batches: CIFAR is not needed)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,10 +31,18 @@ def test_recipe_validates(name):
 
 def test_digits_recipe_has_every_defence_and_the_paper_combinations():
     from snnbench.defenses import DEFENSES
+
     defenses = {resolve(m).defense for m, _ in load_recipe("digits").models}
     assert set(DEFENSES.names()) <= defenses
-    assert {"tgo+at", "tgo+rat", "randhet+at", "randhet+rat", "randhet+sr", "randhet*+rat",
-            "het+rat"} <= defenses
+    assert {
+        "tgo+at",
+        "tgo+rat",
+        "randhet+at",
+        "randhet+rat",
+        "randhet+sr",
+        "randhet*+rat",
+        "het+rat",
+    } <= defenses
 
 
 def first_steps(recipe_name: str) -> list:
@@ -60,12 +69,21 @@ def test_paper_recipe_models_take_a_first_training_step(recipe_name):
         defense = create_defense(spec.defense, spec.settings, spec.track)
         defense.setup(model)
         optimizer, own = _optimizers(model, defense, train, 5e-4)
-        frames = (info.frames,) if info.frames else ()     # event data: [N, T, C, H, W]
+        frames = (info.frames,) if info.frames else ()  # event data: [N, T, C, H, W]
         x = torch.rand(2, *frames, info.channels, info.image_size, info.image_size)
         y = torch.randint(0, info.num_classes, (2,))
-        stats = _train_epoch(model, defense, optimizer, own, x, y,
-                             TrainConfig(epochs=train.epochs, batch_size=2), not info.frames, 0,
-                             torch.device("cpu"))
+        stats = _train_epoch(
+            model,
+            defense,
+            optimizer,
+            own,
+            x,
+            y,
+            TrainConfig(epochs=train.epochs, batch_size=2),
+            not info.frames,
+            0,
+            torch.device("cpu"),
+        )
         assert torch.isfinite(torch.tensor(stats["loss"])), (recipe_name, spec.defense)
 
 
@@ -82,6 +100,7 @@ def test_committed_digits_leaderboard_is_current():
     """leaderboards/digits.json comes from `snnbench run`: one row per recipe model, and the
     vanilla model's clean accuracy is at least 95% (issue 3)."""
     import json
+
     board = json.loads((ZOO.parent / "leaderboards" / "digits.json").read_text())
     rows = {row["model"]: row for row in board["rows"]}
     expected = set()
@@ -100,6 +119,7 @@ def test_committed_digits_leaderboard_is_current():
 def test_unknown_layout_in_a_recipe_is_caught_before_training():
     from snnbench.errors import SnnbenchError
     from snnbench.recipe import parse_recipe_text
+
     text = 'dataset = "digits"\nlayouts = ["tgo-table9"]\n[[models]]\ndefense = "vanilla"\n'
     with pytest.raises(SnnbenchError, match="line 2: unknown layout 'tgo-table9'"):
         parse_recipe_text(text)
@@ -122,6 +142,7 @@ defense = "vanilla"
 
 def _attacked(cards: list[dict]) -> set[tuple[str, str]]:
     from snnbench.config import format_eps
+
     return {(c["attack"]["id"], format_eps(c["attack"]["eps"])) for c in cards}
 
 
@@ -130,6 +151,7 @@ def test_a_recipe_outside_the_package_travels_in_the_model_card(tmp_path, monkey
     rebuilds the recipe from the card alone (the file gone, another directory): its attacks at
     its eps, never the `quick` suite at the digits default (32/255)."""
     from snnbench import api, load_card
+
     path = tmp_path / "recipes" / "mine.toml"
     path.parent.mkdir()
     path.write_text(MINE)
@@ -142,7 +164,7 @@ def test_a_recipe_outside_the_package_travels_in_the_model_card(tmp_path, monkey
     assert card["recipe_path"] == str(path.resolve())
     path.unlink()
     monkeypatch.chdir(tmp_path / "recipes")
-    cards = api.attack(home=home, n=20, seed=1, device="cpu")        # a new seed: new runs
+    cards = api.attack(home=home, n=20, seed=1, device="cpu")  # a new seed: new runs
     assert _attacked(cards) == expected and {c["seed"] for c in cards} == {1}
 
 
@@ -150,14 +172,15 @@ def test_a_card_naming_a_recipe_that_is_nowhere_is_an_error(trained_home):
     """An older card keeps only the recipe's name: a packaged name is looked up, any other is
     one clear error (it used to fall back to the quick suite in silence)."""
     from snnbench import api, load_card
+
     card = load_card("vanilla-tiny-digits", trained_home)
-    assert "recipe_toml" not in card and api.recipe_of(card) is None   # trained without one
+    assert "recipe_toml" not in card and api.recipe_of(card) is None  # trained without one
     assert api.recipe_of({**card, "recipe": "digits"}).name == "digits"
     with pytest.raises(SnnbenchError, match="names recipe 'lost', which is not packaged"):
         api.recipe_of({**card, "recipe": "lost"})
     with pytest.raises(SnnbenchError, match="names recipe 'lost'"):
         api.attacks_for({**card, "recipe": "lost"}, ["fgsm"], None, None, None)
-    given = parse_recipe_text(MINE)                  # `attack --recipe FILE` needs no lookup
+    given = parse_recipe_text(MINE)  # `attack --recipe FILE` needs no lookup
     plan = api.attacks_for({**card, "recipe": "lost"}, None, None, None, None, recipe=given)
     assert [a.id for a in plan.attacks] == ["fgsm", "rfgsm"]
 
@@ -168,13 +191,19 @@ def test_every_stochastic_model_of_a_packaged_recipe_is_attacked_with_eot(name):
     recipe): a stochastic model runs every attack with EoT K > 1, and the attacks named in
     `drop` once more without EoT (the papers' plain columns); a deterministic one runs K = 1."""
     from snnbench import api
+
     recipe = load_recipe(name)
     stochastic_models = 0
     for model, _ in recipe.models:
         spec = resolve(model)
         stochastic = create_defense(spec.defense, spec.settings, spec.track).stochastic()
-        card = {"name": spec.defense, "spec": {"dataset": spec.dataset}, "stochastic": stochastic,
-                "recipe": recipe.name, "recipe_toml": recipe.text}
+        card = {
+            "name": spec.defense,
+            "spec": {"dataset": spec.dataset},
+            "stochastic": stochastic,
+            "recipe": recipe.name,
+            "recipe_toml": recipe.text,
+        }
         plan = api.attacks_for(card, None, None, None, None)
         assert [a.id for a in plan.attacks] == list(recipe.attacks)
         if stochastic:
@@ -184,24 +213,33 @@ def test_every_stochastic_model_of_a_packaged_recipe_is_attacked_with_eot(name):
         else:
             assert all(a.eot == 1 for a in plan.attacks) and not plan.paired, spec.defense
     assert stochastic_models, name
-    if name in PAPER:      # every paper column exists without EoT beside its EoT run
+    if name in PAPER:  # every paper column exists without EoT beside its EoT run
         assert set(recipe.drop) == set(recipe.attacks)
 
 
 def test_seeds_train_every_model_once_per_seed():
     from snnbench.recipe import parse_recipe_text
-    recipe = parse_recipe_text('dataset = "digits"\nseeds = [0, 1, 2]\n[[models]]\n'
-                               'defense = "rat+tgo"\n[[models]]\ndefense = "vanilla"\n'
-                               'name = "v"\n')
+
+    recipe = parse_recipe_text(
+        'dataset = "digits"\nseeds = [0, 1, 2]\n[[models]]\n'
+        'defense = "rat+tgo"\n[[models]]\ndefense = "vanilla"\n'
+        'name = "v"\n'
+    )
     assert recipe.seeds == (0, 1, 2)
     assert [(m.name, t.seed) for m, t in recipe.models] == [
-        (None, 0), ("tgo+rat-tiny-digits-seed1", 1), ("tgo+rat-tiny-digits-seed2", 2),
-        ("v", 0), ("v-seed1", 1), ("v-seed2", 2)]
+        (None, 0),
+        ("tgo+rat-tiny-digits-seed1", 1),
+        ("tgo+rat-tiny-digits-seed2", 2),
+        ("v", 0),
+        ("v-seed1", 1),
+        ("v-seed2", 2),
+    ]
 
 
 @pytest.mark.parametrize("seeds", ["[]", "[0, 0]", "[-1]", '["a"]'])
 def test_bad_seeds_are_refused_with_the_line(seeds):
     from snnbench.recipe import parse_recipe_text
+
     with pytest.raises(SnnbenchError, match="line 2.*seeds"):
         parse_recipe_text(f'dataset = "digits"\nseeds = {seeds}\n[[models]]\ndefense = "vanilla"\n')
 
@@ -209,6 +247,7 @@ def test_bad_seeds_are_refused_with_the_line(seeds):
 @pytest.mark.parametrize("name", ["cifar10-tgo", "cifar100-tgo", "dvs-cifar10-tgo"])
 def test_tgo_recipes_average_three_seeds(name):
     from snnbench.recipe import load_recipe
+
     recipe = load_recipe(name)
     assert recipe.seeds == (0, 1, 2)
     first = [m for m, train in recipe.models if train.seed == 0]

@@ -1,4 +1,5 @@
 """runtime: glibc's mallopt at start-up (a no-op elsewhere); placing a model (channels_last)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,11 +9,14 @@ from snnbench import runtime
 
 
 def test_tune_allocator_is_idempotent_and_keeps_results():
-    code = ("import torch; from snnbench import runtime; a = runtime.tune_allocator(); "
-            "b = runtime.tune_allocator(); x = torch.ones(20_000_000); y = x * 2; del y; "
-            "print(a, b, (x * 2).sum().item())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    code = (
+        "import torch; from snnbench import runtime; a = runtime.tune_allocator(); "
+        "b = runtime.tune_allocator(); x = torch.ones(20_000_000); y = x * 2; del y; "
+        "print(a, b, (x * 2).sum().item())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     expected = "True" if sys.platform.startswith("linux") else "False"
     assert out[0] == out[1] == expected and float(out[2]) == 40_000_000
 
@@ -30,6 +34,7 @@ def test_cli_setup_tunes_the_allocator(monkeypatch):
 
 def _channels_last(model) -> bool:
     import torch
+
     convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     return all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
 
@@ -40,7 +45,7 @@ def test_place_uses_channels_last_where_the_arch_declares_it(monkeypatch):
     monkeypatch.delenv(runtime.CHANNELS_LAST_ENV, raising=False)
     assert _channels_last(runtime.place(create_model("vanilla", arch="tiny"), "cpu"))
     vgg = create_model("vanilla", arch="vgg11", dataset="cifar10")
-    assert not _channels_last(runtime.place(vgg, "cpu"))       # no faster on the CPU: measured
+    assert not _channels_last(runtime.place(vgg, "cpu"))  # no faster on the CPU: measured
     monkeypatch.setenv(runtime.CHANNELS_LAST_ENV, "1")
     assert _channels_last(runtime.place(vgg, "cpu"))
     monkeypatch.setenv(runtime.CHANNELS_LAST_ENV, "0")

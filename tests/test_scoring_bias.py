@@ -1,6 +1,7 @@
 """The stochastic scoring against a model whose per-sample truth is known exactly
 (benchmarks/scoring_bias.py): report draws carry no winner's curse in any column, the worst
 case or the cascade, and the old per-sample minimum of report counts would have been caught."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def sim():
-    spec = importlib.util.spec_from_file_location("scoring_bias", ROOT / "benchmarks" / "scoring_bias.py")
+    spec = importlib.util.spec_from_file_location(
+        "scoring_bias", ROOT / "benchmarks" / "scoring_bias.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["scoring_bias"] = module
     spec.loader.exec_module(module)
@@ -60,8 +63,16 @@ def test_ties_go_to_the_adversarial_candidate_on_a_known_model(sim, tmp_path):
     attack = sim.KnownAttack("known1", 1.0, params={"candidate": 1})
     info = ModelInfo("known", "tie", "known", "stub", "digits", 4, True)
     with ResultStore(tmp_path / "r.sqlite") as store:
-        (card,) = run_attacks(sim.KnownModel(table, y), info, [attack], x, y, store,
-                              EvalConfig(k_eval=3, seed=1, chunk_size=n), torch.device("cpu"))
+        (card,) = run_attacks(
+            sim.KnownModel(table, y),
+            info,
+            [attack],
+            x,
+            y,
+            store,
+            EvalConfig(k_eval=3, seed=1, chunk_size=n),
+            torch.device("cpu"),
+        )
     origin = sim.decode_counts(card["per_sample"]["origin"])
     tie = sum(math.comb(3, c) ** 2 * 0.9 ** (2 * c) * 0.1 ** (6 - 2 * c) for c in range(4))
     assert abs(origin.mean() - (1 + tie) / 2) < 0.08

@@ -1,5 +1,6 @@
 """``report --format html`` (issue 9): the static site, parsed with the standard library's
 html.parser; and, when a Chromium binary is found, the sorting script in a headless browser."""
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,7 @@ class Page(HTMLParser):
             self.images.append(attr["src"])
         elif tag == "script":
             self.scripts += 1
-            assert "src" not in attr           # inline only: no CDN, no server
+            assert "src" not in attr  # inline only: no CDN, no server
         elif tag == "link" and attr.get("rel") == "stylesheet":
             raise AssertionError("external stylesheet")
         elif tag == "table":
@@ -84,6 +85,7 @@ def add_second_model(home: Path) -> None:
     import torch
 
     import snnbench
+
     source, target = home / "models" / "vanilla-tiny-digits", home / "models" / OTHER
     shutil.copytree(source, target)
     model = snnbench.load(source)
@@ -91,6 +93,7 @@ def add_second_model(home: Path) -> None:
         next(model.parameters()).add_(1e-3)
     card = json.loads((target / CARD).read_text())
     from safetensors import safe_open
+
     with safe_open(str(source / WEIGHTS), framework="pt") as handle:
         meta = json.loads(handle.metadata()["snnbench"])
     card["name"], card["recipe"] = OTHER, "digits"
@@ -106,18 +109,41 @@ def site(trained_home, tmp_path_factory) -> tuple[Path, Path]:
     shutil.copytree(trained_home, home)
     add_second_model(home)
     for eps, attacks in (("32/255", "fgsm,pgd10"), ("8/255", "fgsm")):
-        result = runner.invoke(app, ["attack", "--attacks", attacks, "--steps", "3", "--eps", eps,
-                                     "--n", "30", "--home", str(home), "--quiet"])
+        result = runner.invoke(
+            app,
+            [
+                "attack",
+                "--attacks",
+                attacks,
+                "--steps",
+                "3",
+                "--eps",
+                eps,
+                "--n",
+                "30",
+                "--home",
+                str(home),
+                "--quiet",
+            ],
+        )
         assert result.exit_code == 0, result.output
     from snnbench import api
     import snnbench
+
     with api.open_store(home) as store:
         store.set_meta("recipe", "digits")
         sha = snnbench.load_card(OTHER, home)["weights_sha256"]
-        store.put_checks(sha, [{"id": "C03", "level": "unreliable", "status": "fail", "detail": "x"},
-                               {"id": "C02", "level": "error", "status": "pass", "detail": ""}])
+        store.put_checks(
+            sha,
+            [
+                {"id": "C03", "level": "unreliable", "status": "fail", "detail": "x"},
+                {"id": "C02", "level": "error", "status": "pass", "detail": ""},
+            ],
+        )
     out = tmp / "site"
-    result = runner.invoke(app, ["report", "--format", "html", "--out", str(out), "--home", str(home)])
+    result = runner.invoke(
+        app, ["report", "--format", "html", "--out", str(out), "--home", str(home)]
+    )
     assert result.exit_code == 0, result.output
     assert "site:" in result.stdout
     return out, home
@@ -128,7 +154,7 @@ def test_pages_and_links(site):
     pages = sorted(p.name for p in out.glob("*.html"))
     assert "index.html" in pages
     boards = [p for p in pages if p.startswith("board-")]
-    assert len(boards) == 2                          # digits at 32/255 and at 8/255
+    assert len(boards) == 2  # digits at 32/255 and at 8/255
     assert {f"model-{m}.html" for m in ("vanilla-tiny-digits", OTHER)} <= set(pages)
     # the recipe's layouts (digits: randhet-table1, tgo-table2) get their pages
     assert {"layout-randhet-table1.html", "layout-tgo-table2.html"} <= set(pages)
@@ -137,7 +163,7 @@ def test_pages_and_links(site):
         assert page.scripts == 1
         for link in page.links + page.images:
             target = urlsplit(link)
-            assert not target.scheme and not target.netloc, link      # nothing off the site
+            assert not target.scheme and not target.netloc, link  # nothing off the site
             assert (out / target.path).is_file(), f"{name} links to missing {link}"
     index = parse(out / "index.html")
     models = next(t for t in index.tables if t["id"] == "models")
@@ -148,13 +174,15 @@ def test_pages_and_links(site):
 
 def test_board_table_headers_intervals_and_unreliable_rows(site):
     out, _ = site
-    tables = [t for p in out.glob("board-*.html") for t in parse(p).tables if t["id"] == "leaderboard"]
+    tables = [
+        t for p in out.glob("board-*.html") for t in parse(p).tables if t["id"] == "leaderboard"
+    ]
     assert len(tables) == 2
     for table in tables:
         assert table["headers"][:3] == ["model", "headline (worst case)", "clean"]
         assert {"fgsm", "MRA", "defense", "n"} <= set(table["headers"])
         headline = [float(r["cells"][1].split()[0]) for r in table["rows"]]
-        assert headline == sorted(headline, reverse=True)       # ranked by the headline
+        assert headline == sorted(headline, reverse=True)  # ranked by the headline
         assert table["keys"][table["headers"].index("MRA")] == "mra"
         rows = {r["cells"][0].split()[0]: r for r in table["rows"]}
         assert set(rows) == {"vanilla-tiny-digits", OTHER}
@@ -172,13 +200,19 @@ def test_model_card_page_and_layout_page(site):
     recipe = next(t for t in page.tables if t["id"] == "recipe")
     assert "32/255" in " ".join(c for r in recipe["rows"] for c in r["cells"])
     checks = next(t for t in page.tables if t["id"] == "checks")
-    assert [r["cells"][:3] for r in checks["rows"]] == [["C02", "error", "pass"],
-                                                         ["C03", "unreliable", "fail"]]
+    assert [r["cells"][:3] for r in checks["rows"]] == [
+        ["C02", "error", "pass"],
+        ["C03", "unreliable", "fail"],
+    ]
     results = next(t for t in page.tables if t["id"] == "results")
-    assert len(results["rows"]) == 3                 # fgsm and pgd10 at 32/255, fgsm at 8/255
+    assert len(results["rows"]) == 3  # fgsm and pgd10 at 32/255, fgsm at 8/255
     layout = next(t for t in parse(out / "layout-tgo-table1.html").tables if t["id"] == "layout")
     assert layout["headers"][:4] == ["group", "row", "model", "Clean"]
-    assert layout["headers"][4:7] == ["paper Clean", "Δ Clean", "FGSM"]   # ours, paper, Δ side by side
+    assert layout["headers"][4:7] == [
+        "paper Clean",
+        "Δ Clean",
+        "FGSM",
+    ]  # ours, paper, Δ side by side
     filled = [r for r in layout["rows"] if r["cells"][2]]
     assert filled and filled[0]["cells"][1] == "vanilla"
     assert "REDUCED PROTOCOL" in (out / "layout-tgo-table1.html").read_text()
@@ -186,25 +220,48 @@ def test_model_card_page_and_layout_page(site):
 
 def test_html_rejects_a_layout_option(site):
     _, home = site
-    result = runner.invoke(app, ["report", "--format", "html", "--layout", "tgo-table1",
-                                 "--home", str(home), "--out", "x"])
+    result = runner.invoke(
+        app,
+        ["report", "--format", "html", "--layout", "tgo-table1", "--home", str(home), "--out", "x"],
+    )
     assert result.exit_code == 2 and "drop --layout" in result.stderr
 
 
 # --- a real browser, when one is installed --------------------------------------------------
 
+
 def chromium() -> str | None:
-    return next((path for name in ("chromium", "chromium-browser", "google-chrome")
-                 if (path := shutil.which(name))), None)
+    return next(
+        (
+            path
+            for name in ("chromium", "chromium-browser", "google-chrome")
+            if (path := shutil.which(name))
+        ),
+        None,
+    )
 
 
 def headless(binary: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu",
-                           "--no-first-run", "--disable-dev-shm-usage", "--virtual-time-budget=500",
-                           *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--virtual-time-budget=500",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.skipif(chromium() is None, reason="no chromium, chromium-browser or google-chrome binary")
+@pytest.mark.skipif(
+    chromium() is None, reason="no chromium, chromium-browser or google-chrome binary"
+)
 def test_sorting_and_links_in_headless_chromium(site, tmp_path):
     binary = chromium()
     out, _ = site
@@ -226,13 +283,14 @@ def test_sorting_and_links_in_headless_chromium(site, tmp_path):
     link = next(link for link in parse(board).links if link.startswith("model-"))
     card = headless(binary, "--dump-dom", (out / link).resolve().as_uri())
     assert card.returncode == 0 and "<h1>" in card.stdout and "Sanity checks" in card.stdout
-    shot = tmp_path / "board.png"          # for a person to look at: pytest keeps tmp_path
+    shot = tmp_path / "board.png"  # for a person to look at: pytest keeps tmp_path
     headless(binary, f"--screenshot={shot}", "--window-size=1200,800", board.resolve().as_uri())
     assert shot.is_file() and shot.stat().st_size > 1000
 
 
 def test_page_names_are_safe_and_distinct():
     from snnbench.website import key_of, slug
+
     names = ["randhet*+rat", "randhet-star+rat", "tgo+rat", "tgo_rat", "../x"]
     slugs = [slug(n) for n in names]
     assert len(set(slugs)) == len(names) and all(re.fullmatch(r"[A-Za-z0-9._-]+", s) for s in slugs)

@@ -1,6 +1,7 @@
 """Attacks on stochastic models (evaluation.md section 4): K draws per step really are K, success
 is judged on the EoT-averaged prediction, and a sample no draw broke gets the attack's
 highest-loss point, never the clean input; deterministic models keep the library's outputs."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,13 @@ from torch import nn
 
 import snnbench
 from snnbench.attacks import create_attack
-from snnbench.attacks.autoattack import (EoTPrediction, JudgedAPGD, JudgedAPGDTargeted,
-                                         row_key, with_survivors)
+from snnbench.attacks.autoattack import (
+    EoTPrediction,
+    JudgedAPGD,
+    JudgedAPGDTargeted,
+    row_key,
+    with_survivors,
+)
 from snnbench.attacks.eot import mean_prediction
 
 EPS = 32 / 255
@@ -56,8 +62,13 @@ class DrawCounter(nn.Module):
 
 
 # family -> (attack id, steps, gradient points the attack evaluates: None = per target, varies)
-FAMILIES = {"pgd": ("pgd10", 3, 3), "apgd": ("apgd10", 3, 4), "mtpgd": ("mtpgd7", 2, None),
-            "rfgsm": ("rfgsm", None, 1), "mifgsm": ("mifgsm", None, 5)}
+FAMILIES = {
+    "pgd": ("pgd10", 3, 3),
+    "apgd": ("apgd10", 3, 4),
+    "mtpgd": ("mtpgd7", 2, None),
+    "rfgsm": ("rfgsm", None, 1),
+    "mifgsm": ("mifgsm", None, 5),
+}
 
 
 @pytest.mark.parametrize("k", [1, 2, 4])
@@ -69,24 +80,25 @@ def test_eot_takes_k_draws_at_every_step(digits, family, k):
     torch.manual_seed(0)
     create_attack(attack_id, EPS, steps=steps, eot=k)(model, x, y)
     assert model.groups and all(size == k for size in model.groups), model.groups
-    if points is not None:        # apgd: the start point and each of its 3 iterates
+    if points is not None:  # apgd: the start point and each of its 3 iterates
         assert len(model.groups) == points, model.groups
-    else:                         # mtpgd: 2 steps per target, 1 to 9 targets
+    else:  # mtpgd: 2 steps per target, 1 to 9 targets
         assert len(model.groups) % steps == 0 and steps <= len(model.groups) <= 9 * steps
 
 
 def test_mean_prediction_averages_the_softmax_and_keeps_identical_draws_as_they_are():
-    sure = torch.tensor([[8.0, 0.0, 0.0]])           # class 0 at p ~ 1
-    unsure = torch.tensor([[0.0, 0.5, 0.0]])         # class 1 at p ~ 0.45
+    sure = torch.tensor([[8.0, 0.0, 0.0]])  # class 0 at p ~ 1
+    unsure = torch.tensor([[0.0, 0.5, 0.0]])  # class 1 at p ~ 0.45
     assert mean_prediction([sure, unsure]).argmax(1).item() == 0
     assert mean_prediction([unsure]).argmax(1).item() == 1
-    draws = [torch.randn(4, 10)] * 3                # a deterministic model: the draw itself
+    draws = [torch.randn(4, 10)] * 3  # a deterministic model: the draw itself
     assert mean_prediction(draws) is draws[0]
 
 
 @pytest.mark.parametrize("attack_id,steps", [("apgd10", None), ("apgd-t", 3), ("mtpgd7", 3)])
-def test_no_sample_is_handed_back_as_the_clean_input_on_a_stochastic_model(digits, attack_id,
-                                                                           steps):
+def test_no_sample_is_handed_back_as_the_clean_input_on_a_stochastic_model(
+    digits, attack_id, steps
+):
     """The reviewer's finding: APGD returned x for every sample no single draw misclassified."""
     model = DrawCounter()
     x, y = digits[0][:16], digits[1][:16]
@@ -104,7 +116,7 @@ class Sure(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = 1 + 0.1 * torch.rand(len(x), 1)
-        others = scale * x.flatten(1)[:, 1:10]          # class c's logit: pixel c
+        others = scale * x.flatten(1)[:, 1:10]  # class c's logit: pixel c
         return torch.cat([torch.full((len(x), 1), 5.0), others], 1)
 
 
@@ -126,8 +138,17 @@ def vanilla(trained_home):
 @pytest.mark.parametrize("loss", ["ce", "dlr", "dlr-targeted"])
 def test_deterministic_apgd_keeps_the_library_outputs_bit_for_bit(vanilla, digits, loss):
     x, y = digits[0][:64], digits[1][:64]
-    settings = dict(n_iter=10, norm="Linf", n_restarts=1, eps=EPS, seed=0, eot_iter=1, rho=0.75,
-                    verbose=False, device=x.device)
+    settings = dict(
+        n_iter=10,
+        norm="Linf",
+        n_restarts=1,
+        eps=EPS,
+        seed=0,
+        eot_iter=1,
+        rho=0.75,
+        verbose=False,
+        device=x.device,
+    )
     if loss == "dlr-targeted":
         library = APGDAttack_targeted(vanilla, n_target_classes=3, **settings).perturb(x, y)
         ours = JudgedAPGDTargeted(vanilla, n_target_classes=3, **settings).perturb(x, y)
@@ -140,7 +161,7 @@ def test_deterministic_apgd_keeps_the_library_outputs_bit_for_bit(vanilla, digit
         clean_ok = vanilla(x).argmax(1) == y
         robust_library = clean_ok & (vanilla(library).argmax(1) == y)
         robust_ours = clean_ok & (vanilla(ours).argmax(1) == y)
-    assert torch.equal(robust_ours, robust_library)           # min(clean, adv): unchanged
+    assert torch.equal(robust_ours, robust_library)  # min(clean, adv): unchanged
     survivors = clean_ok & ~broken
     assert survivors.any() and bool((ours[survivors] != x[survivors]).flatten(1).any(1).all())
 
@@ -158,11 +179,11 @@ def test_autoattack_judges_its_cascade_on_k_draws_and_uses_judged_apgd(digits):
 def test_autoattack_survivors_get_apgd_ce_points():
     x = torch.rand(4, 1, 8, 8)
     x_adv = x.clone()
-    x_adv[0] = (x[0] + 0.01).clamp(0, 1)                      # broken by some part
+    x_adv[0] = (x[0] + 0.01).clamp(0, 1)  # broken by some part
     point = (x[2] - 0.02).clamp(0, 1)
     result = with_survivors(x_adv, x, {row_key(x[2]): point, row_key(x[0]): x[0] * 0})
     assert torch.equal(result[0], x_adv[0]) and torch.equal(result[2], point)
-    assert torch.equal(result[1], x[1]) and torch.equal(result[3], x[3])   # never attacked
+    assert torch.equal(result[1], x[1]) and torch.equal(result[3], x[3])  # never attacked
 
 
 def test_autoattack_rand_hands_back_no_clean_input(digits):

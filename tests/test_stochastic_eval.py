@@ -1,4 +1,5 @@
 """Stochastic models: the scoring rule of docs/protocol.md and its intervals."""
+
 from __future__ import annotations
 
 import tempfile
@@ -32,7 +33,11 @@ class CoinModel(nn.Module):
         right = torch.rand(n) < self.p
         wrong = (y + 1 + torch.randint(0, self.classes - 1, (n,))) % self.classes
         target = torch.where(right, y, wrong)
-        return nn.functional.one_hot(target, self.classes).float() + self.bias + 0 * x.sum((1, 2, 3))[:, None]
+        return (
+            nn.functional.one_hot(target, self.classes).float()
+            + self.bias
+            + 0 * x.sum((1, 2, 3))[:, None]
+        )
 
 
 def test_intervals_cover_a_known_rate():
@@ -46,13 +51,20 @@ def test_intervals_cover_a_known_rate():
     covered = 0
     for seed in range(10):
         with tempfile.TemporaryDirectory() as tmp, ResultStore(Path(tmp) / "r.sqlite") as store:
-            (card,) = run_attacks(model, info, [create_attack("fgsm", 0.0)], x, y, store,
-                                  EvalConfig(k_eval=9, seed=seed, chunk_size=100),
-                                  torch.device("cpu"))
+            (card,) = run_attacks(
+                model,
+                info,
+                [create_attack("fgsm", 0.0)],
+                x,
+                y,
+                store,
+                EvalConfig(k_eval=9, seed=seed, chunk_size=100),
+                torch.device("cpu"),
+            )
         lo, hi = card["result"]["clean_ci95"]
         covered += lo <= p <= hi
         assert card["eval"]["k_eval"] == 9 and card["result"]["ci"] == "bootstrap"
-    assert covered >= 8          # a 95% interval: 10 of 10 expected, 8 tolerates chance
+    assert covered >= 8  # a 95% interval: 10 of 10 expected, 8 tolerates chance
 
 
 def test_report_draws_remove_the_winners_curse():
@@ -67,8 +79,16 @@ def test_report_draws_remove_the_winners_curse():
     model = CoinModel(y, p)
     info = ModelInfo("coin", "1" * 64, "none", "coin", "digits", 1, True)
     with tempfile.TemporaryDirectory() as tmp, ResultStore(Path(tmp) / "r.sqlite") as store:
-        (card,) = run_attacks(model, info, [create_attack("fgsm", 0.0)], x, y, store,
-                              EvalConfig(k_eval=3, seed=1), torch.device("cpu"))
+        (card,) = run_attacks(
+            model,
+            info,
+            [create_attack("fgsm", 0.0)],
+            x,
+            y,
+            store,
+            EvalConfig(k_eval=3, seed=1),
+            torch.device("cpu"),
+        )
     result = card["result"]
     assert abs(result["robust_acc"] - p) < 0.06 and abs(result["clean_acc"] - p) < 0.06
     assert np.isclose(result["robust_acc"], result["clean_acc"], atol=0.08)

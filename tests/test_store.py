@@ -1,4 +1,5 @@
 """The SQLite results store."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -20,7 +21,7 @@ def test_chunks_round_trip_and_claims(tmp_path):
         assert store.claim("m", "k", 0)
         store.put_chunk("m", "k", chunk(0))
         assert store.stored_chunks("m", "k") == {0}
-        assert not store.claim("m", "k", 0)          # stored: nothing to claim
+        assert not store.claim("m", "k", 0)  # stored: nothing to claim
         assert store.claim("m", "k", 1)
     with ResultStore(path) as again:
         (stored,) = again.chunks("m", "k")
@@ -30,10 +31,10 @@ def test_chunks_round_trip_and_claims(tmp_path):
 def test_a_live_claim_keeps_a_second_process_off(tmp_path, monkeypatch):
     path = tmp_path / "results.sqlite"
     first, second = ResultStore(path), ResultStore(path)
-    second.owner = second.owner.rsplit(":", 1)[0] + ":1"   # pid 1 is alive: another process
+    second.owner = second.owner.rsplit(":", 1)[0] + ":1"  # pid 1 is alive: another process
     assert second.claim("m", "k", 0)
     assert not first.claim("m", "k", 0)
-    second.owner = second.owner.rsplit(":", 1)[0] + ":999999999"   # a dead process's claim
+    second.owner = second.owner.rsplit(":", 1)[0] + ":999999999"  # a dead process's claim
     assert second.claim("m", "k", 1)
     assert first.claim("m", "k", 1)
 
@@ -58,10 +59,11 @@ def test_corrupt_file_is_refused(tmp_path):
 
 def test_a_schema_1_store_is_migrated_and_its_chunks_read_as_deterministic(tmp_path):
     import sqlite3
+
     path = tmp_path / "old.sqlite"
     with ResultStore(path) as store:
         store.put_chunk("sha", "key", chunk(0))
-    db = sqlite3.connect(path)          # as schema 1 wrote it: no selection counts, no origin
+    db = sqlite3.connect(path)  # as schema 1 wrote it: no selection counts, no origin
     db.execute("UPDATE chunks SET adv_select = NULL, origin = NULL")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
     db.commit()
@@ -70,4 +72,4 @@ def test_a_schema_1_store_is_migrated_and_its_chunks_read_as_deterministic(tmp_p
         (old,) = store.chunks("sha", "key")
         assert store.get_meta("schema") == "2"
         assert old.candidate_select().tolist() == old.adv.tolist()
-        assert old.candidate_origin().tolist() == [0, 0, 1]     # where adv < clean
+        assert old.candidate_origin().tolist() == [0, 0, 1]  # where adv < clean

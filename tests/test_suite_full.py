@@ -1,5 +1,6 @@
 """The ``full`` suite (issue 5): transfer attacks, BPTR and surrogate members, the cascade over
 still-robust samples, cached clean draws, Drop pairs, and the leaderboard built from them."""
+
 from __future__ import annotations
 
 import shutil
@@ -35,7 +36,7 @@ def test_suite_members_read_steps_surrogate_and_doubled_eot():
     attack = build_member("apgd-ce:25@surrogate=bptr@eot=2k", EPS, "Linf", 3)
     assert (attack.params["steps"], attack.grad, attack.eot) == (25, "bptr", 6)
     assert attack.label == "apgd-ce:25@surrogate=bptr@eot=2k"
-    assert build_member("apgd-ce@eot=2k", EPS, "Linf", 1).eot == 1     # deterministic: no EoT
+    assert build_member("apgd-ce@eot=2k", EPS, "Linf", 1).eot == 1  # deterministic: no EoT
     assert build_member("pgd10", EPS, "Linf", 1, steps_override=3).params["steps"] == 3
     with pytest.raises(SnnbenchError, match="unknown modifier"):
         build_member("pgd10@restarts=5", EPS, "Linf", 1)
@@ -54,7 +55,7 @@ def test_twins_are_deterministic_copies(trained_home, stochastic_home):
     twin = mean_twin(model)
     with torch.no_grad():
         assert torch.equal(twin(x), twin(x)) and not torch.equal(model(x), model(x))
-    assert model.stochastic and not twin.stochastic            # the original is untouched
+    assert model.stochastic and not twin.stochastic  # the original is untouched
     relu = ann_twin(snnbench.load(NAME, trained_home))
     assert spiking_neurons(relu) == []
     with torch.no_grad():
@@ -91,7 +92,7 @@ def test_transfer_uses_only_the_source_gradient(trained_home):
             assert (target(x_adv).argmax(1) == y).sum() < (target(x).argmax(1) == y).sum()
     white_box = GradientSpy(target)
     create_attack("pgd10", EPS)(white_box, x, y)
-    assert white_box.backward_calls > 0                        # the spy does see gradients
+    assert white_box.backward_calls > 0  # the spy does see gradients
     with pytest.raises(SnnbenchError, match="transfer-SOURCE-ATTACK"):
         create_attack("transfer-nowhere-pgd10", EPS)
 
@@ -118,8 +119,9 @@ def test_full_cascade_resumes_and_is_monotone(home, tmp_path):
     resumed = by_member(api.attack([NAME], home=home, **kwargs))
     whole = by_member(api.attack([NAME], home=fresh, **kwargs))
     assert list(resumed) == [a.label for a in SUITES.get("full").attacks(EPS, steps=3)]
-    assert {m: counts(c).tolist() for m, c in resumed.items()} == \
-        {m: counts(c).tolist() for m, c in whole.items()}
+    assert {m: counts(c).tolist() for m, c in resumed.items()} == {
+        m: counts(c).tolist() for m, c in whole.items()
+    }
     steps = list(resumed.values())
     for earlier, later in zip(steps, steps[1:]):
         assert (counts(later) <= counts(earlier)).all()
@@ -132,12 +134,13 @@ def test_full_cascade_resumes_and_is_monotone(home, tmp_path):
 
 
 def test_per_attack_full_columns_and_the_derived_cascade(home):
-    cards = api.attack([NAME], home=home, suite="full", steps=2, n=40, per_attack_full=True,
-                       device="cpu")
+    cards = api.attack(
+        [NAME], home=home, suite="full", steps=2, n=40, per_attack_full=True, device="cpu"
+    )
     single = [c for c in cards if "cascade" not in c["eval"]]
     cascade = list(by_member(cards).values())
     assert len(single) == len(cascade) == len(SUITES.get("full").attacks(EPS, steps=2))
-    assert all(c["timing"]["grad_evals"] == 0 for c in cascade)          # derived, not rerun
+    assert all(c["timing"]["grad_evals"] == 0 for c in cascade)  # derived, not rerun
     minimum = np.min(np.stack([counts(c) for c in single]), axis=0)
     assert counts(cascade[-1]).tolist() == minimum.tolist()
     (row,) = api.leaderboard(home).rows
@@ -156,8 +159,10 @@ def test_clean_draws_are_cached_and_shared(home):
         assert sorted(r[0] for r in rows) == [0, 1]
         # Mark every clean draw wrong: the next attack must read the cache and attack nothing.
         for chunk, selection in rows:
-            store._db.execute("UPDATE clean SET selection = ?, report = ? WHERE chunk = ?",
-                              (bytes(len(selection)), bytes(len(selection)), chunk))
+            store._db.execute(
+                "UPDATE clean SET selection = ?, report = ? WHERE chunk = ?",
+                (bytes(len(selection)), bytes(len(selection)), chunk),
+            )
     (card,) = api.attack([NAME], home=home, attacks=["pgd10"], n=40, chunk_size=20, device="cpu")
     assert card["result"]["clean_acc"] == 0 and card["eval"]["attacked"] == 0
 
@@ -169,36 +174,47 @@ def test_drop_pairs_on_a_stochastic_model(stochastic_home, tmp_path):
     shutil.copytree(stochastic_home, home)
     model = snnbench.load(RANDHET, home)
     drops = SUITES.get("full").drop_attacks(EPS, stochastic=True, eot=8)
-    plain, eot = [api.attack([RANDHET], home=home, attacks=[a.id], eot=a.eot, n=60,
-                             device="cpu")[0] for a in drops]
+    plain, eot = [
+        api.attack([RANDHET], home=home, attacks=[a.id], eot=a.eot, n=60, device="cpu")[0]
+        for a in drops
+    ]
     assert (plain["attack"]["eot"], eot["attack"]["eot"]) == (1, 8)
     (row,) = api.leaderboard(home).rows
     drop = row["drop"]["pgd10"]
     value, ci = paired_difference(counts(plain), counts(eot), plain["eval"]["k_eval"])
     assert drop["value"] == pytest.approx(value) and drop["ci95"] == pytest.approx(list(ci))
-    assert drop["value"] == pytest.approx(plain["result"]["robust_acc"] - eot["result"]["robust_acc"])
-    assert drop["ci95"][1] >= 0                 # EoT never significantly weaker than no EoT
+    assert drop["value"] == pytest.approx(
+        plain["result"]["robust_acc"] - eot["result"]["robust_acc"]
+    )
+    assert drop["ci95"][1] >= 0  # EoT never significantly weaker than no EoT
     assert set(row["attacks"]) == {"pgd10", "pgd10+eot"}
     assert model.stochastic
 
 
-def test_independent_pyautoattack_on_a_stochastic_model_lands_in_the_interval(stochastic_home, tmp_path):
+def test_independent_pyautoattack_on_a_stochastic_model_lands_in_the_interval(
+    stochastic_home, tmp_path
+):
     home = tmp_path / "h"
     shutil.copytree(stochastic_home, home)
-    (card,) = api.attack([RANDHET], home=home, attacks=["apgd10"], eot=4, n=100, k_eval=5,
-                         device="cpu")
+    (card,) = api.attack(
+        [RANDHET], home=home, attacks=["apgd10"], eot=4, n=100, k_eval=5, device="cpu"
+    )
     model = snnbench.load(RANDHET, home)
     x, y = snnbench.load_dataset("digits", "test")
     from snnbench.evaluate import select_samples
+
     x, y = select_samples(x, y, 100, 10)
-    aa = AutoAttack(model, norm="Linf", eps=EPS, version="custom", attacks=["apgd-ce"],
-                    device="cpu", seed=7)
+    aa = AutoAttack(
+        model, norm="Linf", eps=EPS, version="custom", attacks=["apgd-ce"], device="cpu", seed=7
+    )
     aa.apgd.n_restarts, aa.apgd.n_iter, aa.apgd.eot_iter = 1, 10, 4
     x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=100)
     torch.manual_seed(11)
     with torch.no_grad():
-        draws = [((model(x_adv).argmax(1) == y) & (model(x).argmax(1) == y)).float().mean().item()
-                 for _ in range(5)]
+        draws = [
+            ((model(x_adv).argmax(1) == y) & (model(x).argmax(1) == y)).float().mean().item()
+            for _ in range(5)
+        ]
     lo, hi = card["result"]["ci95"]
     assert lo <= float(np.mean(draws)) <= hi, (draws, lo, hi)
 
@@ -216,6 +232,7 @@ def test_a_headline_tail_runs_only_on_what_the_columns_left(home):
     row's headline is its last member, never above the worst single column."""
     from snnbench.evaluate import EvalConfig, ModelInfo, plan_attacks, run_attacks
     from snnbench.data import load_dataset
+
     columns = [create_attack("fgsm", EPS), create_attack("rfgsm", EPS)]
     tail = [create_attack("pgd10", EPS, steps=3)]
     info = ModelInfo.from_card(snnbench.load_card(NAME, home=home))
@@ -226,11 +243,22 @@ def test_a_headline_tail_runs_only_on_what_the_columns_left(home):
     assert [t.position for t in members if t.index == 0] == [1, 2, 3]
     x, y = load_dataset("digits", "test")
     with api.open_store(home) as store:
-        cards = run_attacks(snnbench.load(NAME, home=home), info, columns, x, y, store, config,
-                            torch.device("cpu"), cascade=True, tail=tail)
+        cards = run_attacks(
+            snnbench.load(NAME, home=home),
+            info,
+            columns,
+            x,
+            y,
+            store,
+            config,
+            torch.device("cpu"),
+            cascade=True,
+            tail=tail,
+        )
     singles = [c for c in cards if "cascade" not in c["eval"]]
-    steps = sorted((c for c in cards if "cascade" in c["eval"]),
-                   key=lambda c: c["eval"]["cascade"]["position"])
+    steps = sorted(
+        (c for c in cards if "cascade" in c["eval"]), key=lambda c: c["eval"]["cascade"]["position"]
+    )
     assert [c["attack"]["id"] for c in singles] == ["fgsm", "rfgsm"]
     survivors = np.minimum(counts(singles[0]), counts(singles[1]))
     assert counts(steps[1]).tolist() == survivors.tolist()

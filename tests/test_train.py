@@ -1,4 +1,5 @@
 """The training loop: resume after a kill gives the same weights as an uninterrupted run."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,8 +27,13 @@ def test_resume_continues_from_the_last_finished_epoch(tmp_path):
     folder = tmp_path / "a" / "models" / "vanilla-tiny-digits"
     assert (folder / STATE_JSON).is_file() and not (folder / "card.json").exists()
     epochs_seen = []
-    resumed = train_model(CONFIG, TRAIN, home=tmp_path / "a", device="cpu",
-                          on_epoch=lambda d, t, s: epochs_seen.append(d))
+    resumed = train_model(
+        CONFIG,
+        TRAIN,
+        home=tmp_path / "a",
+        device="cpu",
+        on_epoch=lambda d, t, s: epochs_seen.append(d),
+    )
     assert resumed.status == "resumed" and epochs_seen == [3]
     assert not (folder / STATE_JSON).exists()
     whole = train_model(CONFIG, TRAIN, home=tmp_path / "b", device="cpu")
@@ -35,8 +41,10 @@ def test_resume_continues_from_the_last_finished_epoch(tmp_path):
     b = load_file(str(whole.folder / "model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     assert resumed.card["clean_accuracy"] == whole.card["clean_accuracy"]
-    assert resumed.card["weights_sha256"] == whole.card["weights_sha256"]   # bit-identical file
-    assert [h["loss"] for h in resumed.card["history"]] == [h["loss"] for h in whole.card["history"]]
+    assert resumed.card["weights_sha256"] == whole.card["weights_sha256"]  # bit-identical file
+    assert [h["loss"] for h in resumed.card["history"]] == [
+        h["loss"] for h in whole.card["history"]
+    ]
 
 
 def test_same_name_other_settings_is_refused(tmp_path):

@@ -1,5 +1,6 @@
 """The model zoo (issue 9): manifests, sha256-checked resumable downloads from a local HTTP
 server on 127.0.0.1, safe unpacking, and ``snnbench.load("zoo:NAME")``."""
+
 from __future__ import annotations
 
 import io
@@ -36,7 +37,7 @@ class FileServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:   # quiet
+            def log_message(self, *args) -> None:  # quiet
                 pass
 
             def do_GET(self) -> None:
@@ -51,7 +52,7 @@ class FileServer:
                 start = 0
                 ranged = self.headers.get("Range", "")
                 if ranged.startswith("bytes="):
-                    start = int(ranged[len("bytes="):].split("-")[0])
+                    start = int(ranged[len("bytes=") :].split("-")[0])
                     if start >= len(data):
                         self.send_error(416, "Range Not Satisfiable")
                         return
@@ -88,21 +89,28 @@ def server():
 def packed(trained_home, tmp_path_factory):
     """The trained digits model packed by ``zoo add``: (entry, archive bytes)."""
     tmp = tmp_path_factory.mktemp("zoo")
-    entry, archive = zoo.add(trained_home / "models" / MODEL, "http://unused/x.tar",
-                             manifest=tmp / "models.toml", out=tmp / "dist", licence="CC-BY-4.0")
+    entry, archive = zoo.add(
+        trained_home / "models" / MODEL,
+        "http://unused/x.tar",
+        manifest=tmp / "models.toml",
+        out=tmp / "dist",
+        licence="CC-BY-4.0",
+    )
     return entry, archive.read_bytes()
 
 
 def manifest_for(tmp_path: Path, entry: zoo.ZooEntry, urls: list[str], **changes) -> Path:
     import dataclasses
+
     path = tmp_path / "models.toml"
     zoo.write_entry(dataclasses.replace(entry, urls=tuple(urls), **changes), path)
     return path
 
 
 def pull(manifest: Path, home: Path, name: str = MODEL):
-    return runner.invoke(app, ["zoo", "pull", name, "--manifest", str(manifest), "--home", str(home),
-                               "--quiet"])
+    return runner.invoke(
+        app, ["zoo", "pull", name, "--manifest", str(manifest), "--home", str(home), "--quiet"]
+    )
 
 
 def one_line_error(result) -> str:
@@ -120,19 +128,39 @@ def no_model_left(home: Path) -> bool:
 def test_add_writes_the_entry_from_the_card(packed, trained_home, tmp_path):
     entry, data = packed
     card = snnbench.load_card(trained_home / "models" / MODEL)
-    assert entry.sha256 == __import__("hashlib").sha256(data).hexdigest() and entry.size == len(data)
-    assert (entry.defense, entry.arch, entry.dataset, entry.timesteps) == ("vanilla", "tiny", "digits", 4)
+    assert entry.sha256 == __import__("hashlib").sha256(data).hexdigest() and entry.size == len(
+        data
+    )
+    assert (entry.defense, entry.arch, entry.dataset, entry.timesteps) == (
+        "vanilla",
+        "tiny",
+        "digits",
+        4,
+    )
     assert entry.weights_sha256 == card["weights_sha256"] and entry.licence == "CC-BY-4.0"
-    assert entry.extra["settings"] == card["spec"]["settings"] and entry.extra["train"]["epochs"] == 6
+    assert (
+        entry.extra["settings"] == card["spec"]["settings"] and entry.extra["train"]["epochs"] == 6
+    )
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         assert sorted(archive.getnames()) == ["card.json", "model.safetensors"]
-    result = runner.invoke(app, ["zoo", "add", str(trained_home / "models" / MODEL), "--url",
-                                 "https://example.org/m.tar", "--manifest", str(tmp_path / "m.toml"),
-                                 "--dist", str(tmp_path / "dist")])
+    result = runner.invoke(
+        app,
+        [
+            "zoo",
+            "add",
+            str(trained_home / "models" / MODEL),
+            "--url",
+            "https://example.org/m.tar",
+            "--manifest",
+            str(tmp_path / "m.toml"),
+            "--dist",
+            str(tmp_path / "dist"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     again = zoo.read_manifest(tmp_path / "m.toml")[MODEL]
     assert again.sha256 == entry.sha256 and again.urls == ("https://example.org/m.tar",)
-    assert again.extra["settings"] == entry.extra["settings"]      # the recipe survives TOML
+    assert again.extra["settings"] == entry.extra["settings"]  # the recipe survives TOML
     listed = runner.invoke(app, ["zoo", "list", "--manifest", str(tmp_path / "m.toml")])
     assert listed.exit_code == 0 and MODEL in listed.stdout and "vanilla" in listed.stdout
 
@@ -182,13 +210,17 @@ def test_wrong_checksum_is_refused(packed, server, tmp_path):
 def test_missing_file_and_missing_checksum(packed, server, tmp_path):
     entry, _ = packed
     home = tmp_path / "home"
-    line = one_line_error(pull(manifest_for(tmp_path, entry, [f"{server.url}/files/none.tar"]), home))
+    line = one_line_error(
+        pull(manifest_for(tmp_path, entry, [f"{server.url}/files/none.tar"]), home)
+    )
     assert "HTTP 404" in line and no_model_left(home)
     server.log.clear()
     manifest = manifest_for(tmp_path, entry, [f"{server.url}/files/m.tar"], sha256="")
     assert "no valid sha256" in one_line_error(pull(manifest, home))
-    assert server.log == []          # nothing fetched without a checksum
-    assert "no zoo model 'vanila-tiny-digits'" in one_line_error(pull(manifest, home, "vanila-tiny-digits"))
+    assert server.log == []  # nothing fetched without a checksum
+    assert "no zoo model 'vanila-tiny-digits'" in one_line_error(
+        pull(manifest, home, "vanila-tiny-digits")
+    )
 
 
 def test_dropped_connection_resumes_with_a_range_request(packed, server, tmp_path):
@@ -197,7 +229,9 @@ def test_dropped_connection_resumes_with_a_range_request(packed, server, tmp_pat
     server.cut = len(data) // 3
     home = tmp_path / "home"
     # a mirror that 404s comes first: the next url is tried
-    manifest = manifest_for(tmp_path, entry, [f"{server.url}/files/gone.tar", f"{server.url}/drop/m.tar"])
+    manifest = manifest_for(
+        tmp_path, entry, [f"{server.url}/files/gone.tar", f"{server.url}/drop/m.tar"]
+    )
     result = pull(manifest, home)
     assert result.exit_code == 0, result.output
     drops = [r for p, r in server.log if p == "/drop/m.tar"]
@@ -229,7 +263,9 @@ def _tar(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("name", ["../card.json", "/tmp/card.json", "extra.txt", "sub/../card.json"])
+@pytest.mark.parametrize(
+    "name", ["../card.json", "/tmp/card.json", "extra.txt", "sub/../card.json"]
+)
 def test_unsafe_archives_are_refused(tmp_path, name):
     path = tmp_path / "bad.tar"
     path.write_bytes(_tar({name: b"{}", "model.safetensors": b"x"}))
@@ -244,15 +280,19 @@ def test_hub_urls_need_huggingface_hub(packed, tmp_path, monkeypatch):
     entry, data = packed
     manifest = manifest_for(tmp_path, entry, ["hf://owner/repo/m.tar"])
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
-    assert "pip install 'huggingface_hub>=0.20'" in one_line_error(pull(manifest, tmp_path / "home"))
+    assert "pip install 'huggingface_hub>=0.20'" in one_line_error(
+        pull(manifest, tmp_path / "home")
+    )
     (tmp_path / "hub.tar").write_bytes(data)
     calls = []
 
     def hf_hub_download(repo_id: str, filename: str, cache_dir: str) -> str:
         calls.append((repo_id, filename))
         return str(tmp_path / "hub.tar")
-    monkeypatch.setitem(sys.modules, "huggingface_hub",
-                        types.SimpleNamespace(hf_hub_download=hf_hub_download))
+
+    monkeypatch.setitem(
+        sys.modules, "huggingface_hub", types.SimpleNamespace(hf_hub_download=hf_hub_download)
+    )
     assert pull(manifest, tmp_path / "home").exit_code == 0
     assert calls == [("owner/repo", "m.tar")]
 
@@ -268,8 +308,14 @@ def test_the_packaged_manifest_is_complete(name):
     assert entry.defense and entry.arch and entry.dataset and entry.timesteps and entry.licence
 
 
-@pytest.mark.parametrize("name", [n for n, e in sorted(zoo.read_manifest(zoo.MANIFEST).items())
-                                  if e.urls and "://" not in e.urls[0]])
+@pytest.mark.parametrize(
+    "name",
+    [
+        n
+        for n, e in sorted(zoo.read_manifest(zoo.MANIFEST).items())
+        if e.urls and "://" not in e.urls[0]
+    ],
+)
 def test_a_pinned_model_pulls_by_name_and_keeps_its_clean_accuracy(name, tmp_path):
     """The models shipped beside the manifest (zoo/pinned/) pull offline, verify, and score
     the clean accuracy their card recorded on the digits test split."""
@@ -283,5 +329,5 @@ def test_a_pinned_model_pulls_by_name_and_keeps_its_clean_accuracy(name, tmp_pat
     torch.manual_seed(0)
     with torch.no_grad():
         acc = (model(x).argmax(1) == y).float().mean().item()
-    tolerance = 0.03 if stochastic else 1e-4    # a fresh noise draw for tgo; 4 digits kept
+    tolerance = 0.03 if stochastic else 1e-4  # a fresh noise draw for tgo; 4 digits kept
     assert abs(acc - entry.clean_accuracy) <= tolerance, (name, acc, entry.clean_accuracy)

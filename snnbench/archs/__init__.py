@@ -1,4 +1,5 @@
 """Architectures: ``tiny``, ``vgg11``, ``wrn16``, ``sew-resnet19`` (docs/defenses.md)."""
+
 from __future__ import annotations
 
 from snnbench.archs import resnet as _resnet  # noqa: F401  (registers)

@@ -6,6 +6,7 @@ non-spiking linear readout whose logits are averaged over T. Event frames ``[B, 
 (any 5-d input) carry their own time axis instead of the repeat (docs/guide.md, public API); their
 T and channels must be the model's.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -21,10 +22,12 @@ class Normalize(nn.Module):
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1),
-                             persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
@@ -39,9 +42,16 @@ class SpikingModel(nn.Module):
     (its arch's registration; ``runtime.place`` applies it).
     """
 
-    def __init__(self, body: nn.Module, timesteps: int, mean: Sequence[float],
-                 std: Sequence[float], stochastic: bool = False, events: bool = False,
-                 channels_last_on: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        timesteps: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        stochastic: bool = False,
+        events: bool = False,
+        channels_last_on: Sequence[str] = (),
+    ) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.body = body
@@ -52,26 +62,30 @@ class SpikingModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
-        if x.dim() == 5:   # event frames [B, T, C, H, W]: their time axis replaces the repeat
+        if x.dim() == 5:  # event frames [B, T, C, H, W]: their time axis replaces the repeat
             self._check_frames(x)
             steps = self.normalize(x.transpose(0, 1).flatten(0, 1))
         elif self.events:
-            raise SnnbenchError(f"this model takes event frames [B, {self.timesteps}, "
-                                f"{self.normalize.mean.shape[1]}, H, W], got shape "
-                                f"{tuple(x.shape)}; pass the data set's frames")
+            raise SnnbenchError(
+                f"this model takes event frames [B, {self.timesteps}, "
+                f"{self.normalize.mean.shape[1]}, H, W], got shape "
+                f"{tuple(x.shape)}; pass the data set's frames"
+            )
         else:
             image = self.normalize(x)
             steps = image.unsqueeze(0).expand(self.timesteps, *image.shape).flatten(0, 1)
         logits = self.body(steps)
-        return logits.view(self.timesteps, batch, logits.shape[-1]).mean(0)   # also for B = 0
+        return logits.view(self.timesteps, batch, logits.shape[-1]).mean(0)  # also for B = 0
 
     def _check_frames(self, x: torch.Tensor) -> None:
         channels = self.normalize.mean.shape[1]
         if x.shape[1] != self.timesteps or x.shape[2] != channels:
-            raise SnnbenchError(f"event frames must be [B, T={self.timesteps}, C={channels}, H, W] "
-                                f"for this model (T = its time steps), got shape "
-                                f"{tuple(x.shape)}; build the model with timesteps = the number "
-                                f"of frames")
+            raise SnnbenchError(
+                f"event frames must be [B, T={self.timesteps}, C={channels}, H, W] "
+                f"for this model (T = its time steps), got shape "
+                f"{tuple(x.shape)}; build the model with timesteps = the number "
+                f"of frames"
+            )
 
 
 def init_weights(module: nn.Module) -> None:

@@ -7,6 +7,7 @@ channels_last weights (``runtime.place``). On the CPU it is measured per arch wi
 ``benchmarks/layout.py`` (docs/performance.md: tiny, WRN-16-4 and SEW-ResNet19 train 1.07-1.3x
 faster, VGG-11 the same in both); on CUDA it follows PyTorch's guidance for conv nets under mixed
 precision (tensor cores want NHWC), not yet measured here."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -20,8 +21,10 @@ ArchBuilder = Callable[..., nn.Module]
 
 def _check_plugin(name: str, obj: object) -> None:
     if not callable(obj):
-        raise TypeError(f"{obj!r} is not an arch builder (neuron, *, in_channels, num_classes, "
-                        "image_size) -> nn.Module")
+        raise TypeError(
+            f"{obj!r} is not an arch builder (neuron, *, in_channels, num_classes, "
+            "image_size) -> nn.Module"
+        )
 
 
 ARCHS: Registry[ArchBuilder] = Registry("arch", plugins="snnbench.archs", check=_check_plugin)

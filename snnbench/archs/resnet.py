@@ -12,6 +12,7 @@ Convs are Kaiming-initialised; the classifier keeps PyTorch's default Linear wei
 (BrainCog's std 1/fan_in is not reproduced), bias 0. Parameters at 32x32x3: 12,569,226
 (K = 10), 12,615,396 (K = 100).
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,27 +32,40 @@ def conv_size(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
-def conv_bn_lif(neuron: NeuronFactory, in_channels: int, out_channels: int, kernel: int,
-                stride: int, out_size: int) -> list[nn.Module]:
+def conv_bn_lif(
+    neuron: NeuronFactory,
+    in_channels: int,
+    out_channels: int,
+    kernel: int,
+    stride: int,
+    out_size: int,
+) -> list[nn.Module]:
     """conv (no bias) -> BN -> spiking layer of shape ``(out_channels, out_size, out_size)``."""
-    return [nn.Conv2d(in_channels, out_channels, kernel, stride, padding=kernel // 2, bias=False),
-            nn.BatchNorm2d(out_channels), neuron((out_channels, out_size, out_size))]
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel, stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        neuron((out_channels, out_size, out_size)),
+    ]
 
 
 class SEWBasicBlock(nn.Module):
     """conv-BN-LIF-conv-BN-LIF plus the identity (or LIF(BN(conv1x1)) downsample): SEW ADD."""
 
-    def __init__(self, neuron: NeuronFactory, in_channels: int, out_channels: int,
-                 stride: int, size: int) -> None:
+    def __init__(
+        self, neuron: NeuronFactory, in_channels: int, out_channels: int, stride: int, size: int
+    ) -> None:
         super().__init__()
         out_size = conv_size(size, stride)
         self.residual = nn.Sequential(
             *conv_bn_lif(neuron, in_channels, out_channels, 3, stride, out_size),
-            *conv_bn_lif(neuron, out_channels, out_channels, 3, 1, out_size))
+            *conv_bn_lif(neuron, out_channels, out_channels, 3, 1, out_size),
+        )
         needs_downsample = stride != 1 or in_channels != out_channels
         self.downsample: nn.Module = (
             nn.Sequential(*conv_bn_lif(neuron, in_channels, out_channels, 1, stride, out_size))
-            if needs_downsample else nn.Identity())
+            if needs_downsample
+            else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.downsample(x) + self.residual(x)
@@ -60,8 +74,9 @@ class SEWBasicBlock(nn.Module):
 class SEWResNet(nn.Module):
     """Stem conv-BN-LIF, the SEW stages, global average pool and a linear readout."""
 
-    def __init__(self, neuron: NeuronFactory, in_channels: int, num_classes: int,
-                 image_size: int) -> None:
+    def __init__(
+        self, neuron: NeuronFactory, in_channels: int, num_classes: int, image_size: int
+    ) -> None:
         super().__init__()
         size = image_size
         self.stem = nn.Sequential(*conv_bn_lif(neuron, in_channels, STEM_WIDTH, 3, 1, size))
@@ -81,13 +96,17 @@ class SEWResNet(nn.Module):
         return self.fc(x.flatten(1))
 
 
-@ARCHS.register("sew-resnet19",
-                summary="SEW-ResNet19 (ADD), stages [3, 3, 2] x (128, 256, 512) (BrainCog)",
-                paper="Fang et al. NeurIPS 2021 (SEW ResNet); BrainCog examples/Snn_safety",
-                aliases=("sew_resnet19", "resnet19"), channels_last=("cpu", "cuda"))
-def sew_resnet19(neuron: NeuronFactory, *, in_channels: int, num_classes: int,
-                 image_size: int) -> nn.Module:
+@ARCHS.register(
+    "sew-resnet19",
+    summary="SEW-ResNet19 (ADD), stages [3, 3, 2] x (128, 256, 512) (BrainCog)",
+    paper="Fang et al. NeurIPS 2021 (SEW ResNet); BrainCog examples/Snn_safety",
+    aliases=("sew_resnet19", "resnet19"),
+    channels_last=("cpu", "cuda"),
+)
+def sew_resnet19(
+    neuron: NeuronFactory, *, in_channels: int, num_classes: int, image_size: int
+) -> nn.Module:
     """The SEW-ResNet19 body ``[T*B, C, H, W] -> [T*B, K]``."""
     body = SEWResNet(neuron, in_channels, num_classes, image_size)
-    init_weights(body)   # Kaiming convs, BN (1, 0), linear bias 0; fc weight: PyTorch's default
+    init_weights(body)  # Kaiming convs, BN (1, 0), linear bias 0; fc weight: PyTorch's default
     return body

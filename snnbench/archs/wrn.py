@@ -17,6 +17,7 @@ Block (in -> out, stride s):
 projects it onto the simplex. No dropout; 13 spiking layers. Parameters at 32x32x3:
 2,748,902 (K = 10), 2,772,032 (K = 100), mixing weights included.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,9 +28,9 @@ from snnbench.archs.registry import ARCHS
 from snnbench.neurons import NeuronFactory
 
 STEM_WIDTH = 16
-WIDTHS: tuple[int, ...] = (64, 128, 256)     # 16 * widen factor 4
+WIDTHS: tuple[int, ...] = (64, 128, 256)  # 16 * widen factor 4
 STRIDES: tuple[int, ...] = (1, 2, 2)
-BLOCKS_PER_GROUP = 2                          # (16 - 4) / 6
+BLOCKS_PER_GROUP = 2  # (16 - 4) / 6
 
 
 def conv_size(size: int, stride: int) -> int:
@@ -40,8 +41,9 @@ def conv_size(size: int, stride: int) -> int:
 class PreActBlock(nn.Module):
     """One pre-activation wide block with learnable mixing weights ``mix = (c0, c1)``."""
 
-    def __init__(self, neuron: NeuronFactory, in_channels: int, out_channels: int,
-                 stride: int, size: int) -> None:
+    def __init__(
+        self, neuron: NeuronFactory, in_channels: int, out_channels: int, stride: int, size: int
+    ) -> None:
         super().__init__()
         out_size = conv_size(size, stride)
         self.project = in_channels != out_channels
@@ -52,8 +54,10 @@ class PreActBlock(nn.Module):
         self.act2 = neuron((out_channels, out_size, out_size))
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.shortcut: nn.Module = (
-            nn.Conv2d(in_channels, out_channels, 1, stride, bias=False) if self.project
-            else nn.Identity())
+            nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
+            if self.project
+            else nn.Identity()
+        )
         self.mix = nn.Parameter(torch.full((2,), 0.5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,8 +72,9 @@ class PreActBlock(nn.Module):
 class WideResNet(nn.Module):
     """Stem conv, the block groups, then BN -> LIF -> global pool -> linear readout."""
 
-    def __init__(self, neuron: NeuronFactory, in_channels: int, num_classes: int,
-                 image_size: int) -> None:
+    def __init__(
+        self, neuron: NeuronFactory, in_channels: int, num_classes: int, image_size: int
+    ) -> None:
         super().__init__()
         self.stem = nn.Conv2d(in_channels, STEM_WIDTH, 3, padding=1, bias=False)
         blocks: list[nn.Module] = []
@@ -91,13 +96,17 @@ class WideResNet(nn.Module):
         return self.fc(x.flatten(1))
 
 
-@ARCHS.register("wrn16",
-                summary="WRN-16-4, pre-activation, learnable shortcut/residual mixing (PKU)",
-                paper="Zagoruyko & Komodakis BMVC 2016; Ding et al. NeurIPS 2022 (SNN-RAT)",
-                aliases=("wrn16_4",), channels_last=("cpu", "cuda"))
-def wrn16(neuron: NeuronFactory, *, in_channels: int, num_classes: int,
-          image_size: int) -> nn.Module:
+@ARCHS.register(
+    "wrn16",
+    summary="WRN-16-4, pre-activation, learnable shortcut/residual mixing (PKU)",
+    paper="Zagoruyko & Komodakis BMVC 2016; Ding et al. NeurIPS 2022 (SNN-RAT)",
+    aliases=("wrn16_4",),
+    channels_last=("cpu", "cuda"),
+)
+def wrn16(
+    neuron: NeuronFactory, *, in_channels: int, num_classes: int, image_size: int
+) -> nn.Module:
     """The WRN-16-4 body ``[T*B, C, H, W] -> [T*B, K]``; mixing weights start at (0.5, 0.5)."""
     body = WideResNet(neuron, in_channels, num_classes, image_size)
-    init_weights(body)   # leaves ``mix`` at its (0.5, 0.5) init
+    init_weights(body)  # leaves ``mix`` at its (0.5, 0.5) init
     return body

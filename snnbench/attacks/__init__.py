@@ -1,4 +1,5 @@
 """Attacks, registered by id; ``create_attack`` binds one to its budget."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,14 @@ from snnbench.attacks.registry import ATTACKS, attack_factory
 from snnbench.neurons import parse_grad_mode
 
 
-def create_attack(name: str, eps: float, norm: str = "Linf", steps: int | None = None,
-                  eot: int = 1, surrogate: str = "own") -> Attack:
+def create_attack(
+    name: str,
+    eps: float,
+    norm: str = "Linf",
+    steps: int | None = None,
+    eot: int = 1,
+    surrogate: str = "own",
+) -> Attack:
     """``create_attack("pgd10", eps=8/255)``; an unknown id lists close matches.
 
     ``eot`` > 1 averages the gradient over that many stochastic passes per step; ``surrogate``
@@ -30,5 +37,13 @@ def list_attacks() -> list[str]:
     return ATTACKS.names()
 
 
-__all__ = ["ATTACKS", "Attack", "LogitMeanEoT", "check_valid", "create_attack", "eot_gradient",
-           "list_attacks", "parse_norm"]
+__all__ = [
+    "ATTACKS",
+    "Attack",
+    "LogitMeanEoT",
+    "check_valid",
+    "create_attack",
+    "eot_gradient",
+    "list_attacks",
+    "parse_norm",
+]

@@ -49,6 +49,7 @@ on every call). pyautoattack never changes the model's mode; the caller puts the
 mode. Its messages go to the ``snnbench.pyautoattack`` logger (silent unless configured), and
 the tracer its dynamic-defence check clears (``sys.settrace(None)``) is put back afterwards.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,7 +71,7 @@ from snnbench.errors import SnnbenchError
 LOG = logging.getLogger("snnbench.pyautoattack")
 LOG.addHandler(logging.NullHandler())
 CROCE = "Croce & Hein 2020, arXiv 2003.01690"
-RHO = 0.75                      # APGD's step-size decrease threshold (library default, passed)
+RHO = 0.75  # APGD's step-size decrease threshold (library default, passed)
 
 
 def n_targets(model: nn.Module, x: torch.Tensor, wanted: int) -> int:
@@ -106,8 +107,10 @@ class IterateLog(nn.Module):
         """Per sample: (the point to hand back, judged broken, its mean loss)."""
         self.criterion = None
         if self.adv is None or self.draws:
-            raise SnnbenchError("pyautoattack changed how APGD calls the model (an iterate "
-                                f"without its {self.k} EoT draws); update snnbench's APGD wrapper")
+            raise SnnbenchError(
+                "pyautoattack changed how APGD calls the model (an iterate "
+                f"without its {self.k} EoT draws); update snnbench's APGD wrapper"
+            )
         shape = (-1,) + (1,) * (self.adv.dim() - 1)
         points = torch.where(self.broken.view(shape), self.adv, self.best)
         return points, self.broken, self.best_loss
@@ -116,8 +119,10 @@ class IterateLog(nn.Module):
         logits = self.model(x)
         if self.criterion is not None:
             if self.draws and x is not self.point:
-                raise SnnbenchError("pyautoattack changed how APGD calls the model (fewer than "
-                                    f"{self.k} EoT draws at one point); update snnbench's wrapper")
+                raise SnnbenchError(
+                    "pyautoattack changed how APGD calls the model (fewer than "
+                    f"{self.k} EoT draws at one point); update snnbench's wrapper"
+                )
             self.point = x
             self.draws.append(logits.detach())
             if len(self.draws) == self.k:
@@ -130,9 +135,10 @@ class IterateLog(nn.Module):
         with torch.no_grad():
             wrong = mean_prediction(draws).max(1)[1] != self.y
             same = all(torch.equal(draws[0], d) for d in draws[1:])
-            loss = torch.stack([self.criterion(d, self.y) for d in draws[:1 if same else None]]
-                               ).mean(0)
-        if self.adv is None:               # the starting point
+            loss = torch.stack(
+                [self.criterion(d, self.y) for d in draws[: 1 if same else None]]
+            ).mean(0)
+        if self.adv is None:  # the starting point
             self.adv, self.best, self.best_loss, self.broken = point, point.clone(), loss, wrong
             return
         self.adv[wrong] = point[wrong]
@@ -150,7 +156,7 @@ class JudgedAPGD(APGDAttack):
     def __init__(self, model: nn.Module, **settings) -> None:
         super().__init__(IterateLog(model), **settings)
         self.stochastic = is_stochastic(model)
-        self.record: dict[bytes, torch.Tensor] | None = None   # APGD-CE's outputs, by input
+        self.record: dict[bytes, torch.Tensor] | None = None  # APGD-CE's outputs, by input
 
     def criterion(self):
         """The library's per-sample loss for ``self.loss`` (the targeted one reads ``y_target``)."""
@@ -175,8 +181,15 @@ class JudgedAPGD(APGDAttack):
         torch.cuda.random.manual_seed(self.seed)
         return x, y, todo, x.clone(), torch.full((len(y),), -float("inf"), device=y.device)
 
-    def run(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, result: torch.Tensor,
-            best_loss: torch.Tensor, broken: torch.Tensor) -> None:
+    def run(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        result: torch.Tensor,
+        best_loss: torch.Tensor,
+        broken: torch.Tensor,
+    ) -> None:
         """One ``attack_single_run`` on samples ``idx``; keeps a success, or a higher loss."""
         self.model.start(y[idx], self.criterion(), self.eot_iter)
         try:
@@ -233,10 +246,23 @@ class APGD(Attack):
         if self.eps == 0:
             return x.clone()
         p = self.params
-        attack = JudgedAPGD(model, n_iter=p["steps"], norm=self.norm, n_restarts=p["restarts"],
-                            eps=self.eps, seed=p["seed"], loss=p["loss"], eot_iter=self.eot,
-                            rho=p["rho"], topk=None, verbose=False, device=x.device,
-                            use_largereps=False, is_tf_model=False, logger=LOG)
+        attack = JudgedAPGD(
+            model,
+            n_iter=p["steps"],
+            norm=self.norm,
+            n_restarts=p["restarts"],
+            eps=self.eps,
+            seed=p["seed"],
+            loss=p["loss"],
+            eot_iter=self.eot,
+            rho=p["rho"],
+            topk=None,
+            verbose=False,
+            device=x.device,
+            use_largereps=False,
+            is_tf_model=False,
+            logger=LOG,
+        )
         return attack.perturb(x, y)
 
 
@@ -250,10 +276,22 @@ class APGDT(Attack):
             return x.clone()
         p = self.params
         attack = JudgedAPGDTargeted(
-            model, n_iter=p["steps"], norm=self.norm, n_restarts=p["restarts"], eps=self.eps,
-            seed=p["seed"], eot_iter=self.eot, rho=p["rho"], topk=None,
-            n_target_classes=n_targets(model, x, p["targets"]), verbose=False, device=x.device,
-            use_largereps=False, is_tf_model=False, logger=LOG)
+            model,
+            n_iter=p["steps"],
+            norm=self.norm,
+            n_restarts=p["restarts"],
+            eps=self.eps,
+            seed=p["seed"],
+            eot_iter=self.eot,
+            rho=p["rho"],
+            topk=None,
+            n_target_classes=n_targets(model, x, p["targets"]),
+            verbose=False,
+            device=x.device,
+            use_largereps=False,
+            is_tf_model=False,
+            logger=LOG,
+        )
         return attack.perturb(x, y)
 
 
@@ -266,35 +304,58 @@ class FAB(Attack):
             return x.clone()
         p = self.params
         predict = model if self.eot == 1 else LogitMeanEoT(model, self.eot)
-        attack = FABAttack_PT(predict, norm=self.norm, n_restarts=p["restarts"], n_iter=p["steps"],
-                              eps=self.eps, alpha_max=p["alpha_max"], eta=p["eta"],
-                              beta=p["beta"], loss_fn=None, verbose=False, seed=p["seed"],
-                              targeted=True, device=x.device,
-                              n_target_classes=n_targets(model, x, p["targets"]))
+        attack = FABAttack_PT(
+            predict,
+            norm=self.norm,
+            n_restarts=p["restarts"],
+            n_iter=p["steps"],
+            eps=self.eps,
+            alpha_max=p["alpha_max"],
+            eta=p["eta"],
+            beta=p["beta"],
+            loss_fn=None,
+            verbose=False,
+            seed=p["seed"],
+            targeted=True,
+            device=x.device,
+            n_target_classes=n_targets(model, x, p["targets"]),
+        )
         return attack.perturb(x, y)
 
 
 class Square(Attack):
-    def grad_evals(self) -> int:       # gradient-free: queries are in params
+    def grad_evals(self) -> int:  # gradient-free: queries are in params
         return 0
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.eps == 0:
             return x.clone()
         if x.dim() not in (4, 5):
-            raise SnnbenchError(f"attack {self.id} needs images [B, C, H, W] or event frames "
-                                f"[B, T, C, H, W], got a {x.dim()}-d input")
+            raise SnnbenchError(
+                f"attack {self.id} needs images [B, C, H, W] or event frames "
+                f"[B, T, C, H, W], got a {x.dim()}-d input"
+            )
         p = self.params
         predict = model if self.eot == 1 else LogitMeanEoT(model, self.eot)
         shape = x.shape
-        if x.dim() == 5:     # event frames: Square sees one image of T*C channels
+        if x.dim() == 5:  # event frames: Square sees one image of T*C channels
             frames_model = predict
             predict = lambda z: frames_model(z.view(-1, *shape[1:]))  # noqa: E731
             x = x.flatten(1, 2)
-        attack = SquareAttack(predict, norm=self.norm, n_queries=p["queries"], eps=self.eps,
-                              p_init=p["p_init"], n_restarts=p["restarts"], seed=p["seed"],
-                              verbose=False, targeted=False, loss=p["loss"],
-                              resc_schedule=p["resc_schedule"], device=x.device)
+        attack = SquareAttack(
+            predict,
+            norm=self.norm,
+            n_queries=p["queries"],
+            eps=self.eps,
+            p_init=p["p_init"],
+            n_restarts=p["restarts"],
+            seed=p["seed"],
+            verbose=False,
+            targeted=False,
+            loss=p["loss"],
+            resc_schedule=p["resc_schedule"],
+            device=x.device,
+        )
         return attack.perturb(x, y).view(shape)
 
 
@@ -320,16 +381,24 @@ class AutoAttackRun(Attack):
 
     def _configure(self, model: nn.Module, x: torch.Tensor) -> AutoAttack:
         p = self.params
-        attack = AutoAttack(model, attacks=None, device=x.device, eps=self.eps, norm=self.norm,
-                            seed=p["seed"], version=p["version"])
+        attack = AutoAttack(
+            model,
+            attacks=None,
+            device=x.device,
+            eps=self.eps,
+            norm=self.norm,
+            seed=p["seed"],
+            version=p["version"],
+        )
         attack.verbose = False
         attack.logger = LOG
         attack.apgd = judged(JudgedAPGD, model, attack.apgd)
         attack.apgd_targeted = judged(JudgedAPGDTargeted, model, attack.apgd_targeted)
         parts = (attack.apgd, attack.apgd_targeted, attack.fab)
         if any(part.n_iter != p["n_iter"] for part in parts):
-            raise SnnbenchError(f"pyautoattack changed its iterations; {self.id} expects "
-                                f"{p['n_iter']}")
+            raise SnnbenchError(
+                f"pyautoattack changed its iterations; {self.id} expects {p['n_iter']}"
+            )
         if p["version"] == "rand":
             if attack.apgd.eot_iter != self.eot or attack.apgd.n_restarts != 1:
                 raise SnnbenchError("pyautoattack's version='rand' changed its EoT or restarts")
@@ -342,16 +411,27 @@ class AutoAttackRun(Attack):
         attack.apgd.eot_iter = attack.apgd_targeted.eot_iter = self.eot
         if self.eot > 1:
             attack.square.predict = attack.fab.predict = LogitMeanEoT(model, self.eot)
-        attack.get_logits = EoTPrediction(model, self.eot)     # the cascade's decisions
+        attack.get_logits = EoTPrediction(model, self.eot)  # the cascade's decisions
         return attack
 
 
 def judged(kind: type, model: nn.Module, part: APGDAttack) -> JudgedAPGD:
     """``part`` (one of AutoAttack's APGD objects) rebuilt as ``kind`` with its settings."""
-    settings = dict(n_iter=part.n_iter, norm=part.norm, n_restarts=part.n_restarts, eps=part.eps,
-                    seed=part.seed, eot_iter=part.eot_iter, rho=part.thr_decr, topk=part.topk,
-                    verbose=False, device=part.device, use_largereps=part.use_largereps,
-                    is_tf_model=False, logger=LOG)
+    settings = dict(
+        n_iter=part.n_iter,
+        norm=part.norm,
+        n_restarts=part.n_restarts,
+        eps=part.eps,
+        seed=part.seed,
+        eot_iter=part.eot_iter,
+        rho=part.thr_decr,
+        topk=part.topk,
+        verbose=False,
+        device=part.device,
+        use_largereps=part.use_largereps,
+        is_tf_model=False,
+        logger=LOG,
+    )
     if kind is JudgedAPGDTargeted:
         settings["n_target_classes"] = part.n_target_classes
     else:
@@ -359,8 +439,9 @@ def judged(kind: type, model: nn.Module, part: APGDAttack) -> JudgedAPGD:
     return kind(model, **settings)
 
 
-def with_survivors(x_adv: torch.Tensor, x: torch.Tensor,
-                   record: dict[bytes, torch.Tensor]) -> torch.Tensor:
+def with_survivors(
+    x_adv: torch.Tensor, x: torch.Tensor, record: dict[bytes, torch.Tensor]
+) -> torch.Tensor:
     """AutoAttack hands back x for every sample no part broke; give those APGD-CE's
     highest-loss point instead (found by the sample's input: AutoAttack does not say which
     rows it attacked; equal inputs share a ball, so either's point is valid)."""
@@ -374,68 +455,115 @@ def with_survivors(x_adv: torch.Tensor, x: torch.Tensor,
 
 # --- registry --------------------------------------------------------------------------------
 
+
 def _apgd(attack_id: str, default_steps: int, loss: str = "ce", fixed_eot: int | None = None):
     def make(eps: float, norm: str = "Linf", steps: int | None = None, eot: int = 1) -> Attack:
-        params = {"steps": steps or default_steps, "restarts": 1, "loss": loss, "seed": 0,
-                  "rho": RHO}
+        params = {
+            "steps": steps or default_steps,
+            "restarts": 1,
+            "loss": loss,
+            "seed": 0,
+            "rho": RHO,
+        }
         if fixed_eot:
             params["eot_iter"] = fixed_eot
-        return APGD(attack_id, eps, parse_norm(norm), params, "pyautoattack.APGDAttack",
-                    eot=fixed_eot or eot)
+        return APGD(
+            attack_id,
+            eps,
+            parse_norm(norm),
+            params,
+            "pyautoattack.APGDAttack",
+            eot=fixed_eot or eot,
+        )
+
     make.__name__ = make.__qualname__ = attack_id.replace("-", "_")
     eot_doc = f"eot_iter {fixed_eot} fixed by the id" if fixed_eot else "eot_iter K"
-    make.__doc__ = (f"APGD (Croce & Hein, arXiv 2003.01690) via pyautoattack APGDAttack: "
-                    f"{default_steps} iterations, 1 restart, {loss.upper()} loss, rho 0.75, "
-                    f"seed 0, {eot_doc}; Linf or L2.")
+    make.__doc__ = (
+        f"APGD (Croce & Hein, arXiv 2003.01690) via pyautoattack APGDAttack: "
+        f"{default_steps} iterations, 1 restart, {loss.upper()} loss, rho 0.75, "
+        f"seed 0, {eot_doc}; Linf or L2."
+    )
     return make
 
 
 for _id, _n, _loss, _eot, _summary in (
-        ("apgd-ce", 100, "ce", None, "AutoAttack's APGD on CE, 100 iterations, 1 restart"),
-        ("apgd7", 7, "ce", None, "APGD-CE, 7 iterations, 1 restart, EoT K (7 GE)"),
-        ("apgd10", 10, "ce", None, "APGD-CE, 10 iterations, 1 restart, EoT K (10 GE)"),
-        ("apgd20", 20, "ce", None, "APGD-CE, 20 iterations, 1 restart, EoT K (20 GE)"),
-        ("apgd40", 40, "ce", None, "APGD-CE, 40 iterations, 1 restart, EoT K (40 GE)"),
-        ("apgd10-rh", 10, "ce", 1, "APGD-CE, 10 iterations, no EoT (RandHet Table 1; 10 GE)"),
-        ("apgd50-eot10", 50, "ce", 10, "APGD-CE, 50 iterations, EoT 10 whatever --eot (500 GE)"),
-        ("apgd-dlr", 100, "dlr", None, "APGD on the DLR loss, 100 iterations, 1 restart")):
+    ("apgd-ce", 100, "ce", None, "AutoAttack's APGD on CE, 100 iterations, 1 restart"),
+    ("apgd7", 7, "ce", None, "APGD-CE, 7 iterations, 1 restart, EoT K (7 GE)"),
+    ("apgd10", 10, "ce", None, "APGD-CE, 10 iterations, 1 restart, EoT K (10 GE)"),
+    ("apgd20", 20, "ce", None, "APGD-CE, 20 iterations, 1 restart, EoT K (20 GE)"),
+    ("apgd40", 40, "ce", None, "APGD-CE, 40 iterations, 1 restart, EoT K (40 GE)"),
+    ("apgd10-rh", 10, "ce", 1, "APGD-CE, 10 iterations, no EoT (RandHet Table 1; 10 GE)"),
+    ("apgd50-eot10", 50, "ce", 10, "APGD-CE, 50 iterations, EoT 10 whatever --eot (500 GE)"),
+    ("apgd-dlr", 100, "dlr", None, "APGD on the DLR loss, 100 iterations, 1 restart"),
+):
     ATTACKS.add(_id, _apgd(_id, _n, _loss, _eot), summary=_summary, paper=CROCE)
 
 
-@ATTACKS.register("apgd-t", summary="APGD-T: targeted DLR, 100 iterations x 9 targets (900 GE)",
-                  paper=CROCE)
+@ATTACKS.register(
+    "apgd-t", summary="APGD-T: targeted DLR, 100 iterations x 9 targets (900 GE)", paper=CROCE
+)
 def apgd_t(eps: float, norm: str = "Linf", steps: int | None = None, eot: int = 1) -> Attack:
     """APGD-T (Croce & Hein, arXiv 2003.01690) via pyautoattack APGDAttack_targeted: 100
     iterations per target, 9 targets (#classes - 1 when fewer), 1 restart, targeted DLR, rho
     0.75, seed 0, eot_iter K. 900*K GE."""
-    return APGDT("apgd-t", eps, parse_norm(norm),
-                 {"steps": steps or 100, "restarts": 1, "targets": 9, "seed": 0, "rho": RHO,
-                  "loss": "dlr-targeted"}, "pyautoattack.APGDAttack_targeted", eot=eot)
+    return APGDT(
+        "apgd-t",
+        eps,
+        parse_norm(norm),
+        {
+            "steps": steps or 100,
+            "restarts": 1,
+            "targets": 9,
+            "seed": 0,
+            "rho": RHO,
+            "loss": "dlr-targeted",
+        },
+        "pyautoattack.APGDAttack_targeted",
+        eot=eot,
+    )
 
 
-@ATTACKS.register("fab-t", summary="FAB-T: targeted FAB, 100 iterations x 9 targets, EoT on "
-                  "the logit mean",
-                  paper="Croce & Hein 2020, arXiv 1907.02044")
+@ATTACKS.register(
+    "fab-t",
+    summary="FAB-T: targeted FAB, 100 iterations x 9 targets, EoT on the logit mean",
+    paper="Croce & Hein 2020, arXiv 1907.02044",
+)
 def fab_t(eps: float, norm: str = "Linf", steps: int | None = None, eot: int = 1) -> Attack:
     """FAB-T (Croce & Hein, arXiv 1907.02044; as in AutoAttack, arXiv 2003.01690) via
     pyautoattack FABAttack_PT(targeted=True): 100 iterations, 9 targets, 1 restart, alpha_max
     0.1, eta 1.05, beta 0.9, seed 0; K > 1 attacks LogitMeanEoT(model, K) (its steps and its
     success decisions on the mean logits of K draws). 900*K GE."""
-    params = {"steps": steps or 100, "restarts": 1, "targets": 9, "alpha_max": 0.1,
-              "eta": 1.05, "beta": 0.9, "seed": 0}
+    params = {
+        "steps": steps or 100,
+        "restarts": 1,
+        "targets": 9,
+        "alpha_max": 0.1,
+        "eta": 1.05,
+        "beta": 0.9,
+        "seed": 0,
+    }
     if eot > 1:
         params["eot_mode"] = "logit-mean"
     return FAB("fab-t", eps, parse_norm(norm), params, "pyautoattack.FABAttack_PT", eot=eot)
 
 
-@ATTACKS.register("square", summary="Square Attack: 5,000 queries, p_init 0.8, gradient-free",
-                  paper="Andriushchenko et al. 2020, arXiv 1912.00049")
+@ATTACKS.register(
+    "square",
+    summary="Square Attack: 5,000 queries, p_init 0.8, gradient-free",
+    paper="Andriushchenko et al. 2020, arXiv 1912.00049",
+)
 def square(eps: float, norm: str = "Linf", steps: int | None = None, eot: int = 1) -> Attack:
     """Square Attack (Andriushchenko et al., arXiv 1912.00049) via pyautoattack SquareAttack:
     5,000 queries (``steps`` overrides), p_init 0.8, 1 restart, margin loss, no rescaled
     schedule, seed 0; K > 1 queries LogitMeanEoT(model, K) (K forwards per query). 0 GE."""
-    params = {"queries": steps or 5000, "p_init": 0.8, "restarts": 1, "loss": "margin",
-              "resc_schedule": False, "seed": 0}
+    params = {
+        "queries": steps or 5000,
+        "p_init": 0.8,
+        "restarts": 1,
+        "loss": "margin",
+        "resc_schedule": False,
+        "seed": 0,
+    }
     if eot > 1:
         params["eot_mode"] = "logit-mean"
     return Square("square", eps, parse_norm(norm), params, "pyautoattack.SquareAttack", eot=eot)
@@ -443,14 +571,20 @@ def square(eps: float, norm: str = "Linf", steps: int | None = None, eot: int = 
 
 def _fixed_protocol(attack_id: str, steps: int | None) -> None:
     if steps is not None:
-        raise SnnbenchError(f"attack {attack_id} is a fixed protocol: --steps does not apply "
-                            f"(run its parts, e.g. apgd-ce or square, to change iterations)")
+        raise SnnbenchError(
+            f"attack {attack_id} is a fixed protocol: --steps does not apply "
+            f"(run its parts, e.g. apgd-ce or square, to change iterations)"
+        )
 
 
-@ATTACKS.register("autoattack-standard", summary="AutoAttack standard: APGD-CE, APGD-T, FAB-T, "
-                  "Square (pyautoattack)", paper=CROCE)
-def autoattack_standard(eps: float, norm: str = "Linf", steps: int | None = None,
-                        eot: int = 1) -> Attack:
+@ATTACKS.register(
+    "autoattack-standard",
+    summary="AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square (pyautoattack)",
+    paper=CROCE,
+)
+def autoattack_standard(
+    eps: float, norm: str = "Linf", steps: int | None = None, eot: int = 1
+) -> Attack:
     """AutoAttack (Croce & Hein, arXiv 2003.01690) via pyautoattack AutoAttack(version=
     'standard'): APGD-CE (100 it., 1 restart) -> APGD-T (100 it., 9 targets) -> FAB-T (100 it.,
     9 targets) -> Square (5,000 queries) on the survivors, seed 0. K > 1: APGD parts eot_iter
@@ -459,18 +593,28 @@ def autoattack_standard(eps: float, norm: str = "Linf", steps: int | None = None
     params = {"version": "standard", "seed": 0, "n_iter": 100, "targets": 9, "queries": 5000}
     if eot > 1:
         params["fab_eot"] = "n/a"
-    return AutoAttackRun("autoattack-standard", eps, parse_norm(norm), params,
-                         "pyautoattack.AutoAttack", eot=eot)
+    return AutoAttackRun(
+        "autoattack-standard", eps, parse_norm(norm), params, "pyautoattack.AutoAttack", eot=eot
+    )
 
 
-@ATTACKS.register("autoattack-rand", summary="AutoAttack rand: APGD-CE + APGD-DLR with EoT 20 "
-                  "(pyautoattack)", paper=CROCE)
-def autoattack_rand(eps: float, norm: str = "Linf", steps: int | None = None,
-                    eot: int = 1) -> Attack:
+@ATTACKS.register(
+    "autoattack-rand",
+    summary="AutoAttack rand: APGD-CE + APGD-DLR with EoT 20 (pyautoattack)",
+    paper=CROCE,
+)
+def autoattack_rand(
+    eps: float, norm: str = "Linf", steps: int | None = None, eot: int = 1
+) -> Attack:
     """AutoAttack for randomized defences (Croce & Hein, arXiv 2003.01690) via pyautoattack
     AutoAttack(version='rand'): APGD-CE then APGD-DLR, 100 iterations, 1 restart, eot_iter 20
     fixed by the library (--eot ignored), seed 0. At most 4,000 GE."""
     _fixed_protocol("autoattack-rand", steps)
-    return AutoAttackRun("autoattack-rand", eps, parse_norm(norm),
-                         {"version": "rand", "seed": 0, "n_iter": 100, "eot_iter": 20},
-                         "pyautoattack.AutoAttack", eot=20)
+    return AutoAttackRun(
+        "autoattack-rand",
+        eps,
+        parse_norm(norm),
+        {"version": "rand", "seed": 0, "n_iter": 100, "eot_iter": 20},
+        "pyautoattack.AutoAttack",
+        eot=20,
+    )

@@ -15,6 +15,7 @@ uses g = (1/K) sum_k grad_x L(f(x; xi_k), y) over K independent draws of the mod
 Libraries with their own EoT get K directly (torchattacks ``EOTPGD(eot_iter=K)``, pyautoattack
 ``APGDAttack(eot_iter=K)``); this module serves the others (rfgsm, mifgsm, mtpgd, PGD-L2).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -25,8 +26,14 @@ from torch import nn
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def eot_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
-                 k: int, draws: list[torch.Tensor] | None = None) -> torch.Tensor:
+def eot_gradient(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: LossFn,
+    k: int,
+    draws: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Mean of ``k`` input gradients of ``loss_fn(model(x), y)``, each a fresh forward pass (a
     fresh draw on a stochastic model). ``x`` itself is left untouched; ``draws``, when given,
     receives each draw's detached logits (to judge the point without extra passes)."""

@@ -21,6 +21,7 @@ t on the margin z_t - z_y and keep the best. TGO's MTPGD columns (Table 3) add m
 
 Linf only.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,9 +32,9 @@ from snnbench.attacks.eot import eot_gradient, eot_predict
 from snnbench.attacks.registry import ATTACKS
 from snnbench.attacks.torchattacks import linf_only, project_linf
 
-STEP_PER_EPS_N = 2.5          # step = 2.5 eps / n  (RECONSTRUCTED)
-MOMENTUM = 0.9                # TGO
-TARGETS = 9                   # Gowal et al.: the top-9 wrong classes (CIFAR-10: all of them)
+STEP_PER_EPS_N = 2.5  # step = 2.5 eps / n  (RECONSTRUCTED)
+MOMENTUM = 0.9  # TGO
+TARGETS = 9  # Gowal et al.: the top-9 wrong classes (CIFAR-10: all of them)
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -50,12 +51,22 @@ def target_classes(logits: torch.Tensor, y: torch.Tensor, count: int) -> torch.T
     return others.topk(min(count, logits.shape[1] - 1), dim=1).indices
 
 
-def targeted_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor, eps: float,
-                 alpha: float, steps: int, momentum: float, k: int) -> torch.Tensor:
+def targeted_run(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    t: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    momentum: float,
+    k: int,
+) -> torch.Tensor:
     """Sign steps with momentum on the margin z_t - z_y from a uniform start; the last iterate."""
+
     def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(len(labels))
-        return (logits[rows, t] - logits[rows, labels]).sum()   # per-sample gradients
+        return (logits[rows, t] - logits[rows, labels]).sum()  # per-sample gradients
 
     dims = tuple(range(1, x.dim()))
     adv = project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
@@ -85,8 +96,17 @@ class MTPGD(Attack):
             todo = (~broken).nonzero().squeeze(1)
             if len(todo) == 0:
                 break
-            adv = targeted_run(model, x[todo], y[todo], targets[todo, j], self.eps, p["alpha"],
-                               p["steps"], p["momentum"], self.eot)
+            adv = targeted_run(
+                model,
+                x[todo],
+                y[todo],
+                targets[todo, j],
+                self.eps,
+                p["alpha"],
+                p["steps"],
+                p["momentum"],
+                self.eot,
+            )
             m = margin(eot_predict(model, adv, self.eot), y[todo])
             better = (m > 0) | (m > best_margin[todo])
             best[todo[better]] = adv[better]
@@ -100,19 +120,36 @@ def _factory(n: int):
         attack_id = f"mtpgd{n}"
         norm = linf_only(attack_id, norm)
         steps = steps or n
-        return MTPGD(attack_id, eps, norm,
-                     {"steps": steps, "alpha": STEP_PER_EPS_N * eps / steps, "targets": TARGETS,
-                      "momentum": MOMENTUM, "loss": "margin", "random_start": True},
-                     "snnbench.MTPGD", eot=eot)
+        return MTPGD(
+            attack_id,
+            eps,
+            norm,
+            {
+                "steps": steps,
+                "alpha": STEP_PER_EPS_N * eps / steps,
+                "targets": TARGETS,
+                "momentum": MOMENTUM,
+                "loss": "margin",
+                "random_start": True,
+            },
+            "snnbench.MTPGD",
+            eot=eot,
+        )
+
     make.__name__ = make.__qualname__ = f"mtpgd{n}"
-    make.__doc__ = (f"MultiTargeted PGD-{n} (Gowal et al., arXiv 1910.09338; TGO's momentum "
-                    f"0.9): top-9 wrong classes, {n} sign steps of 2.5 eps/{n} each on z_t - "
-                    f"z_y, uniform start, EoT K. At most 9*{n}*K GE.")
+    make.__doc__ = (
+        f"MultiTargeted PGD-{n} (Gowal et al., arXiv 1910.09338; TGO's momentum "
+        f"0.9): top-9 wrong classes, {n} sign steps of 2.5 eps/{n} each on z_t - "
+        f"z_y, uniform start, EoT K. At most 9*{n}*K GE."
+    )
     return make
 
 
 for _n in (7, 10, 20, 40):
-    ATTACKS.add(f"mtpgd{_n}", _factory(_n),
-                summary=f"MultiTargeted PGD: top-9 wrong classes x {_n} steps, momentum 0.9 "
-                        f"(<= {9 * _n} GE)",
-                paper="Gowal et al. 2019, arXiv 1910.09338")
+    ATTACKS.add(
+        f"mtpgd{_n}",
+        _factory(_n),
+        summary=f"MultiTargeted PGD: top-9 wrong classes x {_n} steps, momentum 0.9 "
+        f"(<= {9 * _n} GE)",
+        paper="Gowal et al. 2019, arXiv 1910.09338",
+    )

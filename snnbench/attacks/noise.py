@@ -7,6 +7,7 @@
 One draw per sample from torch's global RNG (the evaluation seeds it per task); the model is
 never queried, so ``--eot`` does not apply (recorded as K = 1). 0 GE.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,20 +45,37 @@ class Noise(Attack):
         return uniform_noise(x.detach(), self.eps, self.norm)
 
 
-@ATTACKS.register("noise-uniform", summary="Uniform random noise in the eps-ball (0 GE)",
-                  paper="sanity check (Carlini et al. 2019, arXiv 1902.06705)")
-def noise_uniform(eps: float, norm: str = "Linf", steps: int | None = None,
-                  eot: int = 1) -> Attack:
+@ATTACKS.register(
+    "noise-uniform",
+    summary="Uniform random noise in the eps-ball (0 GE)",
+    paper="sanity check (Carlini et al. 2019, arXiv 1902.06705)",
+)
+def noise_uniform(eps: float, norm: str = "Linf", steps: int | None = None, eot: int = 1) -> Attack:
     """Uniform noise (a sanity floor, Carlini et al., arXiv 1902.06705): Linf U[-eps, eps] per
     pixel; L2 a uniform direction of length eps; one draw, clipped to [0, 1]. 0 GE."""
-    return Noise("noise-uniform", eps, parse_norm(norm), {"dist": "uniform", "draws": 1},
-                 "snnbench.noise", eot=1)
+    return Noise(
+        "noise-uniform",
+        eps,
+        parse_norm(norm),
+        {"dist": "uniform", "draws": 1},
+        "snnbench.noise",
+        eot=1,
+    )
 
 
-@ATTACKS.register("noise-sign", summary="A random +-eps corner of the Linf ball (0 GE)",
-                  paper="sanity check (Carlini et al. 2019, arXiv 1902.06705)")
+@ATTACKS.register(
+    "noise-sign",
+    summary="A random +-eps corner of the Linf ball (0 GE)",
+    paper="sanity check (Carlini et al. 2019, arXiv 1902.06705)",
+)
 def noise_sign(eps: float, norm: str = "Linf", steps: int | None = None, eot: int = 1) -> Attack:
     """Random sign noise (Carlini et al., arXiv 1902.06705): delta = +-eps per pixel, each sign
     a fair coin; one draw, clipped to [0, 1]; Linf only. 0 GE."""
-    return Noise("noise-sign", eps, linf_only("noise-sign", norm), {"dist": "sign", "draws": 1},
-                 "snnbench.noise", eot=1)
+    return Noise(
+        "noise-sign",
+        eps,
+        linf_only("noise-sign", norm),
+        {"dist": "sign", "draws": 1},
+        "snnbench.noise",
+        eot=1,
+    )

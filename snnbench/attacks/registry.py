@@ -3,6 +3,7 @@
 Ids that name a family rather than one attack (``transfer-model:NAME-pgd10``) are resolved by
 the functions in ``PATTERNS``; ``attack_factory`` tries the registry first, then them.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -18,8 +19,9 @@ def _check_plugin(name: str, obj: object) -> None:
         raise TypeError(f"{obj!r} is not an attack factory (eps, norm, steps, eot) -> Attack")
 
 
-ATTACKS: Registry[AttackFactory] = Registry("attack", plugins="snnbench.attacks",
-                                            check=_check_plugin)
+ATTACKS: Registry[AttackFactory] = Registry(
+    "attack", plugins="snnbench.attacks", check=_check_plugin
+)
 PATTERNS: list[Callable[[str], AttackFactory | None]] = []
 
 

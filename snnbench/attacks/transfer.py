@@ -14,6 +14,7 @@ all are in the key through the inner attack's key. The twins reach SpikingJelly'
 snntorch's neurons too and refuse a neuron they do not know (``snnbench.neurons.foreign``);
 ``check_reaches`` asks that of a whole plan before anything runs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,13 +50,15 @@ class TransferAttack(Attack):
         if self.source in TWINS:
             return TWINS[self.source](target)
         if self.source_model is None:
-            raise SnnbenchError(f"transfer source {self.source!r} is not loaded; attack through "
-                                "`snnbench attack` with a home that holds that model")
+            raise SnnbenchError(
+                f"transfer source {self.source!r} is not loaded; attack through "
+                "`snnbench attack` with a home that holds that model"
+            )
         return self.source_model.eval()
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         inner = self.inner
-        if inner.grad != self.grad:          # --surrogate reaches the source's spikes
+        if inner.grad != self.grad:  # --surrogate reaches the source's spikes
             inner = dataclasses.replace(inner, grad=self.grad)
         return inner(self.source_for(model), x, y)
 
@@ -64,18 +67,20 @@ def parse_transfer(name: str) -> tuple[str, str] | None:
     """``(source, inner attack id)`` of ``transfer-SOURCE-ATTACK``, or None if not a transfer id."""
     if not name.lower().startswith(PREFIX):
         return None
-    rest = name[len(PREFIX):]
+    rest = name[len(PREFIX) :]
     for inner in sorted(ATTACKS.names(), key=len, reverse=True):
         if rest.lower().endswith("-" + inner) and not inner.startswith(PREFIX):
             source = rest[: -len(inner) - 1]
             if source.lower() in TWINS:
                 return source.lower(), inner
             if source.lower().startswith(MODEL_SOURCE) and len(source) > len(MODEL_SOURCE):
-                return MODEL_SOURCE + source[len(MODEL_SOURCE):], inner
+                return MODEL_SOURCE + source[len(MODEL_SOURCE) :], inner
             break
-    raise SnnbenchError(f"cannot read transfer attack {name!r}; write transfer-SOURCE-ATTACK with "
-                        f"SOURCE one of {', '.join(TWINS)} or model:NAME, e.g. "
-                        "transfer-ann-twin-apgd-ce")
+    raise SnnbenchError(
+        f"cannot read transfer attack {name!r}; write transfer-SOURCE-ATTACK with "
+        f"SOURCE one of {', '.join(TWINS)} or model:NAME, e.g. "
+        "transfer-ann-twin-apgd-ce"
+    )
 
 
 def transfer_factory(name: str) -> AttackFactory | None:
@@ -90,11 +95,21 @@ def transfer_factory(name: str) -> AttackFactory | None:
         inner = ATTACKS.get(inner_id)(eps=eps, norm=norm, steps=steps, eot=draws)
         attack_id = f"{PREFIX}{source}-{inner_id}"
         params = {"source": source, "via": inner.key()}
-        return TransferAttack(attack_id, inner.eps, inner.norm, params,
-                              f"snnbench.transfer({inner.impl})", inner.grad, inner.eot,
-                              inner=inner)
-    make.__doc__ = (f"{inner_id} crafted on the {source} source, scored on the target "
-                    "(transfer attack: Papernot et al. 2016, arXiv 1605.07277).")
+        return TransferAttack(
+            attack_id,
+            inner.eps,
+            inner.norm,
+            params,
+            f"snnbench.transfer({inner.impl})",
+            inner.grad,
+            inner.eot,
+            inner=inner,
+        )
+
+    make.__doc__ = (
+        f"{inner_id} crafted on the {source} source, scored on the target "
+        "(transfer attack: Papernot et al. 2016, arXiv 1605.07277)."
+    )
     return make
 
 
@@ -102,8 +117,9 @@ def bind_source(attack: Attack, model: nn.Module, sha256: str) -> Attack:
     """Attach a loaded ``model:NAME`` source; its weights' sha256 joins the attack key."""
     if not isinstance(attack, TransferAttack) or not attack.source.startswith(MODEL_SOURCE):
         return attack
-    return dataclasses.replace(attack, params={**attack.params, "source_sha256": sha256},
-                               source_model=model)
+    return dataclasses.replace(
+        attack, params={**attack.params, "source_sha256": sha256}, source_model=model
+    )
 
 
 def check_reaches(model: nn.Module, attacks: list[Attack]) -> None:
@@ -111,7 +127,7 @@ def check_reaches(model: nn.Module, attacks: list[Attack]) -> None:
     (the attack itself would refuse when its turn came, after the others ran)."""
     for attack in attacks:
         name = attack.label or attack.id
-        if attack.grad != "bptt":        # Attack.__call__ sets it on the target, transfers too
+        if attack.grad != "bptt":  # Attack.__call__ sets it on the target, transfers too
             check_reachable(model, f"{name}: gradient mode {attack.grad}")
         if isinstance(attack, TransferAttack) and attack.source in TWINS:
             check_reachable(model, f"{name}: the {attack.source}")
@@ -119,6 +135,10 @@ def check_reaches(model: nn.Module, attacks: list[Attack]) -> None:
 
 PATTERNS.append(transfer_factory)
 for _source in TWINS:
-    ATTACKS.add(f"{PREFIX}{_source}-apgd-ce", transfer_factory(f"{PREFIX}{_source}-apgd-ce"),
-                summary=f"APGD-CE crafted on the {_source} (any transfer-SOURCE-ATTACK works, "
-                "SOURCE ann-twin, mean-twin or model:NAME)", paper=PAPER)
+    ATTACKS.add(
+        f"{PREFIX}{_source}-apgd-ce",
+        transfer_factory(f"{PREFIX}{_source}-apgd-ce"),
+        summary=f"APGD-CE crafted on the {_source} (any transfer-SOURCE-ATTACK works, "
+        "SOURCE ann-twin, mean-twin or model:NAME)",
+        paper=PAPER,
+    )

@@ -13,6 +13,7 @@ statistics, no updates) on the tgo and pku tracks, as the PKU and stable-snn cod
 pass) on the randhet track and in any model with ``stog``, as BrainCog and StoG-meets-SNN craft
 with the model in train mode. The previous mode is restored afterwards.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,8 @@ class AdversarialSettings:
     eps: float = 2 / 255
     alpha: float = 1 / 255
     steps: int = 2
-    start: str = "uniform"        # uniform | normal | none
-    start_scale: float = 1.0      # uniform: U(-s eps, s eps); normal: N(0, s^2)
+    start: str = "uniform"  # uniform | normal | none
+    start_scale: float = 1.0  # uniform: U(-s eps, s eps); normal: N(0, s^2)
     # eval (tgo/pku tracks) | train (randhet track, and with stog); key attack.train.bn_mode
     bn_mode: str = field(default="eval", metadata={"scope": "attack.train"})
 
@@ -47,8 +48,9 @@ class AdversarialSettings:
             raise SnnbenchError("adversarial training needs steps >= 1 and eps in [0, 1]")
 
 
-RFGSM_RANDHET = AdversarialSettings(eps=4 / 255, alpha=4 / 255, steps=1, start="uniform",
-                                    start_scale=0.1, bn_mode="train")
+RFGSM_RANDHET = AdversarialSettings(
+    eps=4 / 255, alpha=4 / 255, steps=1, start="uniform", start_scale=0.1, bn_mode="train"
+)
 
 
 @contextlib.contextmanager
@@ -67,8 +69,9 @@ def batchnorm_eval(model: nn.Module, enabled: bool = True) -> Iterator[None]:
             m.train(mode)
 
 
-def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                         s: AdversarialSettings) -> torch.Tensor:
+def adversarial_examples(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: AdversarialSettings
+) -> torch.Tensor:
     """Sign-gradient steps from a random start, projected on the eps-ball and [0, 1]."""
     with batchnorm_eval(model, s.bn_mode == "eval"):
         if s.start == "uniform":
@@ -87,8 +90,11 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return x_adv
 
 
-@DEFENSES.register("at", summary="adversarial training on PGD examples (2/255, 2 steps; "
-                   "randhet track: RFGSM 4/255)", paper="Madry et al. 2018, arXiv 1706.06083")
+@DEFENSES.register(
+    "at",
+    summary="adversarial training on PGD examples (2/255, 2 steps; randhet track: RFGSM 4/255)",
+    paper="Madry et al. 2018, arXiv 1706.06083",
+)
 class AT(Defense):
     name = "at"
     prefix = "at"

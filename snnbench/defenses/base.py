@@ -7,6 +7,7 @@ a hook after each optimiser step (RAT's retraction), and optimiser settings. Eac
 frozen settings dataclass whose fields become dotted keys ``<prefix>.<field>``
 (``tgo.lambda_max``); ``defaults(track)`` may differ per neuron track.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,11 +35,11 @@ class LossContext:
     """
 
     model: nn.Module
-    x: torch.Tensor            # the clean batch
-    x_in: torch.Tensor         # what the model trained on (clean, or a generator's output)
+    x: torch.Tensor  # the clean batch
+    x_in: torch.Tensor  # what the model trained on (clean, or a generator's output)
     y: torch.Tensor
-    logits: torch.Tensor       # model(x_in)
-    epoch: int                 # 0-based
+    logits: torch.Tensor  # model(x_in)
+    epoch: int  # 0-based
     epochs: int
 
 
@@ -46,9 +47,9 @@ class Defense:
     """Base class: every hook defaults to "no change"; a defence overrides what it needs."""
 
     name: ClassVar[str] = ""
-    prefix: ClassVar[str] = ""                      # dotted-key scope of its settings
+    prefix: ClassVar[str] = ""  # dotted-key scope of its settings
     settings_cls: ClassVar[type] = NoSettings
-    slot: ClassVar[str] = "none"                    # neuron | gate | generator | loss | none
+    slot: ClassVar[str] = "none"  # neuron | gate | generator | loss | none
     # Defaults this member sets for its partners' keys when they are present (StoG's reference
     # crafts its training examples with BatchNorm in train mode): {dotted key: value}.
     partner_defaults: ClassVar[dict[str, Any]] = {}
@@ -64,8 +65,10 @@ class Defense:
     def setting_keys(cls) -> dict[str, str]:
         """Field name -> dotted key: ``<prefix>.<field>``, or ``<scope>.<field>`` where a field's
         metadata names the part it belongs to (TGO's ``nlif.noise_var``)."""
-        return {f.name: f"{f.metadata.get('scope', cls.prefix)}.{f.name}"
-                for f in dataclasses.fields(cls.settings_cls)}
+        return {
+            f.name: f"{f.metadata.get('scope', cls.prefix)}.{f.name}"
+            for f in dataclasses.fields(cls.settings_cls)
+        }
 
     @classmethod
     def defaults(cls, track: str) -> Any:

@@ -7,6 +7,7 @@ order (neuron, gate, generator, losses): ``rat+tgo`` is ``tgo+rat``. Loss:
 generator -> forward -> backward -> main step -> own optimisers (StoG) -> hooks (RAT).
 Weight decay is 0 whenever a member (rat) says so.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -27,22 +28,28 @@ def parse_defense(expr: str) -> list[str]:
     """Canonical, ordered member names of ``expr`` (``"rat+TGO"`` -> ``["tgo", "rat"]``)."""
     parts = [p.strip().lower() for p in str(expr).split("+")]
     if not str(expr).strip() or any(not p for p in parts):
-        raise SnnbenchError(f"cannot read defence {expr!r}; write a name such as 'vanilla' or "
-                            "a combination such as 'tgo+rat'; see `snnbench list defenses`")
+        raise SnnbenchError(
+            f"cannot read defence {expr!r}; write a name such as 'vanilla' or "
+            "a combination such as 'tgo+rat'; see `snnbench list defenses`"
+        )
     names = [DEFENSES.canonical(p) for p in parts]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise SnnbenchError(f"defence {expr!r} names {repeated[0]!r} twice; name each member once")
     if len(names) > 1 and "vanilla" in names:
-        raise SnnbenchError(f"'vanilla' means no defence and combines with nothing; drop it from {expr!r}")
+        raise SnnbenchError(
+            f"'vanilla' means no defence and combines with nothing; drop it from {expr!r}"
+        )
     _check_slots(names)
     return sorted(names, key=lambda n: (SLOT_ORDER[DEFENSES.get(n).slot], names.index(n)))
 
 
 def _check_slots(names: list[str]) -> None:
-    for slot, why in (("neuron", "both replace the neuron model"),
-                      ("gate", "both gate the spikes"),
-                      ("generator", "both generate adversarial training inputs")):
+    for slot, why in (
+        ("neuron", "both replace the neuron model"),
+        ("gate", "both gate the spikes"),
+        ("generator", "both generate adversarial training inputs"),
+    ):
         members = [n for n in names if DEFENSES.get(n).slot == slot]
         if len(members) > 1:
             extra = "; rat already trains on FGSM examples" if set(members) == {"at", "rat"} else ""
@@ -116,8 +123,9 @@ def partner_defaults(names: list[str]) -> dict[str, Any]:
     return {key: value for n in names for key, value in DEFENSES.get(n).partner_defaults.items()}
 
 
-def create_defense(expr: str, settings: Mapping[str, Any] | None = None,
-                   track: str = "tgo") -> Composite:
+def create_defense(
+    expr: str, settings: Mapping[str, Any] | None = None, track: str = "tgo"
+) -> Composite:
     """The (possibly single-member) defence of ``expr`` with its settings."""
     names = parse_defense(expr)
     merged = {**partner_defaults(names), **(settings or {})}

@@ -10,6 +10,7 @@ Penalty at the last spiking layer: ``Delta_t = I_t(x) - I_t(x~)`` (clean current
 k = 0.99 (``dlif.decay``), the paper's and the reference's value on every track; it also sets the
 penalty's memory. A negative ``dlif.decay`` takes the track's ``neuron.decay`` instead.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,10 +28,10 @@ from snnbench.neurons import NeuronFactory, neuron_factory, spiking_neurons
 
 @dataclass(frozen=True)
 class DLIFSettings:
-    decay: float = 0.99          # the paper's k; < 0: the track's neuron.decay
+    decay: float = 0.99  # the paper's k; < 0: the track's neuron.decay
     kappa: float = 0.5
-    penalty: float = 1.0         # alpha_ly
-    perturb: str = "gaussian"    # gaussian | none (without a generator)
+    penalty: float = 1.0  # alpha_ly
+    perturb: str = "gaussian"  # gaussian | none (without a generator)
     noise_std: float = 8 / 255
 
     def __post_init__(self) -> None:
@@ -38,7 +39,9 @@ class DLIFSettings:
             raise SnnbenchError(f"dlif.perturb must be gaussian or none, got {self.perturb!r}")
 
 
-def leaky_penalty(clean: list[torch.Tensor], perturbed: list[torch.Tensor], decay: float) -> torch.Tensor:
+def leaky_penalty(
+    clean: list[torch.Tensor], perturbed: list[torch.Tensor], decay: float
+) -> torch.Tensor:
     """``mean_t mean(Y_t^2)``, ``Y_t = k Y_{t-1} + (I_t(x) - I_t(x~))``, clean side detached."""
     y = torch.zeros_like(perturbed[0])
     total = perturbed[0].new_zeros(())
@@ -48,8 +51,11 @@ def leaky_penalty(clean: list[torch.Tensor], perturbed: list[torch.Tensor], deca
     return total / len(perturbed)
 
 
-@DEFENSES.register("dlif", summary="LIF with learnable per-step input gains + leaky "
-                   "current-difference penalty", paper="Ding et al. ICML 2024, arXiv 2405.20694")
+@DEFENSES.register(
+    "dlif",
+    summary="LIF with learnable per-step input gains + leaky current-difference penalty",
+    paper="Ding et al. ICML 2024, arXiv 2405.20694",
+)
 class DLIF(Defense):
     name = "dlif"
     prefix = "dlif"
@@ -60,8 +66,9 @@ class DLIF(Defense):
         return config.decay if self.settings.decay < 0 else self.settings.decay
 
     def neuron_factory(self, config: NeuronConfig, timesteps: int) -> NeuronFactory | None:
-        return neuron_factory(dataclasses.replace(config, kind="dlif"), timesteps,
-                              decay=self._decay(config))
+        return neuron_factory(
+            dataclasses.replace(config, kind="dlif"), timesteps, decay=self._decay(config)
+        )
 
     def setup(self, model: torch.nn.Module) -> None:
         spiking_neurons(model)[-1].record_currents = True
@@ -70,7 +77,7 @@ class DLIF(Defense):
         s = self.settings
         last = spiking_neurons(ctx.model)[-1]
         first = list(last.currents)
-        if ctx.x_in is not ctx.x:            # a generator made x_in: it is x~
+        if ctx.x_in is not ctx.x:  # a generator made x_in: it is x~
             logits_tilde, tilde = ctx.logits, first
             logits_clean, clean = ctx.model(ctx.x), list(last.currents)
         else:
@@ -80,6 +87,7 @@ class DLIF(Defense):
             # unclipped, as the reference's Gaussian mode
             x_tilde = ctx.x + s.noise_std * torch.randn_like(ctx.x)
             logits_tilde, tilde = ctx.model(x_tilde), list(last.currents)
-        task = s.kappa * F.cross_entropy(logits_clean.float(), ctx.y) + \
-            (1 - s.kappa) * F.cross_entropy(logits_tilde.float(), ctx.y)
+        task = s.kappa * F.cross_entropy(logits_clean.float(), ctx.y) + (
+            1 - s.kappa
+        ) * F.cross_entropy(logits_tilde.float(), ctx.y)
         return task + s.penalty * leaky_penalty(clean, tilde, last.decay)

@@ -10,6 +10,7 @@ the charge is BrainCog's convex form; on the tgo track the tet form is kept and 
 (RECONSTRUCTED). Table 1 (SEW-ResNet19, T = 8, CIFAR-10 RAT, clean / MRA): SNN 89.55 / 30.36,
 RandHet 90.25 / 44.86, RandHet* 89.88 / 46.04.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,23 +34,33 @@ class _RandomDecay(Defense):
     per_step = True
 
     def neuron_factory(self, config: NeuronConfig, timesteps: int) -> NeuronFactory | None:
-        return neuron_factory(dataclasses.replace(config, kind="randhet"), timesteps,
-                              sigma=self.settings.sigma, per_step=self.per_step)
+        return neuron_factory(
+            dataclasses.replace(config, kind="randhet"),
+            timesteps,
+            sigma=self.settings.sigma,
+            per_step=self.per_step,
+        )
 
     def stochastic(self) -> bool:
         return self.settings.sigma > 0
 
 
-@DEFENSES.register("randhet", summary="random decays sigmoid(s*eps), a fresh draw per time step",
-                   paper="Wang et al. iScience 2025 (RandHet); BrainCog RHLIFNode")
+@DEFENSES.register(
+    "randhet",
+    summary="random decays sigmoid(s*eps), a fresh draw per time step",
+    paper="Wang et al. iScience 2025 (RandHet); BrainCog RHLIFNode",
+)
 class RandHet(_RandomDecay):
     name = "randhet"
     per_step = True
 
 
-@DEFENSES.register("randhet*", summary="random decays drawn once per forward, held over T",
-                   paper="Wang et al. iScience 2025 (RandHet*); BrainCog RHLIFNode2",
-                   aliases=("randhet-star",))
+@DEFENSES.register(
+    "randhet*",
+    summary="random decays drawn once per forward, held over T",
+    paper="Wang et al. iScience 2025 (RandHet*); BrainCog RHLIFNode2",
+    aliases=("randhet-star",),
+)
 class RandHetStar(_RandomDecay):
     name = "randhet*"
     per_step = False

@@ -11,6 +11,7 @@ a Linear with >= 200 rows updates only a fresh random floor(0.3 * rows) subset o
 the SNN-RAT code does. Then every mixing pair (WRN's ``mix``) is projected onto the probability
 simplex (sort-based Euclidean projection).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ class RATSettings(AdversarialSettings):
     steps: int = 1
     start: str = "none"
     beta: float = 0.004
-    row_fraction: float = 0.3     # share of rows updated in a Linear with >= min_rows rows
+    row_fraction: float = 0.3  # share of rows updated in a Linear with >= min_rows rows
     min_rows: int = 200
 
 
@@ -52,7 +53,9 @@ def project_simplex(v: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def orthogonality_step(model: nn.Module, s: RATSettings, generator: torch.Generator | None = None) -> None:
+def orthogonality_step(
+    model: nn.Module, s: RATSettings, generator: torch.Generator | None = None
+) -> None:
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             module.weight.copy_(retract(module.weight, s.beta))
@@ -69,8 +72,11 @@ def orthogonality_step(model: nn.Module, s: RATSettings, generator: torch.Genera
             param.copy_(project_simplex(param))
 
 
-@DEFENSES.register("rat", summary="FGSM 2/255 training + orthogonality retraction (beta 0.004) "
-                   "+ simplex mixing", paper="Ding et al. NeurIPS 2022 (SNN-RAT)")
+@DEFENSES.register(
+    "rat",
+    summary="FGSM 2/255 training + orthogonality retraction (beta 0.004) + simplex mixing",
+    paper="Ding et al. NeurIPS 2022 (SNN-RAT)",
+)
 class RAT(Defense):
     name = "rat"
     prefix = "rat"
@@ -81,8 +87,14 @@ class RAT(Defense):
     def defaults(cls, track: str) -> RATSettings:
         if track == "randhet":
             g = RFGSM_RANDHET
-            return RATSettings(eps=g.eps, alpha=g.alpha, steps=g.steps, start=g.start,
-                               start_scale=g.start_scale, bn_mode=g.bn_mode)
+            return RATSettings(
+                eps=g.eps,
+                alpha=g.alpha,
+                steps=g.steps,
+                start=g.start,
+                start_scale=g.start_scale,
+                bn_mode=g.bn_mode,
+            )
         return RATSettings()
 
     def weight_decay(self, track_default: float) -> float:

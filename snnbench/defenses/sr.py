@@ -15,6 +15,7 @@ and the quotient is taken in normalised units. ``sr.step_space = "pixel"`` takes
 units instead. lambda_sr = 0.001 (RandHet paper). Gradient flows through both forward passes;
 stochastic models draw independently in each.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,17 +29,23 @@ from snnbench.errors import SnnbenchError
 
 @dataclass(frozen=True)
 class SRSettings:
-    weight: float = 0.001       # lambda_sr
-    step: float = 0.01          # h
-    step_space: str = "normalised"   # normalised (the reference) | pixel
+    weight: float = 0.001  # lambda_sr
+    step: float = 0.01  # h
+    step_space: str = "normalised"  # normalised (the reference) | pixel
 
     def __post_init__(self) -> None:
         if self.step_space not in ("normalised", "pixel"):
-            raise SnnbenchError(f"sr.step_space must be normalised or pixel, got {self.step_space!r}")
+            raise SnnbenchError(
+                f"sr.step_space must be normalised or pixel, got {self.step_space!r}"
+            )
 
 
-def margin_probability(logits: torch.Tensor, y: torch.Tensor, runner_up: torch.Tensor) -> torch.Tensor:
-    return torch.sigmoid(logits.gather(1, y[:, None]) - logits.gather(1, runner_up[:, None])).squeeze(1)
+def margin_probability(
+    logits: torch.Tensor, y: torch.Tensor, runner_up: torch.Tensor
+) -> torch.Tensor:
+    return torch.sigmoid(
+        logits.gather(1, y[:, None]) - logits.gather(1, runner_up[:, None])
+    ).squeeze(1)
 
 
 def runner_up_class(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -54,8 +61,13 @@ def input_scale(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor | float
     return std.to(x.dtype) if isinstance(std, torch.Tensor) else 1.0
 
 
-def sparse_gradient_term(model: torch.nn.Module, x_in: torch.Tensor, y: torch.Tensor,
-                         step: float, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+def sparse_gradient_term(
+    model: torch.nn.Module,
+    x_in: torch.Tensor,
+    y: torch.Tensor,
+    step: float,
+    scale: torch.Tensor | float = 1.0,
+) -> torch.Tensor:
     """``L_sr`` on the batch ``x_in`` (two forwards, one input-gradient); the step moves the
     pixels by ``step * scale`` and the quotient divides by ``step`` (``scale`` = the input's std:
     the difference quotient in normalised units)."""
@@ -68,8 +80,12 @@ def sparse_gradient_term(model: torch.nn.Module, x_in: torch.Tensor, y: torch.Te
     return (((f1 - f0) / step) ** 2).mean()
 
 
-@DEFENSES.register("sr", summary="sparse-gradient regulariser: finite-difference L1 input "
-                   "gradient of the margin probability", paper="Liu et al. ICML 2024")
+@DEFENSES.register(
+    "sr",
+    summary="sparse-gradient regulariser: finite-difference L1 input "
+    "gradient of the margin probability",
+    paper="Liu et al. ICML 2024",
+)
 class SR(Defense):
     name = "sr"
     prefix = "sr"

@@ -13,6 +13,7 @@ examples (``stog+at`` with ``at.steps=1 at.alpha=2/255 at.start=none``), crafted
 in train mode as the reference does (a model with ``stog`` defaults ``attack.train.bn_mode`` to
 ``train``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,32 +30,40 @@ from snnbench.train_schedule import cosine_lr
 
 @dataclass(frozen=True)
 class StoGSettings:
-    prior: float = 5e-6          # gamma
+    prior: float = 5e-6  # gamma
     lr: float = 0.1
     momentum: float = 0.9
-    freeze_epoch: int = 100      # K
+    freeze_epoch: int = 100  # K
     temperature: float = 0.5
     grad_reduce: str = "mean"
-    grad_sign: str = "reference"   # reference (inhibition_module.backward) | analytic
+    grad_sign: str = "reference"  # reference (inhibition_module.backward) | analytic
 
 
 def gates(model: nn.Module) -> list[StoGGate]:
     return [m for m in model.modules() if isinstance(m, StoGGate)]
 
 
-@DEFENSES.register("stog", summary="Bernoulli gates after every spiking layer, learnable keep "
-                   "rate, random at test time", paper="Ding et al. AAAI 2024")
+@DEFENSES.register(
+    "stog",
+    summary="Bernoulli gates after every spiking layer, learnable keep rate, random at test time",
+    paper="Ding et al. AAAI 2024",
+)
 class StoG(Defense):
     name = "stog"
     prefix = "stog"
     slot = "gate"
     settings_cls = StoGSettings
-    partner_defaults = {"attack.train.bn_mode": "train"}   # the reference crafts in train mode
+    partner_defaults = {"attack.train.bn_mode": "train"}  # the reference crafts in train mode
 
     def wrap_neuron(self, factory: NeuronFactory, timesteps: int) -> NeuronFactory:
         s = self.settings
-        return gated_factory(factory, timesteps, temperature=s.temperature,
-                             grad_reduce=s.grad_reduce, grad_sign=s.grad_sign)
+        return gated_factory(
+            factory,
+            timesteps,
+            temperature=s.temperature,
+            grad_reduce=s.grad_reduce,
+            grad_sign=s.grad_sign,
+        )
 
     def stochastic(self) -> bool:
         return True
@@ -64,8 +73,9 @@ class StoG(Defense):
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer | None:
         s = self.settings
-        return torch.optim.SGD(self.separate_parameters(model), lr=s.lr, momentum=s.momentum,
-                               weight_decay=0.0)
+        return torch.optim.SGD(
+            self.separate_parameters(model), lr=s.lr, momentum=s.momentum, weight_decay=0.0
+        )
 
     def step_optimizer(self, optimizer: torch.optim.Optimizer, epoch: int, epochs: int) -> None:
         if epoch >= self.settings.freeze_epoch:
@@ -78,4 +88,4 @@ class StoG(Defense):
 
     def extra_loss(self, ctx: LossContext) -> torch.Tensor | None:
         rhos = [g.rho for g in gates(ctx.model)]
-        return self.settings.prior * sum(0.5 * (r ** 2).sum() for r in rhos)
+        return self.settings.prior * sum(0.5 * (r**2).sum() for r in rhos)

@@ -20,6 +20,7 @@ key); delta = 0.5 (RECONSTRUCTED); lambda_max = 0.6 for VGG-11 (secondary source
 WRN-16 (set it in the recipe); the ramp starting at 0 and its per-epoch update are
 RECONSTRUCTED. Ablations: ``mc`` and ``nlif``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,24 +36,26 @@ from snnbench.errors import SnnbenchError
 from snnbench.neurons import NeuronFactory, neuron_factory, spiking_neurons
 
 
-NLIF = {"scope": "nlif"}       # the Noisy-LIF's keys read nlif.*, the rest tgo.*
+NLIF = {"scope": "nlif"}  # the Noisy-LIF's keys read nlif.*, the rest tgo.*
 
 
 @dataclass(frozen=True)
 class TGOSettings:
     noise_var: float = field(default=0.4, metadata=NLIF)
-    mode: str = field(default="escape", metadata=NLIF)          # escape | diffusive
+    mode: str = field(default="escape", metadata=NLIF)  # escape | diffusive
     noise_at_eval: bool = field(default=True, metadata=NLIF)
     lambda_max: float = 0.6
     delta: float = 0.5
-    mc_power: int = 2              # the paper's "quadratic penalty"; 1: the plain hinge
+    mc_power: int = 2  # the paper's "quadratic penalty"; 1: the plain hinge
     mc_layer_reduce: str = "mean"  # the paper's 1/L; "sum": a secondary source's rendering
     mc: bool = True
     nlif: bool = True
 
     def __post_init__(self) -> None:
         if self.mc_layer_reduce not in ("sum", "mean"):
-            raise SnnbenchError(f"tgo.mc_layer_reduce must be sum or mean, got {self.mc_layer_reduce!r}")
+            raise SnnbenchError(
+                f"tgo.mc_layer_reduce must be sum or mean, got {self.mc_layer_reduce!r}"
+            )
         if self.mc_power not in (1, 2) or self.delta <= 0 or self.lambda_max < 0:
             raise SnnbenchError("tgo needs mc_power 1 or 2, delta > 0 and lambda_max >= 0")
 
@@ -62,20 +65,28 @@ def lambda_schedule(lambda_max: float, epoch: int, epochs: int) -> float:
     return 0.5 * lambda_max * (1 - math.cos(math.pi * epoch / epochs))
 
 
-def membrane_constraint(potentials: list[list[torch.Tensor]], theta: float, delta: float,
-                        power: int = 2, reduce: str = "mean") -> torch.Tensor:
+def membrane_constraint(
+    potentials: list[list[torch.Tensor]],
+    theta: float,
+    delta: float,
+    power: int = 2,
+    reduce: str = "mean",
+) -> torch.Tensor:
     """``1/L sum_l C_l`` (or the sum over layers) of per-layer lists of ``u_t`` ``[B, ...]``."""
     terms = []
     for layer in potentials:
-        u = torch.stack(layer)                           # [T, B, *shape]
+        u = torch.stack(layer)  # [T, B, *shape]
         hinge = (delta - (u - theta).abs()).clamp(min=0) ** power
-        terms.append(hinge.mean(dim=(0, *range(2, u.dim()))).mean())   # 1/(T N_l), batch mean
+        terms.append(hinge.mean(dim=(0, *range(2, u.dim()))).mean())  # 1/(T N_l), batch mean
     total = torch.stack(terms)
     return total.sum() if reduce == "sum" else total.mean()
 
 
-@DEFENSES.register("tgo", summary="Noisy-LIF (variance 0.4) + membrane-potential constraint "
-                   "with a cosine-ramped weight", paper="Wang et al. ICLR 2026, arXiv 2602.20548")
+@DEFENSES.register(
+    "tgo",
+    summary="Noisy-LIF (variance 0.4) + membrane-potential constraint with a cosine-ramped weight",
+    paper="Wang et al. ICLR 2026, arXiv 2602.20548",
+)
 class TGO(Defense):
     name = "tgo"
     prefix = "tgo"
@@ -86,8 +97,13 @@ class TGO(Defense):
         s = self.settings
         if not s.nlif:
             return None
-        return neuron_factory(dataclasses.replace(config, kind="noisy"), timesteps,
-                              noise_var=s.noise_var, mode=s.mode, noise_at_eval=s.noise_at_eval)
+        return neuron_factory(
+            dataclasses.replace(config, kind="noisy"),
+            timesteps,
+            noise_var=s.noise_var,
+            mode=s.mode,
+            noise_at_eval=s.noise_at_eval,
+        )
 
     def stochastic(self) -> bool:
         s = self.settings

@@ -4,6 +4,7 @@ A neuron factory maps the shape of one sample's neurons (``(C, H, W)`` or ``(fea
 module ``[T*B, *shape] -> [T*B, *shape]``; defences that need per-neuron parameters (Het, StoG)
 use the shape, the rest ignore it.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -23,17 +24,37 @@ from snnbench.registry import Registry
 
 NeuronFactory = Callable[[tuple[int, ...]], nn.Module]
 NEURONS: Registry[type[nn.Module]] = Registry("neuron")
-NEURONS.add("lif", LIF, summary="multi-step LIF/IF, tet or convex charge (docs/defenses.md)",
-            paper="Deng et al. 2022 (TET); BrainCog")
-NEURONS.add("noisy", NoisyLIF, summary="LIF with Gaussian escape noise on the firing decision, "
-            "TGO's NLIF (docs/defenses.md)", paper="Wang et al., ICLR 2026, arXiv 2602.20548 (TGO)")
-NEURONS.add("het", HetLIF, summary="LIF with learnable decays k = sigmoid(w) (docs/defenses.md)",
-            paper="Wang et al., RandHet ablation (BrainCog-X); Xu et al.")
-NEURONS.add("randhet", RandHetLIF, summary="LIF with random decays sigmoid(sigma*eps), per step "
-            "(RandHet) or per call (RandHet*, per_step=False) (docs/defenses.md)",
-            paper="Wang et al., RandHet (BrainCog-X RHLIFNode, RHLIFNode2)")
-NEURONS.add("dlif", DLIF, summary="LIF with a learnable input gain p_t per time step (docs/defenses.md)",
-            paper="Ding et al., ICML 2024, arXiv 2405.20694 (stable-snn)")
+NEURONS.add(
+    "lif",
+    LIF,
+    summary="multi-step LIF/IF, tet or convex charge (docs/defenses.md)",
+    paper="Deng et al. 2022 (TET); BrainCog",
+)
+NEURONS.add(
+    "noisy",
+    NoisyLIF,
+    summary="LIF with Gaussian escape noise on the firing decision, TGO's NLIF (docs/defenses.md)",
+    paper="Wang et al., ICLR 2026, arXiv 2602.20548 (TGO)",
+)
+NEURONS.add(
+    "het",
+    HetLIF,
+    summary="LIF with learnable decays k = sigmoid(w) (docs/defenses.md)",
+    paper="Wang et al., RandHet ablation (BrainCog-X); Xu et al.",
+)
+NEURONS.add(
+    "randhet",
+    RandHetLIF,
+    summary="LIF with random decays sigmoid(sigma*eps), per step "
+    "(RandHet) or per call (RandHet*, per_step=False) (docs/defenses.md)",
+    paper="Wang et al., RandHet (BrainCog-X RHLIFNode, RHLIFNode2)",
+)
+NEURONS.add(
+    "dlif",
+    DLIF,
+    summary="LIF with a learnable input gain p_t per time step (docs/defenses.md)",
+    paper="Ding et al., ICML 2024, arXiv 2405.20694 (stable-snn)",
+)
 
 
 def neuron_factory(config: NeuronConfig, timesteps: int, **options: Any) -> NeuronFactory:
@@ -63,9 +84,25 @@ def stochastic_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (LIF, StoGGate)) and m.stochastic]
 
 
-__all__ = ["DLIF", "NEURONS", "SURROGATES", "GatedNeuron", "HetLIF", "LIF", "NeuronFactory",
-           "NoisyLIF", "RandHetLIF", "StoGGate", "Surrogate", "gated_factory", "grad_mode",
-           "neuron_factory", "spike", "spiking_neurons", "stochastic_modules"]
+__all__ = [
+    "DLIF",
+    "NEURONS",
+    "SURROGATES",
+    "GatedNeuron",
+    "HetLIF",
+    "LIF",
+    "NeuronFactory",
+    "NoisyLIF",
+    "RandHetLIF",
+    "StoGGate",
+    "Surrogate",
+    "gated_factory",
+    "grad_mode",
+    "neuron_factory",
+    "spike",
+    "spiking_neurons",
+    "stochastic_modules",
+]
 
 
 def parse_grad_mode(mode: str) -> tuple[str, Surrogate | None]:
@@ -85,8 +122,10 @@ def parse_grad_mode(mode: str) -> tuple[str, Surrogate | None]:
         return "bptr", None
     shape, sep, width = text.partition(":")
     if not sep:
-        raise SnnbenchError(f"gradient mode {mode!r} is not available; use 'own', 'bptr' or "
-                            f"SHAPE:WIDTH with a shape of {', '.join(SURROGATES.names())}")
+        raise SnnbenchError(
+            f"gradient mode {mode!r} is not available; use 'own', 'bptr' or "
+            f"SHAPE:WIDTH with a shape of {', '.join(SURROGATES.names())}"
+        )
     try:
         surrogate = Surrogate(shape, float(width))
     except ValueError:
@@ -101,7 +140,7 @@ def grad_mode(model: nn.Module, mode: str = "own") -> nn.Module:
     other than ``own`` refuses a model with a neuron it cannot reach, or with none at all.
     """
     token, override = parse_grad_mode(mode)
-    set_foreign_grad_mode(model, token, override)      # first: a refusal leaves ours untouched
+    set_foreign_grad_mode(model, token, override)  # first: a refusal leaves ours untouched
     for neuron in spiking_neurons(model):
         neuron.attack_surrogate = override
         neuron.rate_backward = token == "bptr"

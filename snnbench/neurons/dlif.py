@@ -13,6 +13,7 @@ LIF. Deterministic. The ``dlif`` defence passes the paper's ``decay = 0.99`` (``
 ``I_t`` before the gain, as the base class records them. With ``p = 1`` and ``decay = None`` the
 neuron is the track's LIF bit for bit.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,14 @@ from snnbench.neurons.lif import LIF, FusedInputs
 class DLIF(LIF):
     """LIF whose input is scaled by a learned gain ``p_t`` per time step (shared by the layer)."""
 
-    def __init__(self, config: NeuronConfig, timesteps: int, shape: tuple[int, ...] = (), *,
-                 decay: float | None = None) -> None:
+    def __init__(
+        self,
+        config: NeuronConfig,
+        timesteps: int,
+        shape: tuple[int, ...] = (),
+        *,
+        decay: float | None = None,
+    ) -> None:
         super().__init__(config, timesteps, shape)
         if decay is not None and not 0.0 <= decay <= 1.0:
             raise SnnbenchError(f"dlif.decay must lie in [0, 1], got {decay}")

@@ -25,6 +25,7 @@ module with ``v_threshold``/``spike_grad``/... or a neuron-like class name) make
 refuse with one line, and so does a model with no neuron snnbench can reach: the mode would
 otherwise run the plain attack under its own label. ``grad_mode(model, "own")`` undoes all of it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -40,21 +41,30 @@ from snnbench.neurons.lif import LIF
 from snnbench.neurons.surrogate import Surrogate, spike
 
 SJ_PATH = "spikingjelly.activation_based.neuron"
-SJ_NEURONS = ("IFNode", "LIFNode", "ParametricLIFNode", "SimpleIFNode", "SimpleLIFNode",
-              "QIFNode", "EIFNode", "IzhikevichNode")
+SJ_NEURONS = (
+    "IFNode",
+    "LIFNode",
+    "ParametricLIFNode",
+    "SimpleIFNode",
+    "SimpleLIFNode",
+    "QIFNode",
+    "EIFNode",
+    "IzhikevichNode",
+)
 SNNTORCH_PATH = "snntorch"
 SNNTORCH_NEURONS = ("Leaky",)
-SUPPORTED = (f"snnbench's neurons, SpikingJelly {SJ_PATH}.{{{', '.join(SJ_NEURONS)}}}, "
-             f"snntorch.{{{', '.join(SNNTORCH_NEURONS)}}}")
+SUPPORTED = (
+    f"snnbench's neurons, SpikingJelly {SJ_PATH}.{{{', '.join(SJ_NEURONS)}}}, "
+    f"snntorch.{{{', '.join(SNNTORCH_NEURONS)}}}"
+)
 # Signs of a spiking neuron snnbench does not know: where a library keeps its neurons, the
 # attributes they carry, their usual class names.
 NEURON_PATHS = (SJ_PATH, "snntorch._neurons", "norse.torch.module", "braincog.base.node")
-NEURON_ATTRS = ("surrogate_function", "spike_grad", "spike_fn", "surrogate_grad_fn",
-                "v_threshold")
+NEURON_ATTRS = ("surrogate_function", "spike_grad", "spike_fn", "surrogate_grad_fn", "v_threshold")
 NEURON_NAME = re.compile(r"LIF|IFNode|IFCell|IAF|Neuron|Leaky|Izhikevich|Spik")
-PROBE = (-1.0, -1e-3, 0.0, 1e-3, 1.0)      # the Heaviside step's forward is checked here
-SAVED = "_snnbench_spike"                  # the neuron's own spike function while swapped
-PASS = "_snnbench_pass"                    # BPTR: the firing gathered in this forward
+PROBE = (-1.0, -1e-3, 0.0, 1e-3, 1.0)  # the Heaviside step's forward is checked here
+SAVED = "_snnbench_spike"  # the neuron's own spike function while swapped
+PASS = "_snnbench_pass"  # BPTR: the firing gathered in this forward
 
 
 @dataclass(frozen=True)
@@ -88,8 +98,11 @@ def foreign_neurons(model: nn.Module) -> list[tuple[nn.Module, Kind]]:
 
 
 def _reachable(module: nn.Module) -> bool:
-    return (isinstance(module, LIF) or foreign_kind(module) is not None
-            or getattr(module, "ann_twin_activation", False))
+    return (
+        isinstance(module, LIF)
+        or foreign_kind(module) is not None
+        or getattr(module, "ann_twin_activation", False)
+    )
 
 
 def _looks_like_neuron(module: nn.Module) -> bool:
@@ -97,7 +110,7 @@ def _looks_like_neuron(module: nn.Module) -> bool:
     if cls.__module__.startswith(("snnbench.", "torch.")) or _reachable(module):
         return False
     if any(_reachable(m) for m in module.modules()):
-        return False                       # a container of neurons snnbench reaches
+        return False  # a container of neurons snnbench reaches
     if cls.__module__.startswith(NEURON_PATHS) or any(hasattr(module, a) for a in NEURON_ATTRS):
         return True
     leaf = not any(any(True for _ in child.parameters()) for child in module.children())
@@ -115,17 +128,22 @@ def check_reachable(model: nn.Module, what: str) -> None:
     if unknown:
         name, module = unknown[0]
         cls = type(module)
-        raise SnnbenchError(f"{what} cannot reach neuron type {cls.__module__}.{cls.__qualname__} "
-                            f"({name}); supported: {SUPPORTED}; run the plain attack (surrogate "
-                            "own) or use a supported neuron")
+        raise SnnbenchError(
+            f"{what} cannot reach neuron type {cls.__module__}.{cls.__qualname__} "
+            f"({name}); supported: {SUPPORTED}; run the plain attack (surrogate "
+            "own) or use a supported neuron"
+        )
     if not any(_reachable(m) for m in model.modules()):
-        raise SnnbenchError(f"{what} found no spiking neuron it can reach in "
-                            f"{type(model).__qualname__}, so it would run the plain attack under "
-                            f"its own label; supported: {SUPPORTED}")
+        raise SnnbenchError(
+            f"{what} found no spiking neuron it can reach in "
+            f"{type(model).__qualname__}, so it would run the plain attack under "
+            f"its own label; supported: {SUPPORTED}"
+        )
     for module, kind in foreign_neurons(model):
         own = module.__dict__.get(SAVED)
-        _check_heaviside(getattr(module, kind.spike_attr) if own is None else own, kind,
-                         module, what)
+        _check_heaviside(
+            getattr(module, kind.spike_attr) if own is None else own, kind, module, what
+        )
 
 
 def _check_heaviside(fn: Any, kind: Kind, module: nn.Module, what: str) -> None:
@@ -135,9 +153,11 @@ def _check_heaviside(fn: Any, kind: Kind, module: nn.Module, what: str) -> None:
         out = fn(probe)
     expected = (probe >= 0) if kind.ge else (probe > 0)
     if not (isinstance(out, torch.Tensor) and torch.equal(out, expected.to(out.dtype))):
-        raise SnnbenchError(f"{what} cannot reach {type(module).__qualname__}: its spike function "
-                            f"{type(fn).__name__} is not the Heaviside step {kind.library} fires "
-                            "with (SpikingJelly: spiking=False?); give it a spiking surrogate")
+        raise SnnbenchError(
+            f"{what} cannot reach {type(module).__qualname__}: its spike function "
+            f"{type(fn).__name__} is not the Heaviside step {kind.library} fires "
+            "with (SpikingJelly: spiking=False?); give it a spiking surrogate"
+        )
 
 
 class ForeignSpike(nn.Module):
@@ -161,7 +181,7 @@ def _put(module: nn.Module, name: str, value: Any) -> None:
 
 def swap_spike(module: nn.Module, kind: Kind, surrogate: Surrogate) -> None:
     """Fire through ``surrogate``'s backward, keeping the neuron's own function to restore."""
-    if SAVED not in module.__dict__:       # a twin copies a swapped neuron: keep the original
+    if SAVED not in module.__dict__:  # a twin copies a swapped neuron: keep the original
         module.__dict__[SAVED] = getattr(module, kind.spike_attr)
     _put(module, kind.spike_attr, ForeignSpike(surrogate, kind.ge))
 
@@ -203,8 +223,10 @@ def _first_input(args: tuple, kwargs: dict) -> torch.Tensor:
     for name in ("x", "x_seq", "input_", "input"):
         if name in kwargs:
             return kwargs[name]
-    raise SnnbenchError("bptr cannot find the input current of a foreign neuron; call it with "
-                        "the current as its first argument")
+    raise SnnbenchError(
+        "bptr cannot find the input current of a foreign neuron; call it with "
+        "the current as its first argument"
+    )
 
 
 def _rate_output(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
@@ -279,8 +301,9 @@ class ForeignReLU(nn.Module):
 
     def __init__(self, neuron: nn.Module, kind: Kind) -> None:
         super().__init__()
-        self.returns_state = kind is SNNTORCH and (getattr(neuron, "output", False)
-                                                   or not getattr(neuron, "init_hidden", False))
+        self.returns_state = kind is SNNTORCH and (
+            getattr(neuron, "output", False) or not getattr(neuron, "init_hidden", False)
+        )
         self.__dict__["_replaced"] = neuron
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -340,4 +363,3 @@ def prepare_twin(twin: nn.Module, what: str) -> None:
     check_reachable(twin, what)
     if any(kind is SNNTORCH for _, kind in foreign_neurons(twin)):
         twin.register_forward_pre_hook(_reset_copied_snntorch_state)
-

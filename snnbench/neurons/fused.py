@@ -18,6 +18,7 @@ Diffusive noise enters ``u_t`` itself (it is saved after the noise), so it needs
 tensor is plain PyTorch: the same code runs on the CPU and on CUDA. Spikes come from a float
 compare (``(x >= 0).to(dtype)``), never a boolean mask with ``where``: ~20x cheaper on the CPU.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,8 @@ class Spec:
     ge: bool
     detach_reset: bool
     surrogate: Surrogate
-    decay_per_step: bool = False     # decay is ``[T, B, ...]`` (RandHet) rather than one k
-    escape: bool = False             # noise is added to the fired-on potential only (Noisy-LIF)
+    decay_per_step: bool = False  # decay is ``[T, B, ...]`` (RandHet) rather than one k
+    escape: bool = False  # noise is added to the fired-on potential only (Noisy-LIF)
 
 
 def _fire(x: torch.Tensor, theta: float, ge: bool, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -70,21 +71,23 @@ def _surrogate_factor_(arg: torch.Tensor, surrogate: Surrogate) -> tuple[torch.T
     if surrogate.kind == "triangle":
         return arg.abs_().sub_(w).clamp_(max=0), False, -1 / w**2
     if surrogate.kind == "atan":
-        b = (2 / (math.pi * w)) ** 2    # x^2 + b in one pass (same-index in-place is allowed)
+        b = (2 / (math.pi * w)) ** 2  # x^2 + b in one pass (same-index in-place is allowed)
         return torch.addcmul(arg.new_full((), b), arg, arg, out=arg), True, w * b / 2
     return surrogate.grad(arg), False, 1.0
 
 
-def _times_surrogate(a: torch.Tensor, factor: tuple[torch.Tensor, bool, float],
-                     out: torch.Tensor | None) -> torch.Tensor:
+def _times_surrogate(
+    a: torch.Tensor, factor: tuple[torch.Tensor, bool, float], out: torch.Tensor | None
+) -> torch.Tensor:
     """``a * g`` for the surrogate derivative ``g`` given by ``factor``."""
     q, divide, c = factor
     result = torch.div(a, q, out=out) if divide else torch.mul(a, q, out=out)
     return result if c == 1 else result.mul_(c)
 
 
-def _add_times_surrogate_(base: torch.Tensor, a: torch.Tensor,
-                          factor: tuple[torch.Tensor, bool, float]) -> torch.Tensor:
+def _add_times_surrogate_(
+    base: torch.Tensor, a: torch.Tensor, factor: tuple[torch.Tensor, bool, float]
+) -> torch.Tensor:
     """``base += a * g`` in one pass."""
     q, divide, c = factor
     return base.addcdiv_(a, q, value=c) if divide else base.addcmul_(a, q, value=c)
@@ -94,8 +97,14 @@ def _decay_at(decay, t: int, spec: Spec):
     return decay[t] if spec.decay_per_step else decay
 
 
-def run_forward(x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.Tensor | None,
-                spec: Spec, potentials: torch.Tensor | None = None) -> torch.Tensor:
+def run_forward(
+    x: torch.Tensor,
+    decay,
+    gain: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    spec: Spec,
+    potentials: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Spikes ``[T, B, ...]`` of inputs ``x`` ``[T, B, ...]``; ``potentials`` receives u_t.
 
     The same operations as the naive loop in the same order, written into preallocated
@@ -113,7 +122,11 @@ def run_forward(x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.
         if v is None:
             u = drive if out is None else out.copy_(drive)
         else:
-            u = torch.mul(k, v, out=out) if isinstance(k, torch.Tensor) else torch.mul(v, k, out=out)
+            u = (
+                torch.mul(k, v, out=out)
+                if isinstance(k, torch.Tensor)
+                else torch.mul(v, k, out=out)
+            )
             u.add_(drive)
         if noise is not None and not spec.escape:
             u = u.add_(noise[t]) if v is not None or out is not None else u + noise[t]
@@ -136,9 +149,13 @@ class FusedLIF(torch.autograd.Function):
         keep_x = (decay_grad and spec.convex) or gain_grad
         ctx.spec = spec
         ctx.float_decay = None if isinstance(decay, torch.Tensor) else decay
-        ctx.save_for_backward(potentials,
-                              decay if isinstance(decay, torch.Tensor) else None,
-                              gain, noise if spec.escape else None, x if keep_x else None)
+        ctx.save_for_backward(
+            potentials,
+            decay if isinstance(decay, torch.Tensor) else None,
+            gain,
+            noise if spec.escape else None,
+            x if keep_x else None,
+        )
         return spikes
 
     @staticmethod
@@ -171,9 +188,12 @@ class FusedLIF(torch.autograd.Function):
                 grad_u = _times_surrogate(g, factor, out)
             else:
                 # du = dv (1 - s) + (ds - dv u) g(z - theta); dv u dropped by detach_reset
-                scale = decay if scalar_k else 1.0   # grad_v holds du_{t+1} when scalar_k
-                grad_u = torch.addcmul(zero, grad_v, silent, value=scale, out=out) if scalar_k \
+                scale = decay if scalar_k else 1.0  # grad_v holds du_{t+1} when scalar_k
+                grad_u = (
+                    torch.addcmul(zero, grad_v, silent, value=scale, out=out)
+                    if scalar_k
                     else torch.mul(grad_v, silent, out=out)
+                )
                 spike_grad = g if spec.detach_reset else torch.addcmul(g, grad_v, u, value=-scale)
                 _add_times_surrogate_(grad_u, spike_grad, factor)
             k = _decay_at(decay, t, spec)
@@ -195,7 +215,7 @@ class FusedLIF(torch.autograd.Function):
                 if gk is not None:
                     grad_k = _accumulate(grad_k, gk, t, decay, spec)
             if t > 0:
-                grad_v = grad_u if scalar_k else grad_u * k    # scalar k: applied above
+                grad_v = grad_u if scalar_k else grad_u * k  # scalar k: applied above
         if want_k and grad_k is None:
             grad_k = torch.zeros_like(decay)
         return grad_x, grad_k, grad_p, None, None
@@ -219,8 +239,9 @@ def _accumulate(total, grad, t: int, decay: torch.Tensor, spec: Spec):
     return grad if total is None else total + grad
 
 
-def fused_lif(x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.Tensor | None,
-              spec: Spec) -> torch.Tensor:
+def fused_lif(
+    x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.Tensor | None, spec: Spec
+) -> torch.Tensor:
     """Spikes ``[T, B, ...]``; one autograd node when a gradient is wanted, else no graph."""
     tensors = [a for a in (x, decay, gain) if isinstance(a, torch.Tensor)]
     if torch.is_grad_enabled() and any(a.requires_grad for a in tensors):

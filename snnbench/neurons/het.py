@@ -13,6 +13,7 @@ spike and reset as the track's LIF. Deterministic. RECONSTRUCTED defaults: ``gra
 ``(C, 1, 1)`` or ``(features,)``; ``"layer"``: one scalar), init ``w = 0`` (k = 0.5, the track's
 LIF at init, bit for bit), no weight decay on ``w`` (listed in ``no_weight_decay``).
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -35,11 +36,14 @@ def logit_shape(shape: tuple[int, ...], granularity: str) -> tuple[int, ...]:
         return ()
     if granularity == "channel":
         if not shape:
-            raise SnnbenchError("het.granularity 'channel' needs the neuron shape (C, H, W) or "
-                                "(features,); build the neuron through neuron_factory")
+            raise SnnbenchError(
+                "het.granularity 'channel' needs the neuron shape (C, H, W) or "
+                "(features,); build the neuron through neuron_factory"
+            )
         return (shape[0],) + (1,) * (len(shape) - 1)
-    raise SnnbenchError(f"het.granularity must be one of {', '.join(GRANULARITIES)}, "
-                        f"got {granularity!r}")
+    raise SnnbenchError(
+        f"het.granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}"
+    )
 
 
 class HetLIF(LIF):
@@ -47,8 +51,14 @@ class HetLIF(LIF):
 
     no_weight_decay: ClassVar[tuple[str, ...]] = ("decay_logit",)
 
-    def __init__(self, config: NeuronConfig, timesteps: int, shape: tuple[int, ...] = (), *,
-                 granularity: str = "neuron") -> None:
+    def __init__(
+        self,
+        config: NeuronConfig,
+        timesteps: int,
+        shape: tuple[int, ...] = (),
+        *,
+        granularity: str = "neuron",
+    ) -> None:
         super().__init__(config, timesteps, shape)
         self.granularity = granularity
         self.decay_logit = nn.Parameter(torch.zeros(logit_shape(self.shape, granularity)))

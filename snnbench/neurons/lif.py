@@ -18,6 +18,7 @@ one. The naive loop runs whenever a loss or diagnostic records potentials or cur
 the graph through u_t) and for a subclass that overrides charge, fire or reset without also
 overriding :meth:`LIF.fused_inputs` (so a new neuron is correct before it is fast).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -73,7 +74,7 @@ def normal_like(like: torch.Tensor) -> torch.Tensor:
 class FusedInputs:
     """What a neuron adds to the fused loop: decays, DLIF's gains, the noise drawn this call."""
 
-    decay: Any                       # float, or a tensor broadcasting to [B, ...] (or [T, B, ...])
+    decay: Any  # float, or a tensor broadcasting to [B, ...] (or [T, B, ...])
     gain: torch.Tensor | None = None
     noise: torch.Tensor | None = None
     decay_per_step: bool = False
@@ -105,19 +106,21 @@ class LIF(nn.Module):
         self.surrogate = Surrogate(config.surrogate, config.surrogate_width)
         # Set by ``snnbench.grad_mode``: the attacker's backward, independent of training.
         self.attack_surrogate: Surrogate | None = None
-        self.rate_backward = False     # BPTR: backward through the firing rate (``bptr``)
+        self.rate_backward = False  # BPTR: backward through the firing rate (``bptr``)
         # Pre-reset potentials u_t, kept only while a loss or a diagnostic asks for them.
         self.record_potentials = False
         self.potentials: list[torch.Tensor] = []
         # Input currents I_t, kept only while a loss asks for them (DLIF's penalty).
         self.record_currents = False
         self.currents: list[torch.Tensor] = []
-        self.fused = True              # the fused loop where it applies (module docstring)
+        self.fused = True  # the fused loop where it applies (module docstring)
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"form={c.form}, decay={c.decay}, theta={c.theta}, T={self.timesteps}, "
-                f"surrogate={c.surrogate}:{c.surrogate_width}")
+        return (
+            f"form={c.form}, decay={c.decay}, theta={c.theta}, T={self.timesteps}, "
+            f"surrogate={c.surrogate}:{c.surrogate_width}"
+        )
 
     def charge(self, v: torch.Tensor, current: torch.Tensor, t: int) -> torch.Tensor:
         k = self.config.decay
@@ -171,9 +174,15 @@ class LIF(nn.Module):
         self.potentials, self.currents = [], []
         extra = self.fused_inputs(steps)
         c = self.config
-        spec = Spec(convex=c.form == "convex", theta=c.theta, ge=c.spike_ge,
-                    detach_reset=c.detach_reset, surrogate=self.attack_surrogate or self.surrogate,
-                    decay_per_step=extra.decay_per_step, escape=extra.escape)
+        spec = Spec(
+            convex=c.form == "convex",
+            theta=c.theta,
+            ge=c.spike_ge,
+            detach_reset=c.detach_reset,
+            surrogate=self.attack_surrogate or self.surrogate,
+            decay_per_step=extra.decay_per_step,
+            escape=extra.escape,
+        )
         return fused_lif(steps, extra.decay, extra.gain, extra.noise, spec).flatten(0, 1)
 
     def simulate_naive(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ documented exception to "randomness never depends on the mode". ``noise_var = 0`
 and is the track's LIF bit for bit. Noise comes from ``normal_like`` (PyTorch's global
 generator), so ``torch.manual_seed`` reproduces a draw.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,16 @@ MODES = ("escape", "diffusive")
 class NoisyLIF(LIF):
     """LIF with Gaussian noise on the potential compared with the threshold (TGO's NLIF)."""
 
-    def __init__(self, config: NeuronConfig, timesteps: int, shape: tuple[int, ...] = (), *,
-                 noise_var: float = 0.4, mode: str = "escape", noise_at_eval: bool = True) -> None:
+    def __init__(
+        self,
+        config: NeuronConfig,
+        timesteps: int,
+        shape: tuple[int, ...] = (),
+        *,
+        noise_var: float = 0.4,
+        mode: str = "escape",
+        noise_at_eval: bool = True,
+    ) -> None:
         super().__init__(config, timesteps, shape)
         if not (math.isfinite(noise_var) and noise_var >= 0):
             raise SnnbenchError(f"nlif.noise_var must be a finite number >= 0, got {noise_var}")
@@ -53,8 +62,10 @@ class NoisyLIF(LIF):
         return self.noise_std > 0 and self.noise_at_eval
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, noise_var={self.noise_var}, mode={self.mode}, "
-                f"noise_at_eval={self.noise_at_eval}")
+        return (
+            f"{super().extra_repr()}, noise_var={self.noise_var}, mode={self.mode}, "
+            f"noise_at_eval={self.noise_at_eval}"
+        )
 
     def noise_on(self) -> bool:
         """Noise is drawn now: sigma > 0, and in training or with ``noise_at_eval``."""
@@ -76,6 +87,6 @@ class NoisyLIF(LIF):
     def fire(self, u: torch.Tensor, t: int) -> torch.Tensor:
         if self.mode != "escape" or not self.noise_on():
             return super().fire(u, t)
-        noisy = u + self.noise_std * normal_like(u)   # xi has no grad: a constant
+        noisy = u + self.noise_std * normal_like(u)  # xi has no grad: a constant
         surrogate = self.attack_surrogate or self.surrogate
         return spike(noisy - self.config.theta, surrogate, self.config.spike_ge)

@@ -19,6 +19,7 @@ cached across forward calls. ``sigma = 0`` draws nothing and uses the same expre
 ``normal_like`` (PyTorch's global generator). ``record_decays`` keeps each step's k in
 ``decays`` (like ``record_potentials``), for tests and diagnostics.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,15 @@ from snnbench.neurons.lif import LIF, FusedInputs, normal_like
 class RandHetLIF(LIF):
     """LIF with decays ``sigmoid(sigma * eps)`` drawn afresh per step (RandHet) or per call (RandHet*)."""
 
-    def __init__(self, config: NeuronConfig, timesteps: int, shape: tuple[int, ...] = (), *,
-                 sigma: float = 1.0, per_step: bool = True) -> None:
+    def __init__(
+        self,
+        config: NeuronConfig,
+        timesteps: int,
+        shape: tuple[int, ...] = (),
+        *,
+        sigma: float = 1.0,
+        per_step: bool = True,
+    ) -> None:
         super().__init__(config, timesteps, shape)
         if not (math.isfinite(sigma) and sigma >= 0):
             raise SnnbenchError(f"randhet.sigma must be a finite number >= 0, got {sigma}")
@@ -65,7 +73,7 @@ class RandHetLIF(LIF):
         try:
             return super().forward(x)
         finally:
-            self._held = None      # nothing survives the call
+            self._held = None  # nothing survives the call
 
     def fused_inputs(self, steps: torch.Tensor) -> FusedInputs:
         """This call's decays: held over the steps (RandHet*) or drawn per step, in order."""

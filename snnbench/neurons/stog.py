@@ -18,6 +18,7 @@ the relaxed derivative's own, positive sign. The gradient to ``s`` is ``m`` eith
 ``grad_reduce = "mean"`` (rho's gradient averaged over the T*B axis, as the reference; ``"sum"``
 sums). The ``+1e-3`` keeps the derivative finite at p = 1, where the clamp passes no gradient. ``rho`` takes no weight decay (its own optimiser, section 4: listed in ``no_weight_decay``).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, ClassVar
@@ -36,9 +37,15 @@ class RelaxedBernoulli(torch.autograd.Function):
     """Hard sample ``m = 1[logit(p) + l >= 0]`` with the relaxed straight-through derivative in p."""
 
     @staticmethod
-    def forward(ctx, p: torch.Tensor, noise: torch.Tensor, temperature: float,  # type: ignore[override]
-                reduce: str, sign: float = -1.0) -> torch.Tensor:
-        score = torch.logit(p) + noise          # +inf where p = 1 (noise is finite): m = 1
+    def forward(
+        ctx,
+        p: torch.Tensor,
+        noise: torch.Tensor,
+        temperature: float,  # type: ignore[override]
+        reduce: str,
+        sign: float = -1.0,
+    ) -> torch.Tensor:
+        score = torch.logit(p) + noise  # +inf where p = 1 (noise is finite): m = 1
         ctx.save_for_backward(p, score)
         ctx.temperature, ctx.reduce, ctx.sign = temperature, reduce, sign
         return (score >= 0).to(p.dtype)
@@ -47,7 +54,7 @@ class RelaxedBernoulli(torch.autograd.Function):
     def backward(ctx, grad_m: torch.Tensor):  # type: ignore[override]
         p, score = ctx.saved_tensors
         tau = ctx.temperature
-        sig = torch.sigmoid(score / tau)         # 1 where score = +inf: derivative 0, no NaN
+        sig = torch.sigmoid(score / tau)  # 1 where score = +inf: derivative 0, no NaN
         dm_dp = ctx.sign * sig * (1 - sig) / (tau * p * (1 - p + 1e-3))
         grad = grad_m * dm_dp
         grad = grad.mean(0) if ctx.reduce == "mean" else grad.sum(0)
@@ -59,22 +66,31 @@ class StoGGate(nn.Module):
 
     no_weight_decay: ClassVar[tuple[str, ...]] = ("rho",)
 
-    def __init__(self, shape: tuple[int, ...], timesteps: int, *, temperature: float = 0.5,
-                 grad_reduce: str = "mean", grad_sign: str = "reference") -> None:
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        timesteps: int,
+        *,
+        temperature: float = 0.5,
+        grad_reduce: str = "mean",
+        grad_sign: str = "reference",
+    ) -> None:
         super().__init__()
         if not temperature > 0:
             raise SnnbenchError(f"stog.temperature must be positive, got {temperature}")
         if grad_reduce not in REDUCTIONS:
             raise SnnbenchError(f"stog.grad_reduce must be 'mean' or 'sum', got {grad_reduce!r}")
         if grad_sign not in SIGNS:
-            raise SnnbenchError(f"stog.grad_sign must be 'reference' or 'analytic', got {grad_sign!r}")
+            raise SnnbenchError(
+                f"stog.grad_sign must be 'reference' or 'analytic', got {grad_sign!r}"
+            )
         self.shape = tuple(shape)
         self.timesteps = timesteps
         self.temperature = float(temperature)
         self.grad_reduce = grad_reduce
         self.grad_sign = grad_sign
         self.rho = nn.Parameter(torch.ones(self.shape))
-        self.mean_field = False     # the mean twin's gate: s * p instead of s * m (no draws)
+        self.mean_field = False  # the mean twin's gate: s * p instead of s * m (no draws)
 
     @property
     def stochastic(self) -> bool:
@@ -82,8 +98,10 @@ class StoGGate(nn.Module):
         return not self.mean_field
 
     def extra_repr(self) -> str:
-        return (f"shape={self.shape}, T={self.timesteps}, temperature={self.temperature}, "
-                f"grad_reduce={self.grad_reduce}, grad_sign={self.grad_sign}")
+        return (
+            f"shape={self.shape}, T={self.timesteps}, temperature={self.temperature}, "
+            f"grad_reduce={self.grad_reduce}, grad_sign={self.grad_sign}"
+        )
 
     def keep_probability(self) -> torch.Tensor:
         """``p = clamp(rho, 0.1, 1)``, passing gradient to rho only where 0.1 < rho < 1."""
@@ -100,14 +118,17 @@ class StoGGate(nn.Module):
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         if tuple(s.shape[1:]) != self.shape or s.shape[0] % self.timesteps:
-            raise SnnbenchError(f"StoG gate expects [T*B, {', '.join(map(str, self.shape))}] with "
-                                f"T = {self.timesteps}, got {list(s.shape)}")
+            raise SnnbenchError(
+                f"StoG gate expects [T*B, {', '.join(map(str, self.shape))}] with "
+                f"T = {self.timesteps}, got {list(s.shape)}"
+            )
         p = self.keep_probability()
         if self.mean_field:
             return s * p.to(s.dtype)
         noise = self.logistic_noise(s.shape)
-        m = RelaxedBernoulli.apply(p, noise, self.temperature, self.grad_reduce,
-                                   SIGNS[self.grad_sign])
+        m = RelaxedBernoulli.apply(
+            p, noise, self.temperature, self.grad_reduce, SIGNS[self.grad_sign]
+        )
         return s * m.to(s.dtype)
 
 
@@ -123,8 +144,9 @@ class GatedNeuron(nn.Module):
         return self.gate(self.neuron(x))
 
 
-def gated_factory(factory: Callable[[tuple[int, ...]], nn.Module], timesteps: int,
-                  **options: Any) -> Callable[[tuple[int, ...]], nn.Module]:
+def gated_factory(
+    factory: Callable[[tuple[int, ...]], nn.Module], timesteps: int, **options: Any
+) -> Callable[[tuple[int, ...]], nn.Module]:
     """Wrap a neuron factory so that every neuron it builds is followed by a StoG gate.
 
     ``options`` go to ``StoGGate`` (``temperature``, ``grad_reduce``, ``grad_sign``); archs need

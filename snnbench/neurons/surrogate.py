@@ -6,6 +6,7 @@ Every shape here integrates to 1; ``width`` scales its support. The attacker may
 backward pass without touching the forward (docs/protocol.md): neurons consult
 ``attack_surrogate`` before their own.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,9 @@ def triangle(x: torch.Tensor, width: float) -> torch.Tensor:
     return (width - x.abs()).clamp(min=0) / width**2
 
 
-@SURROGATES.register("atan", summary="(a/2)/(1+(pi a x/2)^2) (SpikingJelly/BrainCog; randhet track, a=2)")
+@SURROGATES.register(
+    "atan", summary="(a/2)/(1+(pi a x/2)^2) (SpikingJelly/BrainCog; randhet track, a=2)"
+)
 def atan(x: torch.Tensor, width: float) -> torch.Tensor:
     alpha = width
     return (alpha / 2) / (1 + (math.pi * alpha * x / 2) ** 2)

@@ -15,12 +15,12 @@ snntorch's neurons are reached too (``snnbench.neurons.foreign``: ReLU in the AN
 draw no random numbers, so the mean twin keeps them); a neuron snnbench does not know, or a
 model with no neuron it knows, makes both twins refuse.
 """
+
 from __future__ import annotations
 
 from torch import nn
 
-from snnbench.neurons.foreign import (check_reachable, copy_model, prepare_twin,
-                                      replace_with_relu)
+from snnbench.neurons.foreign import check_reachable, copy_model, prepare_twin, replace_with_relu
 from snnbench.neurons.lif import LIF
 from snnbench.neurons.noisy import NoisyLIF
 from snnbench.neurons.randhet import RandHetLIF
@@ -30,7 +30,7 @@ from snnbench.neurons.stog import StoGGate
 class ReLUNeuron(nn.Module):
     """The ANN twin's activation: ``relu(I)`` for the input current, step by step."""
 
-    ann_twin_activation = True       # a neuron the attacker's gradient modes reach (no spike)
+    ann_twin_activation = True  # a neuron the attacker's gradient modes reach (no spike)
 
     def forward(self, x):  # noqa: ANN001 - a tensor in, a tensor out
         return x.relu()

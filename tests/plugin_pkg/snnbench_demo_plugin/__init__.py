@@ -1,4 +1,5 @@
 """A demo snnbench plugin: each object below is named by an entry point in pyproject.toml."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -7,7 +8,7 @@ import torch
 from torch import nn
 
 from snnbench.attacks import Attack
-from snnbench.data import DatasetInfo, dataset_info, load_dataset
+from snnbench.data import dataset_info, load_dataset
 from snnbench.defenses import Defense, LossContext
 
 
@@ -31,8 +32,12 @@ class LogitPenalty(Defense):
 
 def mlp(neuron, *, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     """One hidden spiking layer of 32 neurons: flatten, linear, LIF, linear."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size ** 2, 32),
-                         neuron((32,)), nn.Linear(32, num_classes))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_channels * image_size**2, 32),
+        neuron((32,)),
+        nn.Linear(32, num_classes),
+    )
 
 
 class SignNoise(Attack):
@@ -54,5 +59,9 @@ def _half_of_digits(split: str, root):
     return x[::2].contiguous(), y[::2].contiguous()
 
 
-DIGITS_HALF = replace(dataset_info("digits"), name="digits-half", loader=_half_of_digits,
-                      summary="every second image of digits (a plugin data set)")
+DIGITS_HALF = replace(
+    dataset_info("digits"),
+    name="digits-half",
+    loader=_half_of_digits,
+    summary="every second image of digits (a plugin data set)",
+)
