@@ -269,7 +269,10 @@ def network_part(timesteps: int, batch: int, repeats: int) -> None:
     memory = {}
     for name, model in models.items():
         model.train()
-        forward = lambda m=model: m(images)
+
+        def forward(m=model):
+            return m(images)
+
         run = with_impl(impl[name], forward) if name in impl else forward
         memory[name] = saved_bytes(run, tuple(model.parameters()) + tuple(model.buffers()))
     train_s = medians(train, repeats)

@@ -51,7 +51,7 @@ from snnbench.home import (
     bind_model_source,
     home_models,
     home_path,  # noqa: F401
-    join_model_cards,
+    join_model_cards,  # noqa: F401  (re-exported: the API before home.py)
     leaderboard,
     open_store,
 )
@@ -65,7 +65,7 @@ from snnbench.recipe import (
     load_recipe,
     parse_recipe_text,  # noqa: F401
     recipe_of,
-    recipe_or_none,
+    recipe_or_none,  # noqa: F401  (re-exported)
 )
 from snnbench.report import FORMATS, Leaderboard, build_leaderboard, write_report
 from snnbench.own_model import OWN_CARD_SCHEMA, PROBE_BATCH, OwnModel, inspect_module
@@ -153,10 +153,10 @@ def attacks_for(
     token, _ = parse_grad_mode(surrogate)
     if token == "bptt":  # the default keeps a suite member's own gradient mode
         return plan
-    swap = lambda attacks: [
-        a if a.grad == token else dataclasses.replace(a, grad=token)  # noqa: E731
-        for a in attacks
-    ]
+
+    def swap(attacks):
+        return [a if a.grad == token else dataclasses.replace(a, grad=token) for a in attacks]
+
     return AttackPlan(swap(plan.attacks), swap(plan.paired), plan.cascade, swap(plan.tail))
 
 

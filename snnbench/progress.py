@@ -349,12 +349,9 @@ class LiveDisplay:
         from rich.console import Group
         from rich.text import Text
 
-        line = lambda text, style: Text(
-            text,
-            style=style,
-            no_wrap=True,  # noqa: E731
-            overflow="ellipsis",
-        )
+        def line(text, style):
+            return Text(text, style=style, no_wrap=True, overflow="ellipsis")
+
         for task, _ in self.tasks.values():  # rate and ETA move with the clock
             self._update(task)
         # a narrow terminal folds a bar's row: measure the bars, one line for everything else
