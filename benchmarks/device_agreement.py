@@ -104,9 +104,10 @@ def main() -> int:
         f"{devices[1] + ' RA % [95%]':>24}  agree"
     )
     for model, attack, one, two, agree in rows:
-        cell = lambda r: (
-            f"{100 * r['robust_acc']:6.2f} [{100 * r['ci95'][0]:5.1f}, {100 * r['ci95'][1]:5.1f}]"
-        )  # noqa: E731
+
+        def cell(r):
+            return f"{100 * r['robust_acc']:6.2f} [{100 * r['ci95'][0]:5.1f}, {100 * r['ci95'][1]:5.1f}]"
+
         print(f"{model:24}{attack:28}{cell(one):>24}{cell(two):>24}  {'yes' if agree else 'NO'}")
     agreed = sum(row[-1] for row in rows)
     print(

@@ -11,13 +11,13 @@ from __future__ import annotations
 from snnbench.api import attack, evaluate, gate, list_models, report, run, train
 from snnbench.archs import ARCHS
 from snnbench.attacks import ATTACKS, create_attack
-from snnbench.checkpoint import load, load_card
 from snnbench.config import ModelConfig, TrainConfig, parse_eps
 from snnbench.data import DATASETS, load_dataset
 from snnbench.defenses import DEFENSES
 from snnbench.errors import SnnbenchError
 from snnbench.model import create_model
 from snnbench.neurons import grad_mode
+from snnbench.zoo import load_model as load, load_model_card as load_card
 
 __version__ = "0.1.0"
 

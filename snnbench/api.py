@@ -13,23 +13,25 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
 from snnbench.attacks import Attack, create_attack
 from snnbench.attacks.suites import SUITES, build_member
-from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack, bind_source
+from snnbench.attacks.transfer import TransferAttack, check_reaches
 from snnbench.neurons import parse_grad_mode
+from snnbench import progress
 from snnbench.checks import (
     Outcome,
     Probe,
     Results,
     list_checks,
+    probe_checks,
     run_probe_checks,
     run_result_checks,
 )
-from snnbench.checkpoint import CARD, default_home, library_versions, load, load_card, now, verify
+from snnbench.checkpoint import CARD, library_versions, load, now, verify
 from snnbench.config import ModelConfig, TrainConfig, check_count, parse_eps
 from snnbench.data import DATASETS, dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
@@ -44,36 +46,35 @@ from snnbench.evaluate import (
     state_dict_sha256,
 )
 from snnbench.executors import ModelRun, check_executor, run_models
+from snnbench.home import (
+    STORE,
+    bind_model_source,
+    home_models,
+    home_path,  # noqa: F401
+    join_model_cards,  # noqa: F401  (re-exported: the API before home.py)
+    leaderboard,
+    open_store,
+)
 from snnbench.gate import ALPHA as GATE_ALPHA, GateResult, compare, read_baseline
 from snnbench.importer import import_checkpoint  # noqa: F401  (the API of `snnbench import`)
 from snnbench.layouts import get_layout, render_layout, write_layout
 from snnbench.plots import SWEEP, is_sweep, plot_sweeps
-from snnbench.recipe import Recipe, Sweep, load_recipe, parse_recipe_text
+from snnbench.recipe import (
+    Recipe,
+    Sweep,
+    load_recipe,
+    parse_recipe_text,  # noqa: F401
+    recipe_of,
+    recipe_or_none,  # noqa: F401  (re-exported)
+)
 from snnbench.report import FORMATS, Leaderboard, build_leaderboard, write_report
 from snnbench.own_model import OWN_CARD_SCHEMA, PROBE_BATCH, OwnModel, inspect_module
 from snnbench.runtime import place, resolve_device
 from snnbench.store import ResultStore
 from snnbench.train import EpochCallback, TrainOutcome, train_model
 
-STORE = "results.sqlite"
 DEFAULT_EPS = {"digits": 32 / 255}  # docs/protocol.md: 8/255 barely moves 8x8 digits
 TRACKS = {"ci": (200, 3), "dev": (1000, 9), "paper": (None, 9)}  # n, k_eval
-
-
-def home_path(home: str | Path | None) -> Path:
-    return Path(home) if home is not None else default_home()
-
-
-def open_store(home: str | Path | None) -> ResultStore:
-    return ResultStore(home_path(home) / STORE)
-
-
-def home_models(home: str | Path | None) -> list[str]:
-    """Names of the finished models in the home."""
-    folder = home_path(home) / "models"
-    return (
-        sorted(p.name for p in folder.iterdir() if (p / CARD).is_file()) if folder.is_dir() else []
-    )
 
 
 def list_models(home: str | Path | None = None) -> list[str]:
@@ -88,40 +89,6 @@ def train(
         return train_model(config, train_config, **kwargs)
     recipe = load_recipe(config)
     return [train_model(m, t, recipe=recipe, **kwargs) for m, t in recipe.models]
-
-
-def recipe_of(card: dict[str, Any]) -> Recipe | None:
-    """The recipe that trained a model, rebuilt from the TOML text its card keeps; None for a
-    model trained without one. An older card holds only the name: that name is looked up among
-    the packaged recipes, and a name found nowhere is an error, never a silent default suite."""
-    name = card.get("recipe")
-    text = card.get("recipe_toml")
-    where = f"the card of model {card.get('name', '?')!r}"
-    if text:
-        try:
-            return parse_recipe_text(text, card.get("recipe_path") or name or "<recipe>")
-        except SnnbenchError as exc:
-            raise SnnbenchError(
-                f"{where} holds a recipe this snnbench cannot read ({exc})"
-            ) from None
-    if not name:
-        return None
-    try:
-        return load_recipe(name)
-    except SnnbenchError:
-        raise SnnbenchError(
-            f"{where} names recipe {name!r}, which is not packaged, and the card "
-            "(written before cards kept their recipe) lacks its text; pass that "
-            "file: `snnbench attack --recipe FILE.toml` or `snnbench run FILE.toml`"
-        ) from None
-
-
-def recipe_or_none(card: dict[str, Any]) -> Recipe | None:
-    """``recipe_of`` for display (the site): None where the recipe cannot be found."""
-    try:
-        return recipe_of(card)
-    except SnnbenchError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -186,10 +153,10 @@ def attacks_for(
     token, _ = parse_grad_mode(surrogate)
     if token == "bptt":  # the default keeps a suite member's own gradient mode
         return plan
-    swap = lambda attacks: [
-        a if a.grad == token else dataclasses.replace(a, grad=token)  # noqa: E731
-        for a in attacks
-    ]
+
+    def swap(attacks):
+        return [a if a.grad == token else dataclasses.replace(a, grad=token) for a in attacks]
+
     return AttackPlan(swap(plan.attacks), swap(plan.paired), plan.cascade, swap(plan.tail))
 
 
@@ -270,12 +237,13 @@ def attack(
     for name in names:  # check every model and attack before the first long run
         card = verify(name, home_path(home))
         plan = attacks_for(card, attacks, eps_value, norm, steps, suite, eot, surrogate, given)
+        check_plan_reaches(plan, lambda: load(name, home_path(home)))
         plans.append(
             (
                 name,
                 card,
                 dataclasses.replace(
-                    plan, attacks=[_bind_source(a, home, dev) for a in plan.attacks]
+                    plan, attacks=[bind_model_source(a, home, dev) for a in plan.attacks]
                 ),
             )
         )
@@ -324,59 +292,20 @@ ATTACK_COUNTS = {
 }
 
 
+def check_plan_reaches(plan: AttackPlan, model: Callable[[], nn.Module]) -> None:
+    """Refuse, before any attack runs, a gradient mode or twin that cannot reach the model's
+    neurons (``attacks.transfer.check_reaches``), rather than midway through a suite. The model
+    is loaded only when an attack of the plan needs the check."""
+    attacks = [*plan.attacks, *plan.paired, *plan.tail]
+    if any(a.grad != "bptt" or isinstance(a, TransferAttack) for a in attacks):
+        check_reaches(model(), attacks)
+
+
 def _check_attack_counts(**counts: int | None) -> None:
     """Every count of `attack` in range, checked before any model is loaded or file written."""
     for key, value in counts.items():
         option = key if key in ("k_eval", "max_chunks") else f"--{key.replace('_', '-')}"
         check_count(value, option, ATTACK_COUNTS[key])  # k_eval, max_chunks: Python only
-
-
-def _bind_source(attack: Attack, home: str | Path | None, device: Any) -> Attack:
-    """Load the source model of a ``transfer-model:NAME-...`` attack from the home (with no
-    ``device``, only check that it is there: a Ray worker loads it)."""
-    if not isinstance(attack, TransferAttack) or not attack.source.startswith(MODEL_SOURCE):
-        return attack
-    name = attack.source[len(MODEL_SOURCE) :]
-    if name not in home_models(home):
-        raise SnnbenchError(
-            f"transfer source model {name!r} is not in {home_path(home) / 'models'}; "
-            f"train it first or choose one of: {', '.join(home_models(home)) or 'none'}"
-        )
-    if device is None:
-        return attack
-    card = load_card(name, home_path(home))
-    return bind_source(attack, load(name, home_path(home), device=device), card["weights_sha256"])
-
-
-def leaderboard(home: str | Path | None = None, name: str | None = None) -> Leaderboard:
-    with open_store(home) as store:
-        board_name = name or store.get_meta("recipe") or "leaderboard"
-        board = build_leaderboard(store.cards(), board_name, store.checks(), store.diagnostics())
-    _join_model_cards(board, home)
-    return board
-
-
-def _join_model_cards(board: Leaderboard, home: str | Path | None) -> None:
-    """Each row's settings and training cost from its model card (when the home holds the same
-    weights), so layouts can pick rows by setting (TGO Table 4) and show costs (RH Table 8)."""
-    import statistics
-
-    present = set(home_models(home))
-    for row in board.rows:
-        if row["model"] not in present:
-            continue
-        card = load_card(row["model"], home_path(home))
-        if card.get("weights_sha256") != row["sha256"]:
-            continue
-        row["settings"] = card["spec"]["settings"]
-        row["train_seed"] = (card.get("train") or {}).get("seed")
-        if card.get("data_source"):  # which copy of the data (the JPEG CIFAR-10 or not)
-            row["data_source"] = card["data_source"]
-        epochs = [e for e in card.get("history", []) if e.get("seconds")]
-        if epochs:
-            row["train_s_epoch"] = statistics.median(e["seconds"] for e in epochs)
-            row["train_images_per_s"] = statistics.median(e.get("images_per_s", 0) for e in epochs)
-            row["train_device"] = card.get("device", "")
 
 
 def _probe(
@@ -485,7 +414,7 @@ def check(
     with open_store(home) as store:
         for name, card in cards.items():
             probe = _probe(name, card, home, n, eps, eot, seed, dev, data_root, recipe)
-            out[name] = _outcomes(probe, store, card["weights_sha256"], ids)
+            out[name] = _outcomes(probe, store, card["weights_sha256"], ids, name)
     return out
 
 
@@ -716,6 +645,7 @@ def run(
         data_root=data_root,
         checks=[c for c in list_checks() if c != "C10"],
     )
+    progress.status("writing the leaderboard")
     outcome.board, outcome.written = report(home, out, name=spec.name, plots=spec.sweep is not None)
     for layout in spec.layouts:
         if layout != "leaderboard":
@@ -828,7 +758,10 @@ def evaluate(
         surrogate,
         given,
     )
-    plan = dataclasses.replace(plan, attacks=[_bind_source(a, home, dev) for a in plan.attacks])
+    check_plan_reaches(plan, lambda: own)
+    plan = dataclasses.replace(
+        plan, attacks=[bind_model_source(a, home, dev) for a in plan.attacks]
+    )
     card.update(
         recipe=given.name if given else None,
         recipe_toml=given.text if given else None,
@@ -977,17 +910,20 @@ def _own_checks(
     px, py = select_samples(x, y, n, num_classes)
     k = eot or (max(recipe.eot, 4) if recipe else 4)
     probe = Probe(own, px, py, own.stochastic, num_classes, card["eps"], card["norm"], k, seed, dev)
-    return _outcomes(probe, store, card["sha256"], ids)
+    return _outcomes(probe, store, card["sha256"], ids, card["name"])
 
 
 def _outcomes(
-    probe: Probe, store: ResultStore, sha: str, ids: Sequence[str] | None
+    probe: Probe, store: ResultStore, sha: str, ids: Sequence[str] | None, name: str
 ) -> list[Outcome]:
     """Probe checks on ``probe`` and result checks on the stored cards of ``sha``, stored."""
     own = [c for c in store.cards() if c["model"]["sha256"] == sha]
     board = build_leaderboard(own, "check") if own else None
     results = Results(own, board.rows[0] if board and board.rows else None)
-    outcomes = run_probe_checks(probe, ids) + run_result_checks(results, ids)
+    with progress.task(f"checks on {name}", len(probe_checks(ids)), "checks") as bar:
+        outcomes = run_probe_checks(probe, ids, bar.step)
+        bar.step("")
+    outcomes += run_result_checks(results, ids)
     store.put_checks(sha, [o.to_dict() for o in outcomes])
     return outcomes
 

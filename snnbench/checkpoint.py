@@ -110,11 +110,7 @@ def save_checkpoint(
 
 def model_dir(ref: str | Path, home: Path | None = None) -> Path:
     """The checkpoint folder for a path (folder, card or weights file) or a model name in the home."""
-    text = str(ref)
-    if text.startswith("zoo:"):  # pulled and sha256-checked on first use
-        from snnbench.zoo import ensure
-
-        return ensure(text[len("zoo:") :], Path(home) if home is not None else None)
+    text = str(ref)  # (``zoo:NAME`` refs: snnbench.zoo.resolve, above this)
     path = Path(ref)
     if path.is_file() and path.name in (WEIGHTS, CARD):
         return path.parent

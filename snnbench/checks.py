@@ -1039,17 +1039,29 @@ def _cascade_gain(
 
 
 # ---------------------------------------------------------------------------- running
-def run_probe_checks(probe: Probe, ids: Iterable[str] | None = None) -> list[Outcome]:
-    wanted = {CHECKS.canonical(i) for i in ids} if ids else None
+def run_probe_checks(
+    probe: Probe, ids: Iterable[str] | None = None, on_check: Callable[[str], None] | None = None
+) -> list[Outcome]:
+    """The probe checks ``ids`` (all when None); ``on_check(id)`` before each one runs."""
     outcomes = []
-    for entry in CHECKS.entries():
+    for entry in probe_checks(ids):
         spec = entry.obj
-        if spec.kind != "probe" or (wanted is not None and entry.name not in wanted):
-            continue
+        if on_check:
+            on_check(spec.id)
         status, detail = spec.fn(probe)
         outcomes.append(Outcome(spec.id, spec.level, status, detail))
     probe.model.eval()
     return outcomes
+
+
+def probe_checks(ids: Iterable[str] | None = None) -> list[Any]:
+    """The registry entries of the probe checks ``ids`` (all when None), in order."""
+    wanted = {CHECKS.canonical(i) for i in ids} if ids else None
+    return [
+        e
+        for e in CHECKS.entries()
+        if e.obj.kind == "probe" and (wanted is None or e.name in wanted)
+    ]
 
 
 def run_result_checks(

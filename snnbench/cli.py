@@ -7,18 +7,20 @@ code 2 (``--debug`` shows the traceback). Exit 1 means a gate failed.
 from __future__ import annotations
 
 import functools
+import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from snnbench import api, runtime
+from snnbench import api, progress, runtime
 from snnbench.cli_zoo import zoo_app
 from snnbench.config import ModelConfig, TrainConfig, format_eps, parse_assignment
 from snnbench.errors import SnnbenchError
+from snnbench.plugins import PluginWarning
 from snnbench.report import attack_label, cascade_member
 
 app = typer.Typer(
@@ -131,6 +133,21 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _plugin_warning_line(show: Callable[..., None]) -> Callable[..., None]:
+    """A broken plugin is one stderr line (``warning: plugin ...``); other warnings as before."""
+    if getattr(show, "plugin_lines", False):
+        return show
+
+    def showwarning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, PluginWarning):
+            err.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    showwarning.plugin_lines = True  # type: ignore[attr-defined]
+    return showwarning
+
+
 def _print_version(value: bool) -> None:
     if value:
         from snnbench import __version__
@@ -157,6 +174,7 @@ def _setup(
     ] = False,
 ) -> None:
     """Benchmark the adversarial robustness of spiking neural networks."""
+    warnings.showwarning = _plugin_warning_line(warnings.showwarning)
     runtime.tune_allocator()
     try:
         runtime.configure_threads(threads)
@@ -165,34 +183,30 @@ def _setup(
         raise typer.Exit(2) from None
 
 
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=quiet or not err.is_terminal,
+def _watch(quiet: bool) -> Any:
+    """Progress on stderr while the block runs (snnbench/progress.py): a live bounded screen on
+    a terminal, plain lines in a log, nothing with --quiet."""
+    return progress.watch(err, quiet)
+
+
+def _summary(
+    started: float, what: str, where: str, steps: list[tuple[str, str]], home: Path | None = None
+) -> None:
+    """The closing lines of a long command: what was done, where it is, what to type next
+    (with ``--home`` when the home is not the default one)."""
+    out.print(
+        f"done in {progress.format_seconds(time.perf_counter() - started)}: {what}",
+        highlight=False,
+        soft_wrap=True,
     )
-
-
-class _Bars:
-    """Callbacks feeding rich progress bars (training epochs, attack chunks)."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, Any] = {}
-
-    def _update(self, label: str, done: int, total: int) -> None:
-        if label not in self.tasks:
-            self.tasks[label] = self.progress.add_task(label, total=total)
-        self.progress.update(self.tasks[label], completed=done)
-
-    def on_epoch(self, name: str) -> Callable[[int, int, dict], None]:
-        return lambda done, total, stats: self._update(f"train {name}", done, total)
-
-    def on_chunk(self, model: str, attack: str, done: int, total: int) -> None:
-        self._update(f"{attack} on {model}", done, total)
+    out.print(f"results: {where}", highlight=False, soft_wrap=True)
+    flag = (
+        f" --home {home}" if home is not None and api.home_path(home) != api.home_path(None) else ""
+    )
+    for command_line, why in steps:
+        if command_line.startswith("snnbench "):
+            command_line += flag
+        out.print(f"next: {command_line}   ({why})", highlight=False, soft_wrap=True)
 
 
 def _parse_settings(values: list[str] | None) -> dict[str, str]:
@@ -247,11 +261,18 @@ def list_(
         raise SnnbenchError(
             f"cannot list {what!r}; choose one of {', '.join([*registries, 'models'])}"
         )
+    entries = registries[key].entries()
+    # A plugin's entries name the package that brought them (snnbench.plugins).
+    packages = [entry.extra.get("package", "snnbench") for entry in entries]
+    columns = ("name", "aliases", "summary", "source") + (
+        ("package",) if set(packages) - {"snnbench"} else ()
+    )
     table = Table(box=None)
-    for column in ("name", "aliases", "summary", "source"):
+    for column in columns:
         table.add_column(column)
-    for entry in registries[key].entries():
-        table.add_row(entry.name, ", ".join(entry.aliases), entry.summary, entry.paper)
+    for entry, package in zip(entries, packages):
+        row = (entry.name, ", ".join(entry.aliases), entry.summary, entry.paper, package)
+        table.add_row(*row[: len(columns)])
     out.print(table)
 
 
@@ -286,15 +307,14 @@ def train(
     """Train a model (or resume an interrupted run) and save its checkpoint in the home."""
     config = ModelConfig(defense, arch, data, timesteps, track, _parse_settings(set_), name)
     train_config = TrainConfig().replace(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    with _progress(quiet) as progress:
-        bars = _Bars(progress)
+    started = time.perf_counter()
+    with _watch(quiet):
         outcome = api.train_model(
             config,
             train_config,
             home=api.home_path(home),
             data_root=data_root,
             device=device,
-            on_epoch=bars.on_epoch(name or defense),
             workers=workers,
             compile=compile_,
         )
@@ -305,6 +325,13 @@ def train(
         f"{100 * card['clean_accuracy']['acc']:.2f}% on {card['clean_accuracy']['n']} test "
         f"images  ({last.get('images_per_s', '-')} images/s)  -> {outcome.folder}",
         highlight=False,
+    )
+    _summary(
+        started,
+        f"model {outcome.name} {outcome.status}",
+        str(outcome.folder),
+        [(f"snnbench attack {outcome.name}", "its robust accuracy")],
+        home,
     )
 
 
@@ -459,13 +486,14 @@ def attack(
     that Python code (only pass code you trust). Its row lands in the home's results like any
     other, so `snnbench report` and `snnbench gate` read it."""
     names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
+    started = time.perf_counter()
     if own_model is not None:
         if models or track or executor != "local" or compile_:
             raise SnnbenchError(
                 "--model attacks one model from code; drop the model names, "
                 "--track, --executor and --compile"
             )
-        with _progress(quiet) as progress:
+        with _watch(quiet):
             result = _evaluate_own(
                 own_model,
                 data,
@@ -487,12 +515,20 @@ def attack(
                 seed=seed,
                 device=device,
                 data_root=data_root,
-                on_chunk=_Bars(progress).on_chunk,
             )
         _print_cards(result.cards)
-        _print_own(result, home)
+        try:
+            _print_own(result, home)  # exits 1 when a check flagged the model
+        finally:
+            _summary(
+                started,
+                f"{len(result.cards)} attack result(s) on {result.name}",
+                str(api.home_path(home) / api.STORE),
+                [("snnbench report", "the leaderboard, your model's row among the others")],
+                home,
+            )
         return
-    with _progress(quiet) as progress:
+    with _watch(quiet):
         cards = api.attack(
             models,
             home=home,
@@ -510,13 +546,13 @@ def attack(
             chunk_size=chunk_size,
             device=device,
             data_root=data_root,
-            on_chunk=_Bars(progress).on_chunk,
             executor=executor,
             ray_address=ray_address,
             compile=compile_,
             recipe=recipe,
         )
     _print_cards(cards)
+    flagged: dict[str, list[str]] = {}
     if suite == "full":
         flagged = {
             r["model"]: r["unreliable"] for r in api.leaderboard(home).rows if r["unreliable"]
@@ -527,8 +563,19 @@ def attack(
             f"sanity checks stored ({len(flagged)} model(s) flagged); details: `snnbench check`",
             highlight=False,
         )
-        if flagged:
-            raise typer.Exit(1)
+    attacked = sorted({card["model"]["name"] for card in cards})
+    steps = [("snnbench report", f"the leaderboard in {api.home_path(home) / 'leaderboards'}")]
+    if suite != "full":
+        steps.append(("snnbench check", "the gradient-masking sanity checks"))
+    _summary(
+        started,
+        f"{len(cards)} attack result(s) on {len(attacked)} model(s)",
+        str(api.home_path(home) / api.STORE),
+        steps,
+        home,
+    )
+    if flagged:
+        raise typer.Exit(1)
 
 
 def _evaluate_own(
@@ -635,6 +682,12 @@ def check(
     ] = None,
     own_model: OwnModelOpt = None,
     name: OwnNameOpt = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="Print every check's detail (always written to HOME/checks.txt)."
+        ),
+    ] = False,
     seed: SeedOpt = 0,
     home: HomeOpt = None,
     data_root: DataRootOpt = None,
@@ -647,6 +700,7 @@ def check(
     With --model MODULE:CALLABLE, check your own model, stored before by `attack --model`
     (its data set, budget and declaration come from there): this runs that Python code."""
     ids = [c.strip() for c in only.split(",") if c.strip()] if only else None
+    started = time.perf_counter()
     if own_model is not None:
         from snnbench.own_model import load_callable
 
@@ -656,32 +710,46 @@ def check(
                 "attacked at; drop the model names and --eps"
             )
         module, fn = load_callable(own_model)
-        results = {
-            name or fn: api.check_own(
-                module,
-                name or fn,
+        with _watch(quiet):
+            results = {
+                name or fn: api.check_own(
+                    module,
+                    name or fn,
+                    home=home,
+                    n=n,
+                    eot=eot,
+                    checks=ids,
+                    seed=seed,
+                    device=device,
+                    data_root=data_root,
+                )
+            }
+    else:
+        with _watch(quiet):
+            results = api.check(
+                models,
                 home=home,
                 n=n,
+                eps=eps,
                 eot=eot,
                 checks=ids,
                 seed=seed,
                 device=device,
                 data_root=data_root,
             )
-        }
-    else:
-        results = api.check(
-            models,
-            home=home,
-            n=n,
-            eps=eps,
-            eot=eot,
-            checks=ids,
-            seed=seed,
-            device=device,
-            data_root=data_root,
-        )
-    flagged = _print_checks(results)
+    details = api.home_path(home) / "checks.txt"
+    flagged = _print_checks(results, details, verbose)
+    steps = [("snnbench report", "the leaderboard marks flagged models ⚠ unreliable")]
+    if not verbose:
+        steps.insert(0, (f"less {details}", "every check's detail"))
+    _summary(
+        started,
+        f"{sum(map(len, results.values()))} check(s) on {len(results)} model(s), "
+        f"{len(flagged)} flagged",
+        f"{api.home_path(home) / api.STORE}, {details}",
+        steps,
+        home,
+    )
     if flagged:
         err.print(
             f"unreliable: {', '.join(flagged)} (failed checks above; docs/protocol.md)",
@@ -721,19 +789,52 @@ def diagnose(
     out.print(table)
 
 
-def _print_checks(results: dict[str, list]) -> list[str]:
-    flagged = []
-    for name, outcomes in results.items():
-        table = Table(title=name, title_justify="left")
-        for column in ("check", "level", "status", "detail"):
-            table.add_column(column, overflow="fold")
-        for o in outcomes:
-            style = {"fail": "red" if o.flags else "yellow", "skip": "dim"}.get(o.status, "")
-            table.add_row(o.id, o.level, o.status, o.detail, style=style)
+def _print_checks(results: dict[str, list], details: Path, verbose: bool) -> list[str]:
+    """One summary row per model and a line per failed check; every check's detail goes to
+    ``details`` (and to the screen with ``verbose``). The flagged models."""
+    tables = [_check_table(name, outcomes) for name, outcomes in results.items()]
+    details.parent.mkdir(parents=True, exist_ok=True)
+    with details.open("w", encoding="utf-8") as file:
+        writer = Console(file=file, width=160, color_system=None, soft_wrap=False)
+        for table in tables:
+            writer.print(table)
+    for table in tables if verbose else []:
         out.print(table)
-        if any(o.flags for o in outcomes):
-            flagged.append(name)
-    return flagged
+    summary = Table(title="sanity checks", title_justify="left")
+    for column in ("model", "passed", "failed", "skipped", "verdict"):
+        summary.add_column(column, overflow="fold")
+    for name, outcomes in results.items():
+        count = lambda status: str(sum(o.status == status for o in outcomes))  # noqa: E731
+        bad = [o.id for o in outcomes if o.flags]
+        summary.add_row(
+            name,
+            count("pass"),
+            count("fail"),
+            count("skip"),
+            f"unreliable ({', '.join(bad)})" if bad else "ok",
+            style="red" if bad else "",
+        )
+    out.print(summary)
+    for name, outcomes in results.items():
+        for o in (o for o in outcomes if o.status == "fail"):
+            out.print(
+                f"{name}: {o.label() if o.flags else o.id + ' (warning)'}: {o.detail}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+    return [name for name, outcomes in results.items() if any(o.flags for o in outcomes)]
+
+
+def _check_table(name: str, outcomes: list) -> Table:
+    """Every check of one model with its detail."""
+    table = Table(title=name, title_justify="left")
+    for column in ("check", "level", "status", "detail"):
+        table.add_column(column, overflow="fold")
+    for o in outcomes:
+        style = {"fail": "red" if o.flags else "yellow", "skip": "dim"}.get(o.status, "")
+        table.add_row(o.id, o.level, o.status, o.detail, style=style)
+    return table
 
 
 @app.command()
@@ -867,22 +968,15 @@ def run(
     debug: DebugOpt = False,
 ) -> None:
     """Train the recipe's models, attack them and write the leaderboard."""
-    with _progress(quiet) as progress:
-        bars = _Bars(progress)
-        current: dict[str, str] = {}
-
-        def on_model(config: ModelConfig) -> None:
-            current["name"] = config.name or f"{config.defense}-{config.arch}"
-
+    started = time.perf_counter()
+    out_dir = out_dir or api.home_path(home) / "leaderboards"
+    with _watch(quiet):
         outcome = api.run(
             recipe,
             home=home,
-            out=out_dir or api.home_path(home) / "leaderboards",
+            out=out_dir,
             device=device,
             data_root=data_root,
-            on_epoch=lambda d, t, s: bars.on_epoch(current.get("name", ""))(d, t, s),
-            on_chunk=bars.on_chunk,
-            on_model=on_model,
             executor=executor,
             ray_address=ray_address,
             workers=workers,
@@ -894,6 +988,19 @@ def run(
     _print_cards(outcome.cards)
     for path in outcome.written:
         out.print(f"leaderboard: {path}", highlight=False)
+    board = next((p for p in outcome.written if p.suffix == ".json"), out_dir / "BOARD.json")
+    markdown = next((p for p in outcome.written if p.suffix == ".md"), board)
+    _summary(
+        started,
+        f"{len(outcome.trained)} model(s), {len(outcome.cards)} attack result(s), "
+        "sanity checks stored",
+        f"{markdown} (and {api.home_path(home) / api.STORE})",
+        [
+            ("snnbench report --format html", "a browsable site of these results in site/"),
+            (f"snnbench gate --baseline {board}", "in CI: fail when robust accuracy moves"),
+        ],
+        home,
+    )
 
 
 # `snnbench zoo list|pull|add` (cli_zoo.py), with this module's error mapping

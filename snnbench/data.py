@@ -23,58 +23,31 @@ import pickle
 import shutil
 import tarfile
 import tempfile
-import warnings
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 
-from snnbench.errors import SnnbenchError
-from snnbench.registry import Registry
-
-Loader = Callable[[str, Path | None], tuple[Tensor, Tensor]]
-SPLITS = ("train", "test")
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
+from snnbench import events  # noqa: F401  (registers dvs-cifar10)
+from snnbench import progress
+from snnbench.datasets import (
+    CIFAR10_CLASSES,
+    DATASETS,
+    HOW_TO_SET_ROOT,
+    DatasetInfo,  # noqa: F401
+    cache_dir as _cache_dir,
+    data_root as _data_root,
+    writable as _writable,
+    write_cache as _write_cache,
 )
-HOW_TO_SET_ROOT = "or pass --data-root DIR (or set SNNBENCH_DATA_ROOT)"
+from snnbench.errors import SnnbenchError
 
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a data set is: its shape, classes, the normalisation its models use, and its loader
-    ``(split, root) -> (images, labels)``. ``frames`` > 0: event data, ``[N, frames, C, H, W]``
-    whose time axis is the model's (``snnbench.events``); ``input`` says what a sample is."""
-
-    name: str
-    num_classes: int
-    channels: int
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    summary: str
-    loader: Loader
-    frames: int = 0
-    input: str = "images [C,H,W] in [0,1]; eps in pixel units"
-
-
-DATASETS: Registry[DatasetInfo] = Registry("dataset")
+SPLITS = ("train", "test")
 
 
 def input_card(info: DatasetInfo) -> dict[str, Any]:
@@ -102,6 +75,7 @@ def load_dataset(name: str, split: str, root: str | Path | None = None) -> tuple
     info = dataset_info(name)
     if split not in SPLITS:
         raise SnnbenchError(f"unknown split {split!r} for {info.name}; use 'train' or 'test'")
+    progress.status(f"loading {info.name} {split}")
     return info.loader(split, None if root is None else Path(root))
 
 
@@ -167,26 +141,6 @@ def _load_digits(split: str, root: Path | None) -> tuple[Tensor, Tensor]:
     index = np.sort(train if split == "train" else test)
     images = torch.from_numpy(digits.images[index].astype(np.float32) / 16.0).unsqueeze(1)
     return images, torch.from_numpy(labels[index])
-
-
-def _data_root(root: Path | None) -> Path:
-    root = Path(os.environ.get("SNNBENCH_DATA_ROOT") or "data") if root is None else root
-    return Path(root).expanduser().absolute()
-
-
-def _cache_dir() -> Path:
-    default = Path.home() / ".cache" / "snnbench"
-    return Path(os.environ.get("SNNBENCH_CACHE") or default).expanduser().absolute()
-
-
-def _writable(directory: Path) -> bool:
-    # os.access alone says yes to root even where the mode bits say read-only (shared/data is
-    # r-x): honour the bits too, so a directory marked read-only is never written into.
-    try:
-        mode = directory.stat().st_mode
-    except OSError:
-        return False
-    return os.access(directory, os.W_OK) and bool(mode & 0o222)
 
 
 def _latin1(text: str, encoding: str = "latin1") -> bytes:
@@ -284,6 +238,7 @@ def _load_batches(
 def _verified_sha256(archive: Path) -> str:
     """The archive's sha256, checked against ``SHA256SUMS`` beside it when that lists it."""
     digest, sums = hashlib.sha256(), archive.parent / "SHA256SUMS"
+    progress.status(f"checking the sha256 of {archive} ({archive.stat().st_size >> 20} MiB)")
     with archive.open("rb") as file:
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
@@ -309,6 +264,7 @@ def _unpack_split(archive: Path, base: Path, split: str) -> None:
     base.mkdir(parents=True, exist_ok=True)
     prefix, target = f"cifar10-jpeg/{split}/", base / "cifar10-jpeg" / split
     temporary = Path(tempfile.mkdtemp(prefix=".unpack-", dir=base))
+    progress.status(f"unpacking {split}/ of {archive.name} into {base} (once)")
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = (member for member in tar if member.name.startswith(prefix))
@@ -380,7 +336,10 @@ def _decode_images(files: list[Path], size: int) -> Tensor:
     from PIL import Image
 
     images = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    bar = progress.begin(f"decoding {files[0].parent.parent.name}/ (once)", len(files), "images")
     for index, path in enumerate(files):
+        if index % 1000 == 999:
+            bar.advance(1000)
         try:
             with Image.open(path) as image:
                 if image.size != (size, size):
@@ -394,24 +353,9 @@ def _decode_images(files: list[Path], size: int) -> Tensor:
                 f"cannot decode {path} ({type(error).__name__}); the image "
                 f"folder is corrupt: unpack the archive again"
             ) from error
+    bar.advance(len(files) % 1000)
+    bar.end()
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-
-
-def _write_cache(path: Path, images: Tensor, labels: Tensor, metadata: dict[str, str]) -> None:
-    """Atomically (temporary file + rename): a reader never sees half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"images": images, "labels": labels}, str(temporary), metadata=metadata)
-        os.replace(temporary, path)
-    except OSError as error:
-        warnings.warn(
-            f"could not cache decoded images at {path} ({error}); set SNNBENCH_CACHE "
-            f"to a writable folder",
-            stacklevel=3,
-        )
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _load_image_folder(
@@ -585,5 +529,3 @@ _register(
     ),
     _CIFAR,
 )
-
-import snnbench.events  # noqa: E402,F401  (registers dvs-cifar10; imports the helpers above)

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
+from snnbench import progress
 from snnbench.attacks import Attack
 from snnbench.checkpoint import library_versions, now
 from snnbench.files import stable_seed
@@ -256,6 +257,7 @@ def run_chunk(
     clean: tuple[np.ndarray, np.ndarray] | None = None,
     pool: Candidates | None = None,
     origin: int = 1,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Chunk:
     """One task: clean draws, the attack on the samples still in play, adversarial draws.
 
@@ -268,6 +270,7 @@ def run_chunk(
     cascade) holds each sample's candidate after the earlier attacks: only samples with a
     correct selection draw left are attacked, and the chunk keeps the worse candidate.
     ``origin`` names this attack's candidates (its cascade position; 1 for a single run).
+    ``on_batch(samples)`` after each attacked batch (progress).
     """
     start = time.perf_counter()
     validity: dict[str, float] = {}
@@ -287,11 +290,15 @@ def run_chunk(
     chosen = current
     if len(target):
         xt, yt = x[target], y[target]
+
+        def attacked(s: slice) -> torch.Tensor:
+            adversarial = attack(model, xt[s].to(device), yt[s].to(device)).cpu()
+            if on_batch:
+                on_batch(s.stop - s.start)
+            return adversarial
+
         parts, batch = map_batches(
-            lambda s: attack(model, xt[s].to(device), yt[s].to(device)).cpu(),
-            len(target),
-            batch,
-            restart=lambda: torch.manual_seed(task_seed),
+            attacked, len(target), batch, restart=lambda: torch.manual_seed(task_seed)
         )
         x_adv = torch.cat(parts)
         validity = perturbation_extent(x_adv, xt, attack.norm)
@@ -566,6 +573,7 @@ def compute_task(
     clean: tuple[np.ndarray, np.ndarray] | None,
     previous: Chunk | None,
     own: Chunk | None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> tuple[Chunk, tuple[np.ndarray, np.ndarray] | None]:
     """The work of one task, the same in every executor: ``(chunk, clean draws)``.
 
@@ -604,6 +612,7 @@ def compute_task(
         clean=clean,
         pool=pool,
         origin=task.position,
+        on_batch=on_batch,
     ), clean
 
 
@@ -687,9 +696,18 @@ def run_attacks(
     )
     budget = max_chunks
     done: dict[str, set[int]] = {}
+    bars = progress.Series()
     for task in plan.tasks:
         if task.key not in done:
             done[task.key] = store.stored_chunks(info.sha256, task.key)
+            bars.close()
+            if len(done[task.key]) < plan.count:  # else nothing to do, nothing to show
+                bars.next(
+                    task_label(task, info),
+                    len(y),
+                    "samples",
+                    sum(_size(plan.part(i, config.chunk_size)) for i in done[task.key]),
+                )
         if task.index in done[task.key]:
             continue
         previous = stored_chunk(store, info.sha256, task.earlier, task.index)
@@ -701,6 +719,7 @@ def run_attacks(
         if not store.claim(info.sha256, task.key, task.index):
             continue
         part = plan.part(task.index, config.chunk_size)
+        bar, before = bars.current, bars.current.done
         try:
             cached = cached_clean(store, info.sha256, plan, task.index, config.chunk_size)
             chunk, clean = compute_task(
@@ -714,6 +733,7 @@ def run_attacks(
                 clean=cached,
                 previous=previous,
                 own=own,
+                on_batch=bar.advance,
             )
             if own is None:  # the batch that fitted: where the next chunk starts
                 config = dataclasses.replace(config, batch_size=chunk.batch_size)
@@ -723,8 +743,21 @@ def run_attacks(
             store.release(info.sha256, task.key, task.index)
             raise
         store.put_chunk(info.sha256, task.key, chunk)
+        bar.reach(before + _size(part))  # samples not attacked (clean-incorrect) too
         if budget is not None:
             budget -= 1
         if on_chunk:
             on_chunk(info.name, task.attack.id, task.index + 1, plan.count)
+    bars.close()
     return finish_plan(plan, store, info, config)
+
+
+def task_label(task: Task, info: ModelInfo) -> str:
+    """``pgd10 on MODEL``; a cascade member ``→apgd-t (cascade 3) on MODEL``."""
+    name = task.attack.label or task.attack.id
+    cascade = f"→{name} (cascade {task.position})" if "|cascade=" in task.key else name
+    return f"{cascade} on {info.name}"
+
+
+def _size(part: slice) -> int:
+    return part.stop - part.start

@@ -40,15 +40,15 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
-from snnbench.data import (
+from snnbench.datasets import (
     CIFAR10_CLASSES,
     DATASETS,
     HOW_TO_SET_ROOT,
     DatasetInfo,
-    _cache_dir,
-    _data_root,
-    _writable,
-    _write_cache,
+    cache_dir,
+    data_root,
+    writable,
+    write_cache,
 )
 from snnbench.errors import SnnbenchError
 
@@ -168,15 +168,15 @@ def list_files(folder: Path, split: str) -> tuple[list[Path], list[int]]:
 
 def _cache_path(root: Path, split: str) -> Path:
     name = f"cifar10dvs.T{FRAMES}.s{FRAME_SIZE}.{split}.safetensors"
-    if _writable(root):
+    if writable(root):
         return root / name
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    return _cache_dir() / f"{key}-{name}"
+    return cache_dir() / f"{key}-{name}"
 
 
 def load_dvs_cifar10(split: str, root: Path | None) -> tuple[Tensor, Tensor]:
     """Frames float32 ``[N, T, 2, 48, 48]`` in [0, 1] and labels int64 ``[N]`` of one split."""
-    root = _data_root(root)
+    root = data_root(root)
     folder = root / FOLDER
     if not folder.is_dir():
         raise SnnbenchError(
@@ -206,7 +206,7 @@ def load_dvs_cifar10(split: str, root: Path | None) -> tuple[Tensor, Tensor]:
         pass
     frames = torch.stack([to_frames(read_events(path)) for path in files])
     label_tensor = torch.tensor(labels, dtype=torch.int64)
-    _write_cache(cache, frames, label_tensor, metadata)
+    write_cache(cache, frames, label_tensor, metadata)
     return frames.float().div_(255), label_tensor
 
 

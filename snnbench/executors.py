@@ -26,12 +26,14 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from snnbench import progress
 from snnbench.attacks import Attack
 from snnbench.attacks.transfer import MODEL_SOURCE, TransferAttack
 from snnbench.checkpoint import load, model_dir
 from snnbench.config import ModelConfig, TrainConfig
 from snnbench.data import dataset_info, load_dataset
 from snnbench.errors import SnnbenchError
+from snnbench.home import bind_model_source
 from snnbench.evaluate import (
     ChunkCallback,
     EvalConfig,
@@ -288,9 +290,7 @@ def attack_worker(
     if own is None:
         x, y = _chunk_data(job, indices)
         if isinstance(attack, TransferAttack) and attack.source.startswith(MODEL_SOURCE):
-            from snnbench.api import _bind_source  # the source model, from the shared home
-
-            attack = _bind_source(attack, job.home, device)
+            attack = bind_model_source(attack, job.home, device)  # from the shared home
     with compile_errors(job.compile):
         chunk, _ = compute_task(
             dataclasses.replace(task, attack=attack),
@@ -401,6 +401,7 @@ def _collect(
     """Store each chunk as it arrives (one transaction each); the failed ones, described."""
     failures: list[str] = []
     waiting = list(sent)
+    bar = progress.begin(f"attack chunks of {info.name} on Ray", len(waiting), "chunks")
     while waiting:
         ready, waiting = ray.wait(waiting, num_returns=1)
         task = sent[ready[0]]
@@ -412,8 +413,10 @@ def _collect(
             failures.append(f"{info.name} {task.attack.id} chunk {task.index} ({reason[:200]})")
             continue
         store.put_chunk(info.sha256, task.key, chunk)
+        bar.advance()
         if on_chunk:
             on_chunk(info.name, task.attack.id, task.index + 1, plan.count)
+    bar.end()
     return failures
 
 
@@ -429,6 +432,9 @@ def train_models(
 ) -> list[TrainOutcome]:
     """A recipe's training jobs as Ray tasks (one GPU each where present), in recipe order.
     Each job resumes from its last finished epoch, so a retried job loses at most one epoch."""
+    progress.status(
+        f"training {len(models)} model(s) on the Ray cluster (no per-epoch progress from there)"
+    )
     remote = ray.remote(max_retries=MAX_RETRIES)(train_model).options(
         num_gpus=task_gpus(ray, device)
     )

@@ -416,3 +416,37 @@ def _check_counts(
         except SnnbenchError as exc:
             where = f"[{table}] " if table else ""
             raise SnnbenchError(f"{lines.at(key, table)}: {where}{exc}") from None
+
+
+def recipe_of(card: dict[str, Any]) -> Recipe | None:
+    """The recipe that trained a model, rebuilt from the TOML text its card keeps; None for a
+    model trained without one. An older card holds only the name: that name is looked up among
+    the packaged recipes, and a name found nowhere is an error, never a silent default suite."""
+    name = card.get("recipe")
+    text = card.get("recipe_toml")
+    where = f"the card of model {card.get('name', '?')!r}"
+    if text:
+        try:
+            return parse_recipe_text(text, card.get("recipe_path") or name or "<recipe>")
+        except SnnbenchError as exc:
+            raise SnnbenchError(
+                f"{where} holds a recipe this snnbench cannot read ({exc})"
+            ) from None
+    if not name:
+        return None
+    try:
+        return load_recipe(name)
+    except SnnbenchError:
+        raise SnnbenchError(
+            f"{where} names recipe {name!r}, which is not packaged, and the card "
+            "(written before cards kept their recipe) lacks its text; pass that "
+            "file: `snnbench attack --recipe FILE.toml` or `snnbench run FILE.toml`"
+        ) from None
+
+
+def recipe_or_none(card: dict[str, Any]) -> Recipe | None:
+    """``recipe_of`` for display (the site): None where the recipe cannot be found."""
+    try:
+        return recipe_of(card)
+    except SnnbenchError:
+        return None

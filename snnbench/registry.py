@@ -2,7 +2,8 @@
 
 In the spirit of timm's ``register_model``: a decorator files a factory under a name with a
 one-line summary and its source; listing builds nothing; an unknown name raises an error that
-suggests close matches.
+suggests close matches. A registry with a ``plugins`` group also files the entry points of
+that group (``snnbench.plugins``), once, before its first lookup or listing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from snnbench.errors import SnnbenchError
+from snnbench.plugins import Check, declare, load_plugins
 
 T = TypeVar("T")
 
@@ -29,11 +31,25 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Named factories of one kind; ``kind`` is the word used in messages ("defence", "arch")."""
 
-    def __init__(self, kind: str, plural: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        plural: str | None = None,
+        *,
+        plugins: str | None = None,
+        check: Check | None = None,
+    ) -> None:
         self.kind = kind
         self.plural = plural or f"{kind}s"
         self._entries: dict[str, Entry[T]] = {}
         self._aliases: dict[str, str] = {}
+        self._plugins = plugins is not None
+        if plugins is not None:  # ``check``: what a plugin's object must be
+            declare(plugins, self, check)
+
+    def _load_plugins(self) -> None:
+        if self._plugins:
+            load_plugins()
 
     def register(
         self,
@@ -69,6 +85,7 @@ class Registry(Generic[T]):
 
     def canonical(self, name: str) -> str:
         """The registered name for ``name`` or an alias; an unknown name is a SnnbenchError."""
+        self._load_plugins()
         key = name.strip().lower()
         if key in self._entries:
             return key
@@ -88,12 +105,14 @@ class Registry(Generic[T]):
         return self.entry(name).obj
 
     def names(self) -> list[str]:
+        self._load_plugins()
         return sorted(self._entries)
 
     def entries(self) -> list[Entry[T]]:
         return [self._entries[n] for n in self.names()]
 
     def __contains__(self, name: object) -> bool:
+        self._load_plugins()
         return isinstance(name, str) and (
             name.lower() in self._entries or name.lower() in self._aliases
         )
@@ -102,4 +121,5 @@ class Registry(Generic[T]):
         return iter(self.names())
 
     def __len__(self) -> int:
+        self._load_plugins()
         return len(self._entries)

@@ -27,6 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
+from snnbench import progress
 from snnbench.checkpoint import (
     CARD,
     default_home,
@@ -225,8 +226,10 @@ def _train_epoch(
     device: torch.device,
     workers: int | None = None,
     forward: nn.Module | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
-    """One epoch; ``forward`` (a compiled ``model``) computes the logits when given."""
+    """One epoch; ``forward`` (a compiled ``model``) computes the logits when given;
+    ``on_batch(images)`` after each batch."""
     generator = torch.Generator().manual_seed(stable_seed(train.seed, "epoch", epoch))
     torch.manual_seed(stable_seed(train.seed, "draws", epoch))
     order = torch.randperm(len(x), generator=generator)
@@ -241,6 +244,8 @@ def _train_epoch(
         total_loss += loss.item() * len(yb)
         correct += int((logits.argmax(1) == yb).sum())
         seen += len(yb)
+        if on_batch:
+            on_batch(len(yb))
     seconds = time.perf_counter() - start
     return {
         "epoch": epoch + 1,
@@ -322,6 +327,7 @@ def train_model(
     x, y = load_dataset(spec.dataset, "train", data_root)
     x_test, y_test = load_dataset(spec.dataset, "test", data_root)
     info = dataset_info(spec.dataset)
+    progress.status(f"building {name}")
     torch.manual_seed(stable_seed(train.seed, "init"))
     model = place(build(spec), dev)
     defense = create_defense(spec.defense, spec.settings, spec.track)
@@ -344,7 +350,9 @@ def train_model(
             "augmentations, not event ones); set augment = false"
         )
     forward = compile_model(model) if compile else None  # weights stay on ``model``
+    bar = progress.begin(f"train {name}", train.epochs * len(x), "images", start * len(x))
     for epoch in range(start, train.epochs):
+        bar.describe(f"epoch {epoch + 1}/{train.epochs}")
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(train.lr, epoch, train.epochs)
         try:
@@ -363,9 +371,11 @@ def train_model(
                         dev,
                         workers,
                         forward,
+                        bar.advance,
                     )
                 )
         except RuntimeError as exc:
+            bar.end(ok=False)
             if not is_oom(exc):
                 raise
             raise SnnbenchError(
@@ -376,6 +386,8 @@ def train_model(
         _save_state(folder, model, everything, spec, train, epoch, history)
         if on_epoch:
             on_epoch(epoch + 1, train.epochs, history[-1])
+    bar.end()
+    progress.status(f"testing {name} on {len(x_test)} clean test images")
     for neuron in spiking_neurons(model):  # recording was for the training losses only
         neuron.record_potentials = neuron.record_currents = False
     clean = accuracy(model, x_test, y_test, dev)

@@ -21,9 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snnbench.checkpoint import load_card
 from snnbench.config import format_eps
+from snnbench.errors import SnnbenchError
 from snnbench.files import atomic_write_text
-from snnbench.layouts import LayoutTable
+from snnbench.home import STORE, home_models, home_path, join_model_cards, leaderboard, open_store
+from snnbench.layouts import LAYOUTS, LayoutTable, get_layout, render_layout
+from snnbench.plots import plot_sweeps
+from snnbench.recipe import recipe_or_none
 from snnbench.report import (
     BANNER,
     HEADLINE,
@@ -243,9 +248,7 @@ def layout_grid(table: LayoutTable) -> Grid:
 
 def _recipe_summary(card: dict | None) -> dict[str, str] | None:
     """What the model's recipe (zoo/*.toml) says about how it was evaluated, if it is found."""
-    from snnbench import api
-
-    recipe = api.recipe_or_none(card) if card else None
+    recipe = recipe_or_none(card) if card else None
     if recipe is None:
         return None
     return {
@@ -338,33 +341,25 @@ def site_from_home(
 ) -> tuple[Leaderboard, list[Path]]:
     """The site of a home: boards, the model cards whose weights the results are of, a page per
     paper layout that the recipe names or the store can fill, and the sweep plots, if any."""
-    from snnbench import api
-    from snnbench.checkpoint import load_card
-    from snnbench.errors import SnnbenchError
-    from snnbench.layouts import LAYOUTS, get_layout, render_layout
-    from snnbench.plots import plot_sweeps
-
-    board = api.leaderboard(home, name)
+    board = leaderboard(home, name)
     if not board.rows:
         raise SnnbenchError(
-            f"no finished attack results in {api.home_path(home) / api.STORE}; run "
-            "`snnbench attack` first"
+            f"no finished attack results in {home_path(home) / STORE}; run `snnbench attack` first"
         )
-    with api.open_store(home) as store:
+    with open_store(home) as store:
         cards, checks, diagnostics = store.cards(), store.checks(), store.diagnostics()
         recipe_name, recipe_toml = store.get_meta("recipe"), store.get_meta("recipe_toml")
     boards = threat_boards(cards, board.name, checks, diagnostics)
     for item in boards:
-        api._join_model_cards(item.board, home)
-    present = set(api.home_models(home))
+        join_model_cards(item.board, home)
+    present = set(home_models(home))
     model_cards = {
         row["model"]: card
         for row in board.rows
         if row["model"] in present
-        and (card := load_card(row["model"], api.home_path(home)))["weights_sha256"]
-        == row["sha256"]
+        and (card := load_card(row["model"], home_path(home)))["weights_sha256"] == row["sha256"]
     }
-    recipe = api.recipe_or_none({"recipe": recipe_name, "recipe_toml": recipe_toml})
+    recipe = recipe_or_none({"recipe": recipe_name, "recipe_toml": recipe_toml})
     named = set(recipe.layouts) if recipe else set()
     tables = [
         table

@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import tomli_w
+import torch
+from torch import nn
 
-from snnbench.checkpoint import CARD, WEIGHTS, default_home, load_card, model_dir, verify
+from snnbench.checkpoint import CARD, WEIGHTS, default_home, load, load_card, model_dir, verify
 from snnbench.errors import SnnbenchError
 from snnbench.files import (
     atomic_write,
@@ -50,6 +52,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 MANIFEST = Path(__file__).resolve().parent.parent / "zoo" / "models.toml"  # source checkout
 MEMBERS = (CARD, WEIGHTS)
+PREFIX = "zoo:"  # snnbench.load("zoo:NAME")
 ATTEMPTS = 3  # transfers per URL: a dropped connection resumes from the .part
 TIMEOUT_S = 30.0
 BLOCK = 1 << 16
@@ -467,6 +470,27 @@ def pull(
 
 def ensure(name: str, home: Path | None = None) -> Path:  # snnbench.load("zoo:NAME")
     return pull(name, home)[0]
+
+
+def resolve(ref: str | Path, home: str | Path | None = None) -> str | Path:
+    """``zoo:NAME`` as the folder of that model, pulled and sha256-checked on first use; any
+    other reference unchanged."""
+    text = str(ref)
+    if not text.startswith(PREFIX):
+        return ref
+    return ensure(text[len(PREFIX) :], Path(home) if home is not None else None)
+
+
+def load_model(
+    ref: str | Path, home: str | Path | None = None, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """``snnbench.load``: ``checkpoint.load`` that also takes ``zoo:NAME``."""
+    return load(resolve(ref, home), home, device)
+
+
+def load_model_card(ref: str | Path, home: str | Path | None = None) -> dict[str, Any]:
+    """``snnbench.load_card``: ``checkpoint.load_card`` that also takes ``zoo:NAME``."""
+    return load_card(resolve(ref, home), home)
 
 
 def add(

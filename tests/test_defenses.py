@@ -142,7 +142,10 @@ def test_retraction_fixed_point_and_singular_values():
 
 def test_retraction_lowers_the_orthogonality_error():
     w = torch.randn(8, 8, dtype=torch.float64) / 3
-    error = lambda m: torch.linalg.norm(m @ m.t() - torch.eye(8, dtype=m.dtype))
+
+    def error(m):
+        return torch.linalg.norm(m @ m.t() - torch.eye(8, dtype=m.dtype))
+
     assert error(retract(w, 0.05)) < error(w)
 
 

@@ -176,7 +176,7 @@ def test_train_attack_report_through_the_cli(dvs_root, tmp_path):
 def test_a_read_only_root_caches_under_snnbench_cache(tmp_path, monkeypatch):
     root = make_dvs_root(tmp_path / "data", per_class=2, events=50)
     monkeypatch.setenv("SNNBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(events, "_writable", lambda directory: False)
+    monkeypatch.setattr(events, "writable", lambda directory: False)
     x, _ = load_dataset("dvs-cifar10", "test", root)
     assert not list(root.glob("*.safetensors"))
     (cached,) = (tmp_path / "cache").glob("*-cifar10dvs.T10.s48.test.safetensors")

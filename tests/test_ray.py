@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 ray = pytest.importorskip("ray")
 
-import snnbench  # noqa: E402
 from snnbench import api, executors  # noqa: E402
 from snnbench.cli import app  # noqa: E402
 from snnbench.errors import SnnbenchError  # noqa: E402

@@ -17,4 +17,14 @@ from torch import nn
 from snnbench.registry import Registry
 
 ArchBuilder = Callable[..., nn.Module]
-ARCHS: Registry[ArchBuilder] = Registry("arch")
+
+
+def _check_plugin(name: str, obj: object) -> None:
+    if not callable(obj):
+        raise TypeError(
+            f"{obj!r} is not an arch builder (neuron, *, in_channels, num_classes, "
+            "image_size) -> nn.Module"
+        )
+
+
+ARCHS: Registry[ArchBuilder] = Registry("arch", plugins="snnbench.archs", check=_check_plugin)

@@ -12,7 +12,16 @@ from snnbench.attacks.base import Attack
 from snnbench.registry import Registry
 
 AttackFactory = Callable[..., Attack]
-ATTACKS: Registry[AttackFactory] = Registry("attack")
+
+
+def _check_plugin(name: str, obj: object) -> None:
+    if not callable(obj):
+        raise TypeError(f"{obj!r} is not an attack factory (eps, norm, steps, eot) -> Attack")
+
+
+ATTACKS: Registry[AttackFactory] = Registry(
+    "attack", plugins="snnbench.attacks", check=_check_plugin
+)
 PATTERNS: list[Callable[[str], AttackFactory | None]] = []
 
 

@@ -14,13 +14,13 @@ from snnbench.defenses import (
     rat,
     sr,
     stog,
-    tgo,  # noqa: E402,F401
+    tgo,
     vanilla,
 )
 from snnbench.defenses.compose import (
     Composite,
     create_defense,
-    parse_defense,  # noqa: E402
+    parse_defense,
     partner_defaults,
 )
 
