@@ -88,6 +88,18 @@ def weights_meta(spec: ModelSpec) -> dict[str, str]:
     }
 
 
+def card_head(name: str, spec: ModelSpec, stochastic: bool) -> dict[str, Any]:
+    """The fields every model card opens with, trained or imported alike."""
+    return {
+        "name": name,
+        "defense": spec.defense,
+        "arch": spec.arch,
+        "dataset": spec.dataset,
+        "timesteps": spec.timesteps,
+        "stochastic": bool(stochastic),
+    }
+
+
 def save_checkpoint(
     folder: Path, model: nn.Module, spec: ModelSpec, card: dict[str, Any]
 ) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from snnbench.checkpoint import CARD, default_home, load_card, save_checkpoint
+from snnbench.checkpoint import CARD, card_head, default_home, load_card, save_checkpoint
 from snnbench.config import ModelConfig, model_name
 from snnbench.data import dataset_info, input_card, load_dataset
 from snnbench.errors import SnnbenchError
@@ -382,12 +382,7 @@ def import_checkpoint(
         model,
         spec,
         {
-            "name": name,
-            "defense": spec.defense,
-            "arch": spec.arch,
-            "dataset": spec.dataset,
-            "timesteps": spec.timesteps,
-            "stochastic": bool(model.stochastic),
+            **card_head(name, spec, model.stochastic),
             "input": {**input_card(info), "mean": mean_used, "std": std_used},
             "train": None,
             "recipe": None,

@@ -30,6 +30,7 @@ from torch import nn
 from snnbench import progress
 from snnbench.checkpoint import (
     CARD,
+    card_head,
     default_home,
     load_card,
     read_weights_meta,
@@ -396,12 +397,7 @@ def train_model(
         model,
         spec,
         {
-            "name": name,
-            "defense": spec.defense,
-            "arch": spec.arch,
-            "dataset": spec.dataset,
-            "timesteps": spec.timesteps,
-            "stochastic": defense.stochastic(),
+            **card_head(name, spec, defense.stochastic()),
             "input": input_card(info),
             "data_source": data_source(spec.dataset, data_root),
             "train": dataclasses.asdict(train),
