@@ -134,13 +134,53 @@ def test_bptr_and_no_grad_take_the_fused_forward():
     assert torch.equal(y0, y1) and torch.equal(g0[0], g1[0])
 
 
-def test_recording_takes_the_naive_path():
-    neuron = build("lif", {}, TRACKS["tgo"], 4)
+def run_with_potentials(neuron: torch.nn.Module, x: torch.Tensor, impl: str):
+    """Gradients of a loss on the spikes plus TGO's membrane term on the recorded u_t."""
+    from snnbench.defenses.tgo import membrane_constraint
+
+    params = [p for p in neuron.parameters() if p.requires_grad]
+    x = x.clone().requires_grad_()
     neuron.record_potentials = True
+    with use_neuron_impl(impl):
+        torch.manual_seed(7)
+        y = neuron(x)
+    weights = torch.linspace(-1, 2, y.numel(), dtype=y.dtype).view_as(y)
+    penalty = membrane_constraint([neuron.potentials], neuron.config.theta, 1.0)
+    grads = torch.autograd.grad((y * weights).sum() + 3 * penalty, [x, *params], allow_unused=True)
+    return y.detach(), torch.stack(neuron.potentials).detach(), grads
+
+
+@pytest.mark.parametrize("form", ["tet", "convex"])
+@pytest.mark.parametrize("name,options", CASES, ids=[f"{n}{o}" for n, o in CASES])
+def test_recorded_potentials_take_the_fused_path_with_their_gradient(name, options, form):
+    """A loss on u_t (TGO's membrane term) no longer forces the naive loop: the fused node
+    returns u_t as a second output and adds its gradient in the BPTT."""
+    neuron = build(name, options, CONFIGS[form], 4)
+    neuron.record_potentials = True
+    assert neuron.fusable()
+    x = inputs(4)
+    y0, u0, g0 = run_with_potentials(neuron, x, "naive")
+    y1, u1, g1 = run_with_potentials(neuron, x, "fused")
+    assert torch.equal(y0, y1)
+    torch.testing.assert_close(u1, u0, rtol=1e-12, atol=1e-12)
+    assert g0[0].abs().sum() > 0
+    for a, b in zip(g0, g1):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-9)
+    # the penalty's share of the gradient is real: dropping it changes the input gradient
+    _, plain = run(neuron, x, "fused")
+    assert not torch.allclose(plain[0], g1[0])
+
+
+def test_currents_still_take_the_naive_path():
+    neuron = build("lif", {}, TRACKS["tgo"], 4)
+    neuron.record_currents = True
     assert not neuron.fusable()
     x = inputs(4).requires_grad_()
     neuron(x)
-    assert len(neuron.potentials) == 4 and neuron.potentials[0].requires_grad
+    assert len(neuron.currents) == 4
 
 
 def test_subclass_overriding_charge_only_stays_naive():

@@ -153,11 +153,14 @@ def forward_any(
 
 
 class FusedLIF(torch.autograd.Function):
-    """``FusedLIF.apply(x, decay, gain, noise, spec)``: spikes ``[T, B, ...]`` with BPTT."""
+    """``FusedLIF.apply(x, decay, gain, noise, spec, with_potentials)``: spikes ``[T, B, ...]``
+    with BPTT, and with ``with_potentials`` also the potentials u_t ``[T, B, ...]`` as a second
+    differentiable output (a loss on them, TGO's membrane term, adds ``du_t`` in the backward)."""
 
     @staticmethod
-    def forward(ctx, x, decay, gain, noise, spec):  # type: ignore[override]
+    def forward(ctx, x, decay, gain, noise, spec, with_potentials=False):  # type: ignore[override]
         ctx.native_decay = None
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None, not zeros
         if native.covers(x, decay, gain, noise, spec):
             # inputs in one layout once, kept for the backward (no second copy there)
             x = x if native.same_layout(x) else x.contiguous()
@@ -178,24 +181,28 @@ class FusedLIF(torch.autograd.Function):
             noise if spec.escape else None,
             x if keep_x else None,
         )
+        if with_potentials:
+            return spikes, potentials
         return spikes
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_spikes):  # type: ignore[override]
+    def backward(ctx, grad_spikes, grad_potentials=None):  # type: ignore[override]
         potentials, decay, gain, noise, x = ctx.saved_tensors
         spec: Spec = ctx.spec
         if decay is None:
             decay = ctx.float_decay
         want_x, want_k, want_p = ctx.needs_input_grad[:3]
-        if native.covers(potentials, decay, gain, noise, spec):
+        if grad_spikes is None:
+            grad_spikes = torch.zeros_like(potentials)
+        if grad_potentials is None and native.covers(potentials, decay, gain, noise, spec):
             full = decay if ctx.native_decay is None else ctx.native_decay
             grads = native.backward(
                 grad_spikes, potentials, noise, full, gain, x, spec, (want_x, want_k, want_p)
             )
             if grads[1] is not None:
                 grads = (grads[0], grads[1].sum_to_size(decay.shape), grads[2])
-            return (*grads, None, None)
+            return (*grads, None, None, None)
         steps = potentials.shape[0]
         # grad_u is written straight into grad_x[t] when dI_t = du_t (tet form, no gain).
         direct = want_x and not spec.convex and gain is None
@@ -226,6 +233,8 @@ class FusedLIF(torch.autograd.Function):
                 )
                 spike_grad = g if spec.detach_reset else torch.addcmul(g, grad_v, u, value=-scale)
                 _add_times_surrogate_(grad_u, spike_grad, factor)
+            if grad_potentials is not None:  # a loss on u_t itself (TGO's membrane term)
+                grad_u.add_(grad_potentials[t])
             k = _decay_at(decay, t, spec)
             if want_x and not direct:
                 gx = grad_u * (1 - k) if spec.convex else grad_u
@@ -248,7 +257,7 @@ class FusedLIF(torch.autograd.Function):
                 grad_v = grad_u if scalar_k else grad_u * k  # scalar k: applied above
         if want_k and grad_k is None:
             grad_k = torch.zeros_like(decay)
-        return grad_x, grad_k, grad_p, None, None
+        return grad_x, grad_k, grad_p, None, None, None
 
 
 def _arg_silent(potentials: torch.Tensor, noise: torch.Tensor | None, t: int, spec: Spec):
@@ -270,11 +279,22 @@ def _accumulate(total, grad, t: int, decay: torch.Tensor, spec: Spec):
 
 
 def fused_lif(
-    x: torch.Tensor, decay, gain: torch.Tensor | None, noise: torch.Tensor | None, spec: Spec
-) -> torch.Tensor:
-    """Spikes ``[T, B, ...]``; one autograd node when a gradient is wanted, else no graph."""
+    x: torch.Tensor,
+    decay,
+    gain: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    spec: Spec,
+    with_potentials: bool = False,
+):
+    """Spikes ``[T, B, ...]``; one autograd node when a gradient is wanted, else no graph.
+
+    With ``with_potentials``: ``(spikes, potentials)``, the pre-reset u_t ``[T, B, ...]``
+    (differentiable when the spikes are)."""
     tensors = [a for a in (x, decay, gain) if isinstance(a, torch.Tensor)]
     if torch.is_grad_enabled() and any(a.requires_grad for a in tensors):
-        return FusedLIF.apply(x, decay, gain, noise, spec)
+        return FusedLIF.apply(x, decay, gain, noise, spec, with_potentials)
     with torch.no_grad():
-        return forward_any(x, decay, gain, noise, spec)
+        if not with_potentials:
+            return forward_any(x, decay, gain, noise, spec)
+        potentials = torch.empty_like(x)
+        return forward_any(x, decay, gain, noise, spec, potentials), potentials

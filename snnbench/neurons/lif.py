@@ -154,7 +154,7 @@ class LIF(nn.Module):
 
     def fusable(self) -> bool:
         """Whether this call may take the fused loop (module docstring)."""
-        if not self.fused or self.record_potentials or self.record_currents:
+        if not self.fused or self.record_currents:
             return False
         return _fuses(type(self)) and neuron_impl() == "fused"
 
@@ -183,7 +183,13 @@ class LIF(nn.Module):
             decay_per_step=extra.decay_per_step,
             escape=extra.escape,
         )
-        return fused_lif(steps, extra.decay, extra.gain, extra.noise, spec).flatten(0, 1)
+        if not self.record_potentials:
+            return fused_lif(steps, extra.decay, extra.gain, extra.noise, spec).flatten(0, 1)
+        spikes, potentials = fused_lif(
+            steps, extra.decay, extra.gain, extra.noise, spec, with_potentials=True
+        )
+        self.potentials = list(potentials.unbind(0))
+        return spikes.flatten(0, 1)
 
     def simulate_naive(self, x: torch.Tensor) -> torch.Tensor:
         """The T-step charge/fire/reset loop, one op at a time; spikes ``[T*B, ...]``."""
