@@ -117,6 +117,34 @@ def test_committed_digits_leaderboard_is_current():
         assert set(row["drop"]) == (set(recipe.drop) if row["stochastic"] else set())
 
 
+def test_committed_cifar10_cpu_leaderboard_is_current():
+    """leaderboards/cifar10-cpu.json comes from `snnbench run cifar10-cpu` (issue 22): a row per
+    recipe model on the JPEG copy of CIFAR-10 at 8/255 on >= 1,000 test images, clean accuracy
+    well above chance (10%), a converged headline with its interval, the checks' flags, and the
+    recipe's layouts beside it."""
+    import json
+
+    recipe = load_recipe("cifar10-cpu")
+    board = json.loads((ZOO.parent / "leaderboards" / "cifar10-cpu.json").read_text())
+    rows = {row["model"]: row for row in board["rows"]}
+    assert set(rows) == {f"{resolve(m).defense}-tiny-cifar10" for m, _ in recipe.models}
+    for name, row in rows.items():
+        setting = row["setting"]
+        assert setting["dataset"] == "cifar10" and setting["n"] >= 1000, name
+        assert setting["eps"] == pytest.approx(8 / 255) and setting["norm"] == "Linf", name
+        assert "jpeg" in json.dumps(row["data_source"]).lower(), name
+        assert row["clean"]["acc"] >= 0.3, name
+        low, high = row["headline"]["ci95"]
+        assert low <= row["headline"]["acc"] <= high <= row["clean"]["ci95"][1], name
+        assert row["cascade_complete"], name  # APGD-CE and APGD-T ran on every survivor
+        assert {"apgd-ce", "apgd-t@targets=5"} <= {c["member"] for c in row["cascade"]}, name
+        assert row["checks"] and "C01" in row["checks"], name
+    for layout in recipe.layouts:
+        if layout != "leaderboard":
+            text = (ZOO.parent / "leaderboards" / f"cifar10-cpu-{layout}.md").read_text()
+            assert "cifar10" in text and "REDUCED PROTOCOL" in text, layout
+
+
 def test_unknown_layout_in_a_recipe_is_caught_before_training():
     from snnbench.errors import SnnbenchError
     from snnbench.recipe import parse_recipe_text

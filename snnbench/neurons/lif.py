@@ -14,9 +14,11 @@ Two implementations of the same loop (an explicit setting, tested for parity):
 ``fused`` (default, ``snnbench.neurons.fused``: one autograd node saving u_t only) and
 ``naive`` (one small op per charge/fire/reset, autograd through each). ``SNNBENCH_NEURON_IMPL=
 naive|fused`` or :func:`use_neuron_impl` force one for every neuron; ``neuron.fused = False`` for
-one. The naive loop runs whenever a loss or diagnostic records potentials or currents (they need
-the graph through u_t) and for a subclass that overrides charge, fire or reset without also
-overriding :meth:`LIF.fused_inputs` (so a new neuron is correct before it is fast).
+one. Recorded potentials (``record_potentials``: TGO's membrane term, diagnostics) come out of
+the fused node as a second output with their own gradient. The naive loop runs whenever a loss
+records input currents (they need the graph through I_t) and for a subclass that overrides
+charge, fire or reset without also overriding :meth:`LIF.fused_inputs` (so a new neuron is
+correct before it is fast).
 """
 
 from __future__ import annotations
