@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from snnbench import api
 from snnbench.metrics import decode_counts
@@ -36,12 +37,8 @@ def test_every_kth_sample_is_compared_with_the_headline_on_the_same_samples(home
     counts = decode_counts(row["headline"]["per_sample"])
     assert whole[0]["n"] == 60 and len(seen[0]) == 60
     assert whole[0]["headline"] == row["headline"]["acc"]
-    assert subset[0]["n"] == 15 and torch_equal(seen[1], seen[0][::4])
+    assert subset[0]["n"] == 15 and torch.equal(seen[1], seen[0][::4])
     assert subset[0]["headline"] == np.mean(counts[::4])
     low, high = subset[0]["ci95"]
     assert low <= subset[0]["headline"] <= high
     assert subset[0]["gap"] == 100 * (subset[0]["headline"] - 0.25)
-
-
-def torch_equal(a, b) -> bool:
-    return bool((a == b).all()) and a.shape == b.shape
