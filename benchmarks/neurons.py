@@ -335,8 +335,8 @@ def kinds_part(timesteps: int, batch: int, repeats: int, layout: str) -> None:
             f"{1000 * times[label + ' (draw)']:9.2f}"
         )
     print(
-        "  ours: the fused core with the native kernel where it runs (path), including the copy "
-        "of row-major draws into the input's layout; pytorch: the PyTorch fused loop; draw: "
+        "  ours: the fused core with the native kernel where it runs (path; in channels_last "
+        "it reads the row-major draws in place); pytorch: the PyTorch fused loop; draw: "
         "the neuron's fused_inputs (its random numbers, decays, gains), outside both"
     )
 

@@ -305,6 +305,56 @@ def test_native_kernel_matches_pytorch_for_every_neuron_channels_last(name, opti
             assert b.abs().sum() > 0
 
 
+@pytest.mark.parametrize("case", ["diffusive", "escape", "per-step decay", "held decay"])
+def test_native_kernel_reads_row_major_draws_in_place(case):
+    """Row-major draws under a channels_last float32 input are read in place, not copied (the
+    8 x 8 register tiles and the channels and pixels they leave over included): the same spikes,
+    potentials and gradients, bit for bit, as with the draws first copied into x's layout."""
+    from snnbench.neurons.fused import Spec
+
+    native = native_or_skip()
+    timesteps, batch, channels, height, width = 3, 2, 19, 10, 7  # 16 + 3 channels, 64 + 6 pixels
+    torch.manual_seed(5)
+    x = (0.8 * torch.randn(timesteps * batch, channels, height, width) + 0.4).to(
+        memory_format=torch.channels_last
+    )
+    x = x.view(timesteps, batch, channels, height, width)
+    noise, decay = None, 0.8
+    if case in ("diffusive", "escape"):
+        noise = 0.3 * torch.randn(x.shape)
+    else:
+        decay = torch.sigmoid(torch.randn(x.shape if case == "per-step decay" else x.shape[1:]))
+    spec = Spec(
+        convex=True,
+        theta=1.0,
+        ge=False,
+        detach_reset=False,
+        surrogate=Surrogate("atan", 2.0),
+        decay_per_step=case == "per-step decay",
+        escape=case == "escape",
+    )
+    drawn = noise if noise is not None else decay
+    layout = x if drawn.dim() == x.dim() else x[0]
+    assert native.draws(layout, drawn) is drawn  # no copy
+    copied = native.like(layout, drawn)
+    assert not copied.is_contiguous()
+    grad = native.like(x, torch.linspace(-1, 2, x.numel()).view(x.shape))
+    wants = (True, noise is None, False)
+    results = []
+    for n, k in (
+        ((noise, decay), (copied, decay)) if noise is not None else ((None, decay), (None, copied))
+    ):
+        potentials = torch.empty_like(x)
+        spikes = native.forward(x, k, None, n, spec, potentials)
+        grad_x, grad_k, _ = native.backward(grad, potentials, n, k, None, x, spec, wants)
+        results.append((spikes, potentials, grad_x, grad_k))
+    for got, expected in zip(*results):
+        assert (got is None) == (expected is None)
+        if got is not None:
+            assert torch.equal(got, expected)
+    assert 0 < results[0][0].mean() < 1 and results[0][2].abs().sum() > 0
+
+
 def test_without_the_native_kernel_the_pytorch_loop_runs(monkeypatch):
     from snnbench.neurons import native
 

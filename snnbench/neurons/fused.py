@@ -161,15 +161,17 @@ class FusedLIF(torch.autograd.Function):
     def forward(ctx, x, decay, gain, noise, spec, with_potentials=False):  # type: ignore[override]
         ctx.native_decay = None
         ctx.set_materialize_grads(False)  # an unused output's gradient stays None, not zeros
+        decay_grad = isinstance(decay, torch.Tensor) and ctx.needs_input_grad[1]
         if native.covers(x, decay, gain, noise, spec):
-            # inputs in one layout once, kept for the backward (no second copy there)
+            # inputs in one layout once, kept for the backward (no second copy there); row-major
+            # draws under a channels_last x are read in place, except escape noise with a decay
+            # gradient (which reads the previous step's noise too)
             x = x if native.same_layout(x) else x.contiguous()
-            noise = native.like(x, noise)
+            noise = native.like(x, noise) if decay_grad and spec.escape else native.draws(x, noise)
             ctx.native_decay = native.full_decay(x, decay, spec)
         potentials = torch.empty_like(x)
         kernel_decay = decay if ctx.native_decay is None else ctx.native_decay
         spikes = forward_any(x, kernel_decay, gain, noise, spec, potentials)
-        decay_grad = isinstance(decay, torch.Tensor) and ctx.needs_input_grad[1]
         gain_grad = gain is not None and ctx.needs_input_grad[2]
         keep_x = (decay_grad and spec.convex) or gain_grad
         ctx.spec = spec
