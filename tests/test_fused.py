@@ -376,3 +376,21 @@ def test_without_the_native_kernel_the_pytorch_loop_runs(monkeypatch):
     monkeypatch.setattr(native, "_build", broken)
     assert native.module() is None and "no compiler found" in native.status()
     assert torch.equal(run(neuron, x, "fused")[0], y_default)
+
+
+def test_a_compiler_without_openmp_builds_the_one_thread_kernel(monkeypatch):
+    from snnbench.neurons import native
+
+    built = object()
+
+    def load(load_inline, openmp):
+        if openmp:
+            raise RuntimeError("clang: error: unsupported option '-fopenmp'")
+        return built
+
+    monkeypatch.setattr(native, "_load", load)
+    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setattr(native, "_why_not", None)
+    monkeypatch.setattr(native, "_threads", True)
+    assert native.module() is built
+    assert "one thread: no OpenMP" in native.status()

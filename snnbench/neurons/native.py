@@ -449,6 +449,7 @@ _threads = False
 
 
 def _build():
+    global _threads
     # cpp_extension logs a CUDA_HOME warning on CPU-only machines at import: not ours to show
     logger = logging.getLogger("torch.utils.cpp_extension")
     previous = logger.level
@@ -457,9 +458,10 @@ def _build():
         from torch.utils.cpp_extension import load_inline
 
         try:
-            return _load(load_inline, openmp=True)
+            built, _threads = _load(load_inline, openmp=True), True
         except Exception:  # noqa: BLE001 - a compiler without OpenMP (Apple's clang): one thread
-            return _load(load_inline, openmp=False)
+            built, _threads = _load(load_inline, openmp=False), False
+        return built
     finally:
         logger.setLevel(previous)
 
@@ -479,8 +481,7 @@ def _cpu_tag() -> str:
 def _load(load_inline, openmp: bool):
     """With ``openmp``, ``at::parallel_for`` splits the kernel over torch's threads (without
     ``-fopenmp`` it compiles to one thread: measured 1.5x the two-thread bound for LIF here)."""
-    global _threads
-    module = load_inline(
+    return load_inline(
         name=f"snnbench_lif_native_{_cpu_tag()}{'_omp' if openmp else ''}",
         cpp_sources=[_DECLARATIONS, _SOURCE],
         functions=["lif_forward", "lif_backward", "channels_last_copy"],
@@ -489,8 +490,6 @@ def _load(load_inline, openmp: bool):
         extra_ldflags=["-fopenmp"] if openmp else [],
         verbose=False,
     )
-    _threads = openmp
-    return module
 
 
 def module():
