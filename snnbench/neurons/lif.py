@@ -72,6 +72,16 @@ def normal_like(like: torch.Tensor) -> torch.Tensor:
     return torch.randn(like.shape, dtype=like.dtype, device=like.device)
 
 
+def normal_steps(steps: torch.Tensor) -> torch.Tensor:
+    """``torch.stack([normal_like(step) for step in steps])`` without the per-step tensors and
+    the stack's copy: one ``[T, B, ...]`` buffer whose steps draw in turn, the same numbers
+    (``randn`` is ``empty().normal_()``), so scaling it in place saves two passes."""
+    out = torch.empty(steps.shape, dtype=steps.dtype, device=steps.device)
+    for step in out:
+        step.normal_()
+    return out
+
+
 @dataclass
 class FusedInputs:
     """What a neuron adds to the fused loop: decays, DLIF's gains, the noise drawn this call."""

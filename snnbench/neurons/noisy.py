@@ -27,7 +27,7 @@ import torch
 
 from snnbench.config import NeuronConfig
 from snnbench.errors import SnnbenchError
-from snnbench.neurons.lif import LIF, FusedInputs, normal_like
+from snnbench.neurons.lif import LIF, FusedInputs, normal_like, normal_steps
 from snnbench.neurons.surrogate import spike
 
 MODES = ("escape", "diffusive")
@@ -81,7 +81,7 @@ class NoisyLIF(LIF):
         """The track's decay and this call's noise, drawn per step as the naive loop draws it."""
         if not self.noise_on():
             return FusedInputs(decay=self.config.decay)
-        noise = torch.stack([self.noise_std * normal_like(step) for step in steps])
+        noise = normal_steps(steps).mul_(self.noise_std)
         return FusedInputs(decay=self.config.decay, noise=noise, escape=self.mode == "escape")
 
     def fire(self, u: torch.Tensor, t: int) -> torch.Tensor:

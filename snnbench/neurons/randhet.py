@@ -28,7 +28,7 @@ import torch
 
 from snnbench.config import NeuronConfig
 from snnbench.errors import SnnbenchError
-from snnbench.neurons.lif import LIF, FusedInputs, normal_like
+from snnbench.neurons.lif import LIF, FusedInputs, normal_like, normal_steps
 
 
 class RandHetLIF(LIF):
@@ -81,10 +81,15 @@ class RandHetLIF(LIF):
             if self.record_decays:
                 self.decays = [self._held] * self.timesteps
             return FusedInputs(decay=self._held)
-        decays = [self.draw(step) for step in steps]
+        if self.sigma == 0:
+            decays = torch.sigmoid(torch.zeros_like(steps))
+        else:  # draw(step) for each step, in one buffer; the sigmoid per step, as draw() runs
+            decays = normal_steps(steps)  # it (its vector and scalar paths may differ by an ulp)
+            for step in decays:
+                step.mul_(self.sigma).sigmoid_()
         if self.record_decays:
-            self.decays = decays
-        return FusedInputs(decay=torch.stack(decays), decay_per_step=True)
+            self.decays = list(decays.unbind(0))
+        return FusedInputs(decay=decays, decay_per_step=True)
 
     def charge(self, v: torch.Tensor, current: torch.Tensor, t: int) -> torch.Tensor:
         k = self.draw(current) if self._held is None else self._held
