@@ -49,7 +49,7 @@ _SOURCE = r"""
 #endif
 
 namespace {
-constexpr int64_t MAX_BLOCK = 65536;   // neighbours per block, at most
+constexpr int64_t BLOCK = 4096;   // neighbours per block (args() says why)
 
 // One fused call. Tensors are [T, N] in one memory layout (N = one step's values); the decay is
 // a float or a tensor (per step: T stride N, else held over T: stride 0); gains one per step.
@@ -336,10 +336,11 @@ Args<S> args(const torch::Tensor& like, const c10::optional<torch::Tensor>& deca
              bool gather_noise, bool gather_decay) {
   Args<S> a{};
   a.T = like.size(0); a.N = like.numel() / a.T;
-  // Each block streams T slices of each tensor: up to T = 4 (12 streams forward) short runs of
-  // 256 neighbours keep within the prefetchers' reach; beyond, long runs do (measured on the
-  // 2-core x86 machine: 0.8x vs 1.0x the add-bandwidth bound at T <= 4, 2.1x vs 1.1x at T = 8).
-  a.block = a.T <= 4 ? 256 : MAX_BLOCK;
+  // Each block streams T slices of each tensor. Runs of 4096 neighbours, measured with OpenMP
+  // on two threads (2-core AMD EPYC; LIF, Het, DLIF, Noisy-LIF, two rounds): 1.2-1.3x the
+  // add-bandwidth bound at T = 4 and 8, as 65536; 256 gave the same at T = 4 but 1.3-1.6x at
+  // T = 8 (one thread, on the earlier machine, 256 had been the better choice up to T = 4).
+  a.block = BLOCK;
   a.decay = ptr<S>(decay_t); a.decay_tstride = per_step ? a.N : 0; a.gain = ptr<S>(gain);
   // a held decay of one sample's size repeats along the batch: it is read modulo its size
   a.decay_period = decay_t && !per_step ? decay_t->numel() : a.N;
