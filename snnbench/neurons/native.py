@@ -218,6 +218,8 @@ inline double backward_run(int64_t n, const S* __restrict__ gt, const S* __restr
                            S* __restrict__ carry, S p, S k0, S c0, S cv, S theta, S w,
                            S keep_reset, S later, bool gt_fire) {
   double dp = 0.0;
+  // the gain's sum may be reordered (OpenMP's simd reduction): vectorised with it, scalar without
+#pragma omp simd reduction(+ : dp)
   for (int64_t j = 0; j < n; ++j) {
     const S u = ut[j];
     const S z = ESCAPE ? u + nt[j] : u;
