@@ -81,12 +81,11 @@ class RandHetLIF(LIF):
             if self.record_decays:
                 self.decays = [self._held] * self.timesteps
             return FusedInputs(decay=self._held)
-        if self.sigma == 0:
-            decays = torch.sigmoid(torch.zeros_like(steps))
-        else:  # draw(step) for each step, in one buffer; the sigmoid per step, as draw() runs
-            decays = normal_steps(steps)  # it (its vector and scalar paths may differ by an ulp)
-            for step in decays:
-                step.mul_(self.sigma).sigmoid_()
+        # draw(step) for each step, into one buffer; the sigmoid runs per step as in draw()
+        # (its vector and scalar paths may differ by an ulp, so the split points must match)
+        decays = normal_steps(steps) if self.sigma > 0 else steps.new_zeros(steps.shape)
+        for step in decays:
+            step.mul_(self.sigma).sigmoid_()
         if self.record_decays:
             self.decays = list(decays.unbind(0))
         return FusedInputs(decay=decays, decay_per_step=True)
