@@ -560,8 +560,8 @@ def covers(x: torch.Tensor, decay, gain, noise, spec) -> bool:
 def like(reference: torch.Tensor, tensor: torch.Tensor | None) -> torch.Tensor | None:
     """``tensor`` broadcast to ``reference`` in its memory layout (a copy only where needed).
 
-    Random draws arrive row-major (``normal_like``) while the input may be channels_last:
-    that copy goes through the kernel's tiled transpose.
+    Where the kernel cannot read draws in place (:func:`draws`), a row-major tensor under a
+    channels_last ``reference`` is copied by the kernel's tiled transpose.
     """
     if tensor is None or same_layout(reference, tensor):
         return tensor
